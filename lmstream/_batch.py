@@ -1,0 +1,204 @@
+"""Batch execution: a sliding window of ``max_concurrency`` calls (never waves), one
+result or one exception per input, input order kept; ``*_as_completed`` yields
+``(index, result)`` as each call finishes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, as_completed, wait
+from typing import TYPE_CHECKING, Any
+
+from lmstream._types import RunnableConfig
+from lmstream.config import get_config_list
+from lmstream.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from lmstream.runnable import Runnable
+
+__all__ = ["abatch", "abatch_as_completed", "batch", "batch_as_completed"]
+
+Configs = RunnableConfig | Sequence[RunnableConfig] | None
+_END: Any = object()
+
+
+def _default_workers() -> int:
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+def _prepare(inputs: Sequence[Any], config: Configs) -> tuple[list[Any], list[RunnableConfig], int]:
+    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+        inputs = list(inputs) if isinstance(inputs, Iterator) else inputs
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+            raise InvalidInputError(f"batch inputs must be a list, not {type(inputs).__name__}")
+    items = list(inputs)
+    configs = get_config_list(config, len(items))
+    limit = configs[0].get("max_concurrency") if configs else None
+    return items, configs, limit or _default_workers()
+
+
+def _submit_all(
+    pool: ThreadPoolExecutor,
+    runnable: Runnable[Any, Any],
+    items: list[Any],
+    configs: list[RunnableConfig],
+    kwargs: dict[str, Any],
+) -> list[Future[Any]]:
+    def call(item: Any, cfg: RunnableConfig) -> Any:
+        return runnable.invoke(item, cfg, **kwargs)
+
+    return [
+        pool.submit(contextvars.copy_context().run, call, item, cfg)
+        for item, cfg in zip(items, configs, strict=True)
+    ]
+
+
+def batch(
+    runnable: Runnable[Any, Any],
+    inputs: Sequence[Any],
+    config: Configs,
+    return_exceptions: bool,
+    kwargs: dict[str, Any],
+) -> list[Any]:
+    """Call ``invoke`` for every input in a thread pool sized ``max_concurrency``."""
+    items, configs, workers = _prepare(inputs, config)
+    if len(items) <= 1:
+        return [r for _, r in _run_inline(runnable, items, configs, return_exceptions, kwargs)]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        futures = _submit_all(pool, runnable, items, configs, kwargs)
+        if not return_exceptions:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in futures if f in done and f.exception() is not None]
+            if failed:
+                for f in futures:
+                    f.cancel()
+                raise failed[0].exception()  # type: ignore[misc]
+        return [f.exception() or f.result() for f in futures]
+
+
+def _run_inline(
+    runnable: Runnable[Any, Any],
+    items: list[Any],
+    configs: list[RunnableConfig],
+    return_exceptions: bool,
+    kwargs: dict[str, Any],
+) -> Iterator[tuple[int, Any]]:
+    for i, (item, cfg) in enumerate(zip(items, configs, strict=True)):
+        try:
+            yield i, runnable.invoke(item, cfg, **kwargs)
+        except Exception as exc:
+            if not return_exceptions:
+                raise
+            yield i, exc
+
+
+def batch_as_completed(
+    runnable: Runnable[Any, Any],
+    inputs: Sequence[Any],
+    config: Configs,
+    return_exceptions: bool,
+    kwargs: dict[str, Any],
+) -> Iterator[tuple[int, Any]]:
+    """Yield ``(index, output)`` as each call finishes; closing cancels what has not started."""
+    items, configs, workers = _prepare(inputs, config)
+    if len(items) <= 1:
+        yield from _run_inline(runnable, items, configs, return_exceptions, kwargs)
+        return
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(items)))
+    try:
+        futures = _submit_all(pool, runnable, items, configs, kwargs)
+        index = {f: i for i, f in enumerate(futures)}
+        for future in as_completed(futures):
+            exc = future.exception()
+            if exc is not None and not return_exceptions:
+                raise exc
+            yield index[future], exc if exc is not None else future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+async def _ainvoke_one(
+    runnable: Runnable[Any, Any],
+    item: Any,
+    cfg: RunnableConfig,
+    return_exceptions: bool,
+    kwargs: dict[str, Any],
+) -> Any:
+    try:
+        return await runnable.ainvoke(item, cfg, **kwargs)
+    except Exception as exc:
+        if not return_exceptions:
+            raise
+        return exc
+
+
+async def _window(
+    runnable: Runnable[Any, Any],
+    items: list[Any],
+    configs: list[RunnableConfig],
+    workers: int,
+    return_exceptions: bool,
+    kwargs: dict[str, Any],
+    on_result: Any,
+) -> None:
+    """Run every input through at most ``workers`` concurrent calls; the first failure
+    (without ``return_exceptions``) cancels the rest and propagates."""
+    indices = iter(range(len(items)))
+
+    async def worker() -> None:
+        for i in indices:
+            on_result(
+                i, await _ainvoke_one(runnable, items[i], configs[i], return_exceptions, kwargs)
+            )
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, len(items)))]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def abatch(
+    runnable: Runnable[Any, Any],
+    inputs: Sequence[Any],
+    config: Configs,
+    return_exceptions: bool,
+    kwargs: dict[str, Any],
+) -> list[Any]:
+    """Await ``ainvoke`` for every input, at most ``max_concurrency`` at a time."""
+    items, configs, workers = _prepare(inputs, config)
+    results: list[Any] = [None] * len(items)
+
+    def store(i: int, value: Any) -> None:
+        results[i] = value
+
+    await _window(runnable, items, configs, workers, return_exceptions, kwargs, store)
+    return results
+
+
+async def abatch_as_completed(
+    runnable: Runnable[Any, Any],
+    inputs: Sequence[Any],
+    config: Configs,
+    return_exceptions: bool,
+    kwargs: dict[str, Any],
+) -> AsyncIterator[tuple[int, Any]]:
+    """Yield ``(index, output)`` as each call finishes; closing cancels the rest."""
+    items, configs, workers = _prepare(inputs, config)
+    done: asyncio.Queue[Any] = asyncio.Queue()
+    runner = asyncio.ensure_future(
+        _window(runnable, items, configs, workers, return_exceptions, kwargs,
+                lambda i, v: done.put_nowait((i, v)))
+    )  # fmt: skip
+    runner.add_done_callback(lambda _: done.put_nowait(_END))
+    try:
+        while (item := await done.get()) is not _END:
+            yield item
+        runner.result()  # the window failed: raise its error after what finished before it
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)

@@ -1,0 +1,70 @@
+"""Small helpers with no lmstream dependencies."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["accepts_param", "is_async_callable", "is_async_generator", "is_generator", "uuid7"]
+
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID (RFC 9562 version 7): run ids sort by start time."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | rand
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return uuid.UUID(int=value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _params(fn: Callable[..., Any]) -> tuple[frozenset[str], bool]:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return frozenset(), False
+    names = frozenset(
+        p.name
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    )
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    return names, var_kw
+
+
+def accepts_param(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` declares a parameter called ``name`` (not counting ``**kwargs``)."""
+    try:
+        return name in _params(fn)[0]
+    except TypeError:  # unhashable callable
+        return False
+
+
+def _unwrap(fn: Any) -> Any:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    call = getattr(fn, "__call__", None)  # noqa: B004 - callable instances
+    if not inspect.isfunction(fn) and not inspect.ismethod(fn) and call is not None:
+        return call
+    return fn
+
+
+def is_async_callable(fn: Any) -> bool:
+    """Whether calling ``fn`` returns a coroutine."""
+    return inspect.iscoroutinefunction(_unwrap(fn))
+
+
+def is_generator(fn: Any) -> bool:
+    """Whether ``fn`` is a sync generator function."""
+    return inspect.isgeneratorfunction(_unwrap(fn))
+
+
+def is_async_generator(fn: Any) -> bool:
+    """Whether ``fn`` is an async generator function."""
+    return inspect.isasyncgenfunction(_unwrap(fn))

@@ -1,0 +1,502 @@
+"""The LLM base class: provider hooks in, the whole Runnable interface out.
+
+A provider implements the fewest hooks it can: ``_call`` (one string), ``_stream`` (sync
+token stream), ``_acall``/``_astream`` (async native). The base class derives the rest:
+
+* ``stream`` uses ``_stream``, else yields the one result of the non-streaming path;
+* ``astream`` uses ``_astream``, else ``_stream`` through one worker thread per stream,
+  else one chunk from the async non-streaming path;
+* ``invoke``/``ainvoke`` use ``_call``/``_acall`` and fall back to the other hooks.
+
+Every stream ends one way: finished (the last chunk carries ``finish_reason`` and
+``usage``), failed (a typed error carrying the partial text and usage), or cancelled
+(the consumer stopped: the provider's iterator is closed at once). Stop sequences are
+enforced here while streaming, even when a provider ignores them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, ClassVar
+
+from lmstream._accumulate import TextState
+from lmstream._execution import aclose, close, is_cancel
+from lmstream._llmcore import (
+    AsyncRunManager,
+    RunManager,
+    check_stop,
+    declared_fields,
+    final_info,
+    init_fields,
+    outcome_info,
+    typed_error,
+)
+from lmstream._threads import iterate_in_thread, run_in_thread, run_sync
+from lmstream._types import LanguageModelInput, RunnableConfig
+from lmstream._utils import accepts_param
+from lmstream.chunks import Generation, GenerationChunk, LLMResult, Usage, merge_info
+from lmstream.config import ensure_config
+from lmstream.errors import InvalidInputError, StreamingUnsupportedError
+from lmstream.prompts import prompt_to_string
+from lmstream.runnable import Runnable
+from lmstream.runs import Run, llm_result
+
+__all__ = ["LLM", "BaseLLM"]
+
+_HOOKS = ("_call", "_acall", "_stream", "_astream")
+_NUMERIC: dict[str, tuple[type | tuple[type, ...], int]] = {
+    "max_tokens": (int, 0),
+    "temperature": ((int, float), 0),
+    "top_p": ((int, float), 0),
+}
+
+
+def _check_kwargs(kwargs: dict[str, Any]) -> None:
+    for key, (kind, low) in _NUMERIC.items():
+        value = kwargs.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, kind) or value < low:  # type: ignore[operator]
+            raise InvalidInputError(f"{key} must be a number >= {low}, got {value!r}")
+
+
+def _as_chunk(out: Any) -> GenerationChunk:
+    if isinstance(out, Generation):
+        return GenerationChunk(out.text, out.generation_info)
+    if not isinstance(out, str):
+        raise TypeError(f"a provider returned {type(out).__name__}, expected str")
+    return GenerationChunk(out)
+
+
+def _join(chunks: Iterator[GenerationChunk]) -> GenerationChunk:
+    texts, info = [], None
+    for chunk in chunks:
+        texts.append(chunk.text)
+        if chunk.generation_info:
+            info = merge_info(info, chunk.generation_info)
+    return GenerationChunk("".join(texts), info)
+
+
+async def _ajoin(chunks: AsyncIterator[GenerationChunk]) -> GenerationChunk:
+    return _join(iter([c async for c in chunks]))
+
+
+class BaseLLM(Runnable[LanguageModelInput, str]):
+    """Base of every text LLM. Subclass ``LLM`` and implement a hook or two."""
+
+    can_stream: bool = False
+    """Whether ``stream`` yields tokens as they come (else one chunk): set from the hooks."""
+    native_async: bool = False
+    """Whether the async path is native (``_acall``/``_astream``), not a thread."""
+    thread_safe: bool = True
+    """Whether one instance may generate in several threads at once."""
+    bridge_buffer: int = 8
+    """Chunks a sync ``_stream`` may run ahead of an async consumer."""
+    _has: ClassVar[dict[str, bool]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._has = {h: getattr(cls, h) is not getattr(BaseLLM, h) for h in _HOOKS}
+        if "can_stream" not in cls.__dict__:
+            cls.can_stream = cls._has["_stream"] or cls._has["_astream"]
+        if "native_async" not in cls.__dict__:
+            cls.native_async = cls._has["_acall"] or cls._has["_astream"]
+
+    def __init__(
+        self,
+        *,
+        callbacks: Sequence[Any] | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        name: str | None = None,
+        **fields: Any,
+    ) -> None:
+        if not any(self._has.values()):
+            raise TypeError(
+                f"{type(self).__name__} must implement _call, _acall, _stream or _astream"
+            )
+        self.callbacks = list(callbacks) if callbacks else []
+        self.tags = list(tags) if tags else []
+        self.metadata = dict(metadata) if metadata else {}
+        self.name = name
+        init_fields(self, BaseLLM, fields)
+
+    # -- what a provider may override ---------------------------------------------------
+
+    @property
+    def _llm_type(self) -> str:
+        return type(self).__name__.lower()
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k, None) for k in declared_fields(type(self), BaseLLM)}
+
+    def _call(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> str:
+        raise NotImplementedError
+
+    async def _acall(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> str:
+        raise NotImplementedError
+
+    def _stream(
+        self, prompt: str, stop: list[str] | None = None, **kwargs: Any
+    ) -> Iterator[GenerationChunk]:
+        raise NotImplementedError
+
+    def _astream(
+        self, prompt: str, stop: list[str] | None = None, **kwargs: Any
+    ) -> AsyncIterator[GenerationChunk]:
+        raise NotImplementedError
+
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens in ``text``; a character-based estimate unless the provider knows better."""
+        return (len(text) + 3) // 4
+
+    def asdict(self) -> dict[str, Any]:
+        """The identifying parameters plus ``_type``."""
+        return {**self._identifying_params, "_type": self._llm_type}
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def _ls_metadata(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        provider = type(self).__name__
+        provider = provider[:-3] if provider.endswith("LLM") else provider
+        out: dict[str, Any] = {"ls_provider": provider.lower(), "ls_model_type": "llm"}
+        model = (
+            kwargs.get("model") or getattr(self, "model", None) or getattr(self, "model_name", None)
+        )
+        if model:
+            out["ls_model_name"] = str(model)
+        for key in ("temperature", "max_tokens"):
+            value = kwargs.get(key, getattr(self, key, None))
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[f"ls_{key}"] = value
+        if stop:
+            out["ls_stop"] = stop
+        return {**out, **self.metadata}
+
+    def _new_run(
+        self, prompt: str, config: RunnableConfig, stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> Run:
+        inputs = {"prompts": [prompt]}
+        if not config.get("callbacks") and not self.callbacks:
+            return Run(config, owner=self, name=self.get_name(), run_type="llm", inputs=inputs)
+        extra = {
+            "invocation_params": {**self.asdict(), "stop": stop, **kwargs},
+            "options": {"stop": stop},
+            "batch_size": 1,
+        }
+        return Run(
+            config, owner=self, name=self.get_name(), run_type="llm", inputs=inputs,
+            local_tags=self.tags, local_metadata=self._ls_metadata(stop, kwargs),
+            local_callbacks=self.callbacks, extra=extra,
+        )  # fmt: skip
+
+    def _hook(
+        self, fn: Any, prompt: str, stop: Any, manager: RunManager, kwargs: dict[str, Any]
+    ) -> Any:
+        if accepts_param(fn, "run_manager"):
+            return fn(prompt, stop=stop, run_manager=manager, **kwargs)
+        return fn(prompt, stop=stop, **kwargs)
+
+    def _usage(self, prompt: str, text: str) -> tuple[int, int]:
+        return self.get_num_tokens(prompt), self.get_num_tokens(text)
+
+    def _outcome(
+        self, state: TextState, prompt: str, exc: BaseException
+    ) -> tuple[bool, LLMResult, BaseException]:
+        """(cancelled?, partial result, error to raise) for a run cut short by ``exc``."""
+        text = state.text
+        reason = "cancelled" if is_cancel(exc) else "error"
+        info = state.info
+        if info is None or not isinstance(info.get("usage"), Usage):
+            info = outcome_info(info, reason, *self._usage(prompt, text))
+        else:
+            info = outcome_info(info, reason, 0, 0)
+        error = exc if reason == "cancelled" else typed_error(exc, text, info["usage"])
+        return reason == "cancelled", llm_result(text, info), error
+
+    def _final(self, state: TextState, prompt: str) -> tuple[str, dict[str, Any], LLMResult]:
+        """(held-back tail text, metadata the final chunk adds, the run's result)."""
+        tail = state.flush()
+        info = state.info
+        has_usage = info is not None and isinstance(info.get("usage"), Usage)
+        counts = (0, 0) if has_usage else self._usage(prompt, state.text)
+        added = final_info(info, *counts)
+        return tail, added, llm_result(state.text, merge_info(info, added))
+
+    # -- sources of chunks ----------------------------------------------------------------
+
+    def _unstreamable(self, config: RunnableConfig, flavour: str) -> None:
+        if config.get("strict"):
+            raise StreamingUnsupportedError(
+                f"{self.get_name()} cannot {flavour}: it would return the whole text as one "
+                "chunk (strict streaming is on)"
+            )
+
+    def _source(
+        self, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any], config: RunnableConfig
+    ) -> Iterator[GenerationChunk]:
+        if self.can_stream and self._has["_stream"]:
+            return self._hook(self._stream, prompt, stop, RunManager(run, reports=False), kwargs)  # type: ignore[no-any-return]
+        self._unstreamable(config, "stream")
+        return iter((self._complete(prompt, stop, run, kwargs),))
+
+    def _asource(
+        self, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any], config: RunnableConfig
+    ) -> AsyncIterator[GenerationChunk]:
+        if self.can_stream and self._has["_astream"]:
+            manager: RunManager = AsyncRunManager(run, reports=False)
+            source: AsyncIterator[GenerationChunk] = self._hook(
+                self._astream, prompt, stop, manager, kwargs
+            )
+            return source
+        if self.can_stream and self._has["_stream"]:
+            manager = RunManager(run, reports=False)
+            return iterate_in_thread(
+                lambda: self._hook(self._stream, prompt, stop, manager, kwargs),
+                maxsize=self.bridge_buffer,
+            )
+        self._unstreamable(config, "astream")
+        return self._aone(prompt, stop, run, kwargs)
+
+    async def _aone(
+        self, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any]
+    ) -> AsyncIterator[GenerationChunk]:
+        yield await self._acomplete(prompt, stop, run, kwargs)
+
+    def _complete(
+        self, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any]
+    ) -> GenerationChunk:
+        has = self._has
+        if has["_call"]:
+            return _as_chunk(
+                self._hook(self._call, prompt, stop, RunManager(run, reports=True), kwargs)
+            )
+        if has["_acall"]:
+            manager = AsyncRunManager(run, reports=True)
+            return _as_chunk(run_sync(self._hook(self._acall, prompt, stop, manager, kwargs)))
+        if has["_stream"]:
+            return _join(
+                self._hook(self._stream, prompt, stop, RunManager(run, reports=False), kwargs)
+            )
+        manager = AsyncRunManager(run, reports=False)
+        return run_sync(_ajoin(self._hook(self._astream, prompt, stop, manager, kwargs)))
+
+    async def _acomplete(
+        self, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any]
+    ) -> GenerationChunk:
+        has = self._has
+        manager: RunManager
+        if has["_acall"]:
+            manager = AsyncRunManager(run, reports=True)
+            return _as_chunk(await self._hook(self._acall, prompt, stop, manager, kwargs))
+        if has["_call"]:
+            manager = RunManager(run, reports=True)
+            return _as_chunk(
+                await run_in_thread(self._hook, self._call, prompt, stop, manager, kwargs)
+            )
+        if has["_astream"]:
+            manager = AsyncRunManager(run, reports=False)
+            return await _ajoin(self._hook(self._astream, prompt, stop, manager, kwargs))
+        manager = RunManager(run, reports=False)
+        return await run_in_thread(
+            lambda: _join(self._hook(self._stream, prompt, stop, manager, kwargs))
+        )
+
+    # -- the public interface -------------------------------------------------------------
+
+    def _prepare(
+        self, input: Any, config: RunnableConfig | None, stop: Any, kwargs: dict[str, Any]
+    ) -> tuple[str, RunnableConfig, list[str] | None]:
+        prompt = prompt_to_string(input)
+        _check_kwargs(kwargs)
+        return prompt, ensure_config(config), check_stop(stop)
+
+    def _finish_invoke(
+        self, prompt: str, stop: Any, chunk: GenerationChunk
+    ) -> tuple[str, LLMResult]:
+        state = TextState(stop)
+        state.feed(chunk)
+        _, _, result = self._final(state, prompt)
+        return result.generations[0][0].text, result
+
+    def invoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """The whole completion for ``input``."""
+        prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
+        run = self._new_run(prompt, cfg, stop, kwargs)
+        run.start()
+        try:
+            chunk = self._complete(prompt, stop, run, kwargs)
+        except BaseException as exc:
+            cancelled, partial, error = self._outcome(TextState(), prompt, exc)
+            run.cancel(partial) if cancelled else run.fail(error, partial)
+            if error is exc:
+                raise
+            raise error from exc
+        text, result = self._finish_invoke(prompt, stop, chunk)
+        run.end(result)
+        return text
+
+    async def ainvoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Async ``invoke``: native when the provider is."""
+        prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
+        run = self._new_run(prompt, cfg, stop, kwargs)
+        await run.astart()
+        try:
+            chunk = await self._acomplete(prompt, stop, run, kwargs)
+        except BaseException as exc:
+            cancelled, partial, error = self._outcome(TextState(), prompt, exc)
+            await (run.acancel(partial) if cancelled else run.afail(error, partial))
+            if error is exc:
+                raise
+            raise error from exc
+        text, result = self._finish_invoke(prompt, stop, chunk)
+        await run.aend(result)
+        return text
+
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[str]:
+        """Stream the completion as text chunks."""
+        prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
+        return self._drive(prompt, cfg, stop, kwargs, True)
+
+    def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[str]:
+        """Stream the completion as text chunks, async."""
+        prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
+        return self._adrive(prompt, cfg, stop, kwargs, True)
+
+    def stream_chunks(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[GenerationChunk]:
+        """Stream ``GenerationChunk``s; the last carries ``finish_reason`` and ``usage``."""
+        prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
+        return self._drive(prompt, cfg, stop, kwargs, False)
+
+    def astream_chunks(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[GenerationChunk]:
+        """Async ``stream_chunks``."""
+        prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
+        return self._adrive(prompt, cfg, stop, kwargs, False)
+
+    def _drive(
+        self, prompt: str, config: RunnableConfig, stop: Any, kwargs: dict[str, Any], as_text: bool
+    ) -> Iterator[Any]:
+        run = self._new_run(prompt, config, stop, kwargs)
+        run.start()
+        state, listening, source = TextState(stop), run.listening, None
+        try:
+            source = self._source(prompt, stop, run, kwargs, config)
+            for chunk in source:
+                out = state.feed(chunk)
+                if out is not None:
+                    if listening:
+                        run.chunk(out)
+                    if not as_text:
+                        yield out
+                    elif out.text:
+                        yield out.text
+                if state.stopped:
+                    break
+        except BaseException as exc:
+            close(source)
+            cancelled, partial, error = self._outcome(state, prompt, exc)
+            run.cancel(partial) if cancelled else run.fail(error, partial)
+            if error is exc:
+                raise
+            raise error from exc
+        close(source)
+        tail, added, result = self._final(state, prompt)
+        try:
+            if tail or added:
+                chunk = GenerationChunk(tail, added or None)
+                if listening and tail:
+                    run.chunk(chunk)
+                if not as_text:
+                    yield chunk
+            if as_text and (tail or not state.text):
+                yield tail
+        finally:
+            run.end(result)
+
+    async def _adrive(
+        self, prompt: str, config: RunnableConfig, stop: Any, kwargs: dict[str, Any], as_text: bool
+    ) -> AsyncIterator[Any]:
+        run = self._new_run(prompt, config, stop, kwargs)
+        await run.astart()
+        state, listening, source = TextState(stop), run.listening, None
+        try:
+            source = self._asource(prompt, stop, run, kwargs, config)
+            async for chunk in source:
+                out = state.feed(chunk)
+                if out is not None:
+                    if listening:
+                        await run.achunk(out)
+                    if not as_text:
+                        yield out
+                    elif out.text:
+                        yield out.text
+                if state.stopped:
+                    break
+        except BaseException as exc:
+            await aclose(source)
+            cancelled, partial, error = self._outcome(state, prompt, exc)
+            await (run.acancel(partial) if cancelled else run.afail(error, partial))
+            if error is exc:
+                raise
+            raise error from exc
+        await aclose(source)
+        tail, added, result = self._final(state, prompt)
+        try:
+            if tail or added:
+                chunk = GenerationChunk(tail, added or None)
+                if listening and tail:
+                    await run.achunk(chunk)
+                if not as_text:
+                    yield chunk
+            if as_text and (tail or not state.text):
+                yield tail
+        finally:
+            await run.aend(result)
+
+
+class LLM(BaseLLM):
+    """Subclass this to write a provider: implement ``_call`` and, to stream, ``_stream``
+    (``_acall``/``_astream`` for a native async path)."""

@@ -1,0 +1,1 @@
+"""Built-in providers. Heavy dependencies are imported by each provider module itself."""

@@ -1,0 +1,382 @@
+"""Runnables that wrap another: bound kwargs/config, retries, fallbacks.
+
+Retries and fallbacks apply to streams only before the first chunk: once a chunk has
+reached the consumer, a later failure propagates (re-running would duplicate output).
+Before the first chunk they are automatic, including errors a provider raises on its
+first iteration. An empty stream is a success. A step inside a streaming chain keeps
+streaming: the input it consumed before failing is replayed to the next attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+from lmstream._execution import EMPTY, aclose, close
+from lmstream._types import RunnableConfig
+from lmstream.config import merge_configs, patch_config
+from lmstream.errors import InvalidInputError
+from lmstream.runnable import Configs, Runnable
+
+__all__ = ["RunnableBinding", "RunnableRetry", "RunnableWithFallbacks"]
+
+Input = TypeVar("Input")
+Output = TypeVar("Output")
+
+
+class RunnableBinding(Runnable[Input, Output], Generic[Input, Output]):
+    """Another runnable with extra call kwargs and config merged into every call."""
+
+    def __init__(
+        self,
+        bound: Runnable[Input, Output],
+        *,
+        kwargs: dict[str, Any] | None = None,
+        config: RunnableConfig | None = None,
+    ) -> None:
+        if isinstance(bound, RunnableBinding):
+            inner: RunnableBinding[Input, Output] = bound
+            kwargs = {**inner.kwargs, **(kwargs or {})}
+            config = merge_configs(inner.config, config)
+            bound = inner.bound
+        self.bound: Runnable[Input, Output] = bound
+        self.kwargs: dict[str, Any] = kwargs or {}
+        self.config: RunnableConfig = config or {}
+
+    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
+        """The bound runnable's name."""
+        return self.bound.get_name(suffix, name=name)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("bound", "kwargs", "config"):
+            raise AttributeError(name)
+        return getattr(self.bound, name)
+
+    def _merge(self, config: RunnableConfig | None) -> RunnableConfig:
+        return merge_configs(self.config, config) if self.config else (config or {})
+
+    def _merge_list(self, config: Configs) -> Configs:
+        if isinstance(config, Sequence):
+            return [self._merge(c) for c in config]
+        return self._merge(config)
+
+    def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
+        """Invoke the bound runnable."""
+        return self.bound.invoke(input, self._merge(config), **{**self.kwargs, **kwargs})
+
+    async def ainvoke(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Output:
+        """Async ``invoke``."""
+        return await self.bound.ainvoke(input, self._merge(config), **{**self.kwargs, **kwargs})
+
+    def batch(
+        self, inputs: Sequence[Input], config: Configs = None, *, return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Output]:  # fmt: skip
+        """Batch on the bound runnable."""
+        return self.bound.batch(
+            inputs, self._merge_list(config), return_exceptions=return_exceptions,
+            **{**self.kwargs, **kwargs},
+        )  # fmt: skip
+
+    async def abatch(
+        self, inputs: Sequence[Input], config: Configs = None, *, return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Output]:  # fmt: skip
+        """Async ``batch``."""
+        return await self.bound.abatch(
+            inputs, self._merge_list(config), return_exceptions=return_exceptions,
+            **{**self.kwargs, **kwargs},
+        )  # fmt: skip
+
+    def stream(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Output]:
+        """Stream from the bound runnable."""
+        return self.bound.stream(input, self._merge(config), **{**self.kwargs, **kwargs})
+
+    def astream(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Output]:
+        """Async ``stream``."""
+        return self.bound.astream(input, self._merge(config), **{**self.kwargs, **kwargs})
+
+    def transform(
+        self, input: Iterator[Input], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Output]:
+        """Transform with the bound runnable."""
+        return self.bound.transform(input, self._merge(config), **{**self.kwargs, **kwargs})
+
+    def atransform(
+        self, input: AsyncIterator[Input], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Output]:
+        """Async ``transform``."""
+        return self.bound.atransform(input, self._merge(config), **{**self.kwargs, **kwargs})
+
+    def __repr__(self) -> str:
+        return (
+            f"RunnableBinding(bound={self.bound!r}, kwargs={self.kwargs!r}, config={self.config!r})"
+        )
+
+
+class _Replay:
+    """An input stream that can be read again from the start by a later attempt."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.seen: list[Any] = []
+
+    def __iter__(self) -> Iterator[Any]:
+        yield from list(self.seen)
+        for item in self.source:
+            self.seen.append(item)
+            yield item
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        for item in list(self.seen):
+            yield item
+        async for item in self.source:
+            self.seen.append(item)
+            yield item
+
+
+# A policy says, for a failed attempt, how long to wait before the next one; it raises
+# when there is to be no next one.
+Policy = Callable[[int, Exception], float]
+
+
+def _attempts(policy: Policy, make: Callable[[int], Iterator[Any]]) -> Iterator[Any]:
+    attempt = 0
+    while True:
+        it = make(attempt)
+        try:
+            first = next(it, EMPTY)
+        except Exception as exc:
+            close(it)
+            delay = policy(attempt, exc)
+            if delay > 0:
+                time.sleep(delay)
+            attempt += 1
+            continue
+        if first is EMPTY:
+            return
+        yield first
+        yield from it
+        return
+
+
+async def _aattempts(
+    policy: Policy, make: Callable[[int], AsyncIterator[Any]]
+) -> AsyncIterator[Any]:
+    attempt = 0
+    while True:
+        it = make(attempt)
+        try:
+            first = await anext(it, EMPTY)
+        except Exception as exc:
+            await aclose(it)
+            delay = policy(attempt, exc)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            attempt += 1
+            continue
+        if first is EMPTY:
+            return
+        try:
+            yield first
+            async for chunk in it:
+                yield chunk
+        finally:
+            await aclose(it)
+        return
+
+
+class _Attempting(Runnable[Input, Output], Generic[Input, Output]):
+    """Shared shape of retry and fallbacks: ``_target(attempt)`` and ``_policy()``."""
+
+    def _target(
+        self, attempt: int, config: RunnableConfig | None
+    ) -> tuple[Runnable[Input, Output], RunnableConfig | None]:
+        raise NotImplementedError
+
+    def _policy(self) -> Policy:
+        raise NotImplementedError
+
+    def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
+        """Invoke, retrying or falling back on failure."""
+        policy, attempt = self._policy(), 0
+        while True:
+            target, cfg = self._target(attempt, config)
+            try:
+                return target.invoke(input, cfg, **kwargs)
+            except Exception as exc:
+                delay = policy(attempt, exc)
+            if delay > 0:
+                time.sleep(delay)
+            attempt += 1
+
+    async def ainvoke(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Output:
+        """Async ``invoke``."""
+        policy, attempt = self._policy(), 0
+        while True:
+            target, cfg = self._target(attempt, config)
+            try:
+                return await target.ainvoke(input, cfg, **kwargs)
+            except Exception as exc:
+                delay = policy(attempt, exc)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            attempt += 1
+
+    def stream(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Output]:
+        """Stream; retry or fall back only before the first chunk."""
+
+        def make(i: int) -> Iterator[Any]:
+            target, cfg = self._target(i, config)
+            return target.stream(input, cfg, **kwargs)
+
+        return _attempts(self._policy(), make)
+
+    def astream(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Output]:
+        """Async ``stream``."""
+
+        def make(i: int) -> AsyncIterator[Any]:
+            target, cfg = self._target(i, config)
+            return target.astream(input, cfg, **kwargs)
+
+        return _aattempts(self._policy(), make)
+
+    def transform(
+        self, input: Iterator[Input], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Output]:
+        """Transform; input read by a failed attempt is replayed to the next one."""
+        replay = _Replay(input)
+
+        def make(i: int) -> Iterator[Any]:
+            target, cfg = self._target(i, config)
+            return target.transform(iter(replay), cfg, **kwargs)
+
+        return _attempts(self._policy(), make)
+
+    def atransform(
+        self, input: AsyncIterator[Input], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Output]:
+        """Async ``transform``."""
+        replay = _Replay(input)
+
+        def make(i: int) -> AsyncIterator[Any]:
+            target, cfg = self._target(i, config)
+            return target.atransform(replay.__aiter__(), cfg, **kwargs)
+
+        return _aattempts(self._policy(), make)
+
+
+class RunnableRetry(_Attempting[Input, Output], Generic[Input, Output]):
+    """Retries the bound runnable on the given exception types, with exponential backoff
+    and jitter; a ``retry_after`` on the error (rate limits) is honoured."""
+
+    def __init__(
+        self,
+        bound: Runnable[Input, Output],
+        *,
+        retry_exception_types: tuple[type[BaseException], ...] = (Exception,),
+        wait_exponential_jitter: bool = True,
+        max_attempt_number: int = 3,
+        exponential_jitter_params: dict[str, float] | None = None,
+    ) -> None:
+        if max_attempt_number < 1:
+            raise InvalidInputError(f"stop_after_attempt must be >= 1, got {max_attempt_number}")
+        self.bound = bound
+        self.retry_exception_types = retry_exception_types
+        self.wait_exponential_jitter = wait_exponential_jitter
+        self.max_attempt_number = max_attempt_number
+        params = {"initial": 1.0, "max": 60.0, "exp_base": 2.0, "jitter": 1.0}
+        self.jitter_params = {**params, **(exponential_jitter_params or {})}
+
+    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
+        """The retried runnable's name."""
+        return self.bound.get_name(suffix, name=name)
+
+    def _target(
+        self, attempt: int, config: RunnableConfig | None
+    ) -> tuple[Runnable[Input, Output], RunnableConfig | None]:
+        if attempt == 0:
+            return self.bound, config
+        cfg = patch_config(config)
+        cfg.pop("run_id", None)
+        cfg["tags"] = [*cfg.get("tags", []), f"retry:attempt:{attempt + 1}"]
+        return self.bound, cfg
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (0-based)."""
+        if not self.wait_exponential_jitter:
+            return 0.0
+        p = self.jitter_params
+        delay = min(p["initial"] * p["exp_base"] ** attempt, p["max"])
+        return float(delay + random.uniform(0, p["jitter"]))
+
+    def _policy(self) -> Policy:
+        def policy(attempt: int, exc: Exception) -> float:
+            if not isinstance(exc, self.retry_exception_types):
+                raise exc
+            if attempt + 1 >= self.max_attempt_number:
+                raise exc
+            retry_after = getattr(exc, "retry_after", None)
+            delay = self.backoff(attempt)
+            return max(delay, float(retry_after)) if retry_after else delay
+
+        return policy
+
+
+class RunnableWithFallbacks(_Attempting[Input, Output], Generic[Input, Output]):
+    """Tries each runnable in turn; raises the first error if all of them fail."""
+
+    def __init__(
+        self,
+        runnable: Runnable[Input, Output],
+        fallbacks: Sequence[Runnable[Input, Output]],
+        *,
+        exceptions_to_handle: tuple[type[BaseException], ...] = (Exception,),
+    ) -> None:
+        self.runnable = runnable
+        self.fallbacks = list(fallbacks)
+        self.exceptions_to_handle = exceptions_to_handle
+
+    @property
+    def runnables(self) -> list[Runnable[Input, Output]]:
+        """The runnable, then its fallbacks."""
+        return [self.runnable, *self.fallbacks]
+
+    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
+        """The primary runnable's name."""
+        return self.runnable.get_name(suffix, name=name)
+
+    def _target(
+        self, attempt: int, config: RunnableConfig | None
+    ) -> tuple[Runnable[Input, Output], RunnableConfig | None]:
+        if attempt == 0 or not config:
+            return self.runnables[attempt], config
+        return self.runnables[attempt], {k: v for k, v in config.items() if k != "run_id"}  # type: ignore[return-value]
+
+    def _policy(self) -> Policy:
+        first: list[Exception] = []
+
+        def policy(attempt: int, exc: Exception) -> float:
+            first.append(exc)
+            if not isinstance(exc, self.exceptions_to_handle):
+                raise exc
+            if attempt + 1 >= len(self.runnables):
+                raise first[0]
+            return 0.0
+
+        return policy
