@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
-
 import pytest
+from helpers import chunks_of, collect, events_of, invoke_of, is_sync, stream_of, take
 
-
-def _collect_async(agen: AsyncIterator[Any]) -> list[Any]:
-    async def run() -> list[Any]:
-        return [item async for item in agen]
-
-    return asyncio.run(run())
+__all__ = ["chunks_of", "collect", "events_of", "invoke_of", "is_sync", "stream_of", "take"]
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -22,11 +14,3 @@ def flavour(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def collect(stream: Iterator[Any] | AsyncIterator[Any]) -> list[Any]:
-    """All items of a sync or async stream (an async one runs on a fresh loop)."""
-    if hasattr(stream, "__anext__"):
-        return _collect_async(stream)  # type: ignore[arg-type]
-    return list(stream)  # type: ignore[arg-type]
-
-
-Streamer = Callable[..., list[Any]]

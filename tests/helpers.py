@@ -1,0 +1,65 @@
+"""Helpers for tests that run a behaviour in both flavours (sync and async)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+
+def _collect_async(agen: AsyncIterator[Any]) -> list[Any]:
+    async def run() -> list[Any]:
+        return [item async for item in agen]
+
+    return asyncio.run(run())
+
+
+def collect(stream: Iterator[Any] | AsyncIterator[Any]) -> list[Any]:
+    """All items of a sync or async stream (an async one runs on a fresh loop)."""
+    if hasattr(stream, "__anext__"):
+        return _collect_async(stream)  # type: ignore[arg-type]
+    return list(stream)  # type: ignore[arg-type]
+
+
+
+def is_sync(flavour: str) -> bool:
+    """Whether ``flavour`` is the sync path."""
+    return flavour == "sync"
+
+
+def stream_of(obj: Any, flavour: str, *args: Any, **kwargs: Any) -> Any:
+    """``obj.stream(...)`` or ``obj.astream(...)``."""
+    return getattr(obj, "stream" if is_sync(flavour) else "astream")(*args, **kwargs)
+
+
+def chunks_of(obj: Any, flavour: str, *args: Any, **kwargs: Any) -> list[Any]:
+    """``obj.stream_chunks(...)`` or ``obj.astream_chunks(...)``, collected."""
+    name = "stream_chunks" if is_sync(flavour) else "astream_chunks"
+    return collect(getattr(obj, name)(*args, **kwargs))
+
+
+def invoke_of(obj: Any, flavour: str, *args: Any, **kwargs: Any) -> Any:
+    """``obj.invoke(...)`` or ``await obj.ainvoke(...)``."""
+    if is_sync(flavour):
+        return obj.invoke(*args, **kwargs)
+    return asyncio.run(obj.ainvoke(*args, **kwargs))
+
+
+def take(stream: Iterator[Any] | AsyncIterator[Any], n: int) -> list[Any]:
+    """The first ``n`` items of a stream, then close it (``close()`` / ``aclose()``)."""
+    if hasattr(stream, "__anext__"):
+
+        async def run() -> list[Any]:
+            items = [await stream.__anext__() for _ in range(n)]  # type: ignore[union-attr]
+            await stream.aclose()  # type: ignore[union-attr]
+            return items
+
+        return asyncio.run(run())
+    items = [next(stream) for _ in range(n)]  # type: ignore[arg-type]
+    stream.close()  # type: ignore[union-attr]
+    return items
+
+
+def events_of(runnable: Any, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every event of ``runnable.astream_events(...)``."""
+    return collect(runnable.astream_events(*args, **kwargs))
