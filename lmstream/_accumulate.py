@@ -66,6 +66,11 @@ def aggregate(chunks: Sequence[Any]) -> Any:
     return _fold(chunks)
 
 
+def _first_match(text: str, stops: Sequence[str]) -> int:
+    """Where the first complete stop sequence in ``text`` starts, or -1."""
+    return min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+
+
 def _held_suffix(text: str, stops: Sequence[str]) -> int:
     """Length of the longest end of ``text`` that could start a stop sequence."""
     best = 0
@@ -113,15 +118,21 @@ class TextState:
 
     def _feed_with_stops(self, chunk: GenerationChunk) -> GenerationChunk | None:
         buf = self.held + chunk.text
-        cut = min((i for i in (buf.find(s) for s in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
+        cut = _first_match(buf, self.stops)
+        keep = _held_suffix(buf, self.stops)
+        pending = len(buf) - keep if keep else len(buf)
+        if 0 <= cut <= pending:
+            # no stop sequence that starts earlier can still complete: cut here
             self.stopped = True
             self.held = ""
-            self.info = merge_info(self.info, {"finish_reason": "stop"})
-            return self._emit(buf[:cut], chunk.generation_info)
-        keep = _held_suffix(buf, self.stops)
-        self.held = buf[len(buf) - keep :] if keep else ""
-        out = buf[: len(buf) - keep]
+            info = merge_info(chunk.generation_info, {"finish_reason": "stop"})
+            self.info = merge_info(self.info, info)
+            return self._emit(buf[:cut], info)
+        # hold back from the earliest place a stop sequence may start (a complete match
+        # further on stays held until the earlier candidate completes or dies)
+        hold = min(pending, cut) if cut >= 0 else pending
+        self.held = buf[hold:]
+        out = buf[:hold]
         if not out and not chunk.generation_info:
             return None
         return self._emit(out, chunk.generation_info)
@@ -131,8 +142,14 @@ class TextState:
         return GenerationChunk(text, info)
 
     def flush(self) -> str:
-        """At the end of the stream: the held-back text, which turned out not to stop it."""
+        """At the end of the stream: the held-back text that turned out to be output
+        (up to a stop sequence it contains)."""
         held, self.held = self.held, ""
+        cut = _first_match(held, self.stops) if held else -1
+        if cut >= 0:
+            held = held[:cut]
+            self.stopped = True
+            self.info = merge_info(self.info, {"finish_reason": "stop"})
         if held:
             self.parts.append(held)
         return held

@@ -222,6 +222,9 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         has_usage = info is not None and isinstance(info.get("usage"), Usage)
         counts = (0, 0) if has_usage else self._usage(prompt, state.text)
         added = final_info(info, *counts)
+        if added and "finish_reason" not in added and info is not None:
+            # the final chunk repeats the reason (last wins when chunks add up), not usage
+            added["finish_reason"] = info["finish_reason"]
         return tail, added, llm_result(state.text, merge_info(info, added))
 
     # -- sources of chunks ----------------------------------------------------------------
