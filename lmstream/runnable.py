@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from lmstream import _batch
 from lmstream._execution import (
     EMPTY,
+    aclose,
     agather,
     aiter_of,
     atransform_stream,
@@ -142,9 +143,14 @@ class Runnable(Generic[Input, Output]):
     ) -> AsyncIterator[Output]:
         """Async ``transform``."""
         total = await agather(self, input, _strict(config))
-        if total is not EMPTY:
-            async for chunk in self.astream(total, config, **kwargs):
+        if total is EMPTY:
+            return
+        stream = self.astream(total, config, **kwargs)
+        try:
+            async for chunk in stream:
                 yield chunk
+        finally:  # close now, not at garbage collection: the model must stop at once
+            await aclose(stream)
 
     def astream_events(
         self,
