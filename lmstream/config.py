@@ -39,7 +39,6 @@ CONFIG_KEYS = frozenset(
         "strict",
     )
 )
-_COPIED = ("tags", "metadata", "configurable")
 
 _AMBIENT: ContextVar[RunnableConfig | None] = ContextVar("lmstream_config", default=None)
 
@@ -47,15 +46,13 @@ _AMBIENT: ContextVar[RunnableConfig | None] = ContextVar("lmstream_config", defa
 def _overlay(target: dict[str, Any], source: RunnableConfig | dict[str, Any]) -> None:
     items: dict[str, Any] = dict(source)
     for key, value in items.items():
-        if value is None:
-            continue
-        if key in CONFIG_KEYS:
-            if key in _COPIED:
-                value = value.copy()
-            elif key == "callbacks" and isinstance(value, list):
-                value = list(value)
-            target[key] = value
-        else:
+        if value is not None and key in CONFIG_KEYS:
+            # a copy: the caller's lists and dicts stay theirs
+            target[key] = value.copy() if isinstance(value, (list, dict)) else value
+    for key, value in items.items():
+        if value is not None and key not in CONFIG_KEYS:
+            if not isinstance(target["configurable"], dict):
+                break  # reported by _check_types
             target["configurable"][key] = value
 
 

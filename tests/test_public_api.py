@@ -1,0 +1,32 @@
+"""The public surface: ``__all__`` is complete, sorted and importable."""
+
+from __future__ import annotations
+
+import inspect
+
+import lmstream
+
+
+def test_all_is_sorted_and_unique() -> None:
+    names = list(lmstream.__all__)
+    assert len(names) == len(set(names))
+    # constants first, then classes, then functions and the rest
+    assert names == sorted(names, key=lambda n: (not n.isupper(), not n[:1].isupper(), n))
+
+
+def test_every_public_name_is_exported() -> None:
+    public = {
+        name
+        for name, value in vars(lmstream).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
+    assert public - set(lmstream.__all__) == set()
+    for name in lmstream.__all__:
+        assert hasattr(lmstream, name), name
+
+
+def test_every_public_class_and_function_has_a_docstring() -> None:
+    for name in lmstream.__all__:
+        value = getattr(lmstream, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert value.__doc__, name
