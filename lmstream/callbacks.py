@@ -84,17 +84,13 @@ class AsyncCallbackHandler(BaseCallbackHandler):
     ) -> None:
         """An LLM run started."""
 
-    async def on_llm_new_token(
-        self, token: str, *, run_id: UUID, **kwargs: Any
-    ) -> None:
+    async def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
         """An LLM produced a chunk."""
 
     async def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """An LLM run finished."""
 
-    async def on_llm_error(
-        self, error: BaseException, *, run_id: UUID, **kwargs: Any
-    ) -> None:
+    async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """An LLM run failed."""
 
     async def on_llm_cancel(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -108,17 +104,13 @@ class AsyncCallbackHandler(BaseCallbackHandler):
     async def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A chain-like run finished."""
 
-    async def on_chain_error(
-        self, error: BaseException, *, run_id: UUID, **kwargs: Any
-    ) -> None:
+    async def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """A chain-like run failed."""
 
     async def on_chain_cancel(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """The consumer stopped a chain-like run early."""
 
-    async def on_custom_event(
-        self, name: str, data: Any, *, run_id: UUID, **kwargs: Any
-    ) -> None:
+    async def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A custom event was dispatched inside a run."""
 
 

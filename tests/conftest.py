@@ -12,5 +12,3 @@ __all__ = ["chunks_of", "collect", "events_of", "invoke_of", "is_sync", "stream_
 def flavour(request: pytest.FixtureRequest) -> str:
     """Run a test once on the sync path and once on the async path."""
     return str(request.param)
-
-

@@ -21,7 +21,6 @@ def collect(stream: Iterator[Any] | AsyncIterator[Any]) -> list[Any]:
     return list(stream)  # type: ignore[arg-type]
 
 
-
 def is_sync(flavour: str) -> bool:
     """Whether ``flavour`` is the sync path."""
     return flavour == "sync"

@@ -109,7 +109,9 @@ def test_async_handlers_work_on_both_paths(flavour: str) -> None:
     ]
 
 
-def test_a_raising_handler_is_logged_not_fatal(flavour: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_raising_handler_is_logged_not_fatal(
+    flavour: str, caplog: pytest.LogCaptureFixture
+) -> None:
     class Broken(BaseCallbackHandler):
         def on_llm_new_token(self, token: str, **kw: Any) -> None:
             raise RuntimeError("handler bug")

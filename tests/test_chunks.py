@@ -46,7 +46,9 @@ def test_adding_something_else_is_a_type_error() -> None:
 def test_reference_dump_shapes() -> None:
     result = LLMResult(generations=[[Generation("t", {"finish_reason": "stop"})]])
     assert result.to_dict() == {
-        "generations": [[{"text": "t", "generation_info": {"finish_reason": "stop"}, "type": "Generation"}]],
+        "generations": [
+            [{"text": "t", "generation_info": {"finish_reason": "stop"}, "type": "Generation"}]
+        ],
         "llm_output": None,
     }
     assert result.to_dict(full=True)["type"] == "LLMResult"

@@ -27,7 +27,13 @@ def test_ensure_copies_what_it_is_given() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [{"tags": "a"}, {"metadata": []}, {"max_concurrency": 0}, {"max_concurrency": True}, {"run_name": 3}],
+    [
+        {"tags": "a"},
+        {"metadata": []},
+        {"max_concurrency": 0},
+        {"max_concurrency": True},
+        {"run_name": 3},
+    ],
 )
 def test_bad_config_values_are_typed_errors(bad: dict[str, object]) -> None:
     with pytest.raises(InvalidInputError):

@@ -12,8 +12,8 @@ from helpers import events_of
 from lmstream import (
     FakeLLM,
     GenerationChunk,
-    ProviderError,
     PromptTemplate,
+    ProviderError,
     Runnable,
     RunnableLambda,
     StringPromptValue,
@@ -106,12 +106,15 @@ def filtered(**filters: Any) -> list[str]:
     return [e["event"] for e in events_of(runnable, {"q": "hi"}, **filters)]
 
 
+LLM_ONLY = ["on_llm_start", "on_llm_stream", "on_llm_stream", "on_llm_end"]
+
+
 @pytest.mark.parametrize(
     ("filters", "expected"),
     [
-        ({"include_types": ["llm"]}, ["on_llm_start", "on_llm_stream", "on_llm_stream", "on_llm_end"]),
-        ({"include_names": ["my_llm"]}, ["on_llm_start", "on_llm_stream", "on_llm_stream", "on_llm_end"]),
-        ({"include_tags": ["llm_tag"]}, ["on_llm_start", "on_llm_stream", "on_llm_stream", "on_llm_end"]),
+        ({"include_types": ["llm"]}, LLM_ONLY),
+        ({"include_names": ["my_llm"]}, LLM_ONLY),
+        ({"include_tags": ["llm_tag"]}, LLM_ONLY),
         ({"include_types": ["llm"], "exclude_names": ["my_llm"]}, []),
         (
             {"include_names": ["RunnableSequence"]},
@@ -149,7 +152,12 @@ def test_a_failing_root_llm_emits_an_error_event_then_raises() -> None:
 
     with pytest.raises(ProviderError) as info:
         asyncio.run(main())
-    assert [e["event"] for e in got] == ["on_llm_start", "on_llm_stream", "on_llm_stream", "on_llm_error"]
+    assert [e["event"] for e in got] == [
+        "on_llm_start",
+        "on_llm_stream",
+        "on_llm_stream",
+        "on_llm_error",
+    ]
     error_data = got[-1]["data"]
     assert error_data["error"] is info.value
     assert error_data["output"]["generations"][0][0]["text"] == "ab"

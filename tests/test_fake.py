@@ -58,7 +58,13 @@ def test_delay_uses_the_right_sleep(flavour: str) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"responses": []}, {"responses": "abc"}, {"chunking": "bytes"}, {"delay": -1}, {"error_after": -2}],
+    [
+        {"responses": []},
+        {"responses": "abc"},
+        {"chunking": "bytes"},
+        {"delay": -1},
+        {"error_after": -2},
+    ],
 )
 def test_bad_arguments(kwargs: dict[str, Any]) -> None:
     with pytest.raises(InvalidInputError):

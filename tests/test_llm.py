@@ -165,7 +165,10 @@ def test_a_hook_returning_a_non_string_is_a_typed_failure() -> None:
         ("plain", "plain"),
         (StringPromptValue("pv"), "pv"),
         ([("system", "sys"), ("human", "hu"), ("ai", "x")], "System: sys\nHuman: hu\nAI: x"),
-        ([{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}], "Human: u\nAI: a"),
+        (
+            [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}],
+            "Human: u\nAI: a",
+        ),
         (ChatPromptValue(messages=(("tool", "t"), ("critic", "c"))), "Tool: t\ncritic: c"),
     ],
 )
@@ -178,7 +181,9 @@ def test_message_objects_with_type_and_content_are_read() -> None:
         def __init__(self, type: str, content: str) -> None:
             self.type, self.content = type, content
 
-    assert CallOnly().invoke([Message("human", "hi"), Message("ai", "yo")]) == "call:Human: hi\nAI: yo"
+    assert (
+        CallOnly().invoke([Message("human", "hi"), Message("ai", "yo")]) == "call:Human: hi\nAI: yo"
+    )
 
 
 @pytest.mark.parametrize("bad", [42, {"q": 1}, None, b"bytes", [object()]])

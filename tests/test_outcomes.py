@@ -13,8 +13,8 @@ from helpers import chunks_of, collect, invoke_of, is_sync, stream_of, take
 from lmstream import (
     LLM,
     BaseCallbackHandler,
-    GenerationChunk,
     FakeLLM,
+    GenerationChunk,
     GenerationError,
     InvalidInputError,
     ProviderError,
@@ -82,15 +82,17 @@ def test_task_cancellation_cancels_the_run() -> None:
     seen = Outcomes()
     llm = FakeLLM(["abcdefghij"], delay=0.05, callbacks=[seen])
 
-    async def consume(got: list[str]) -> None:
+    async def consume(got: list[str], two: asyncio.Event) -> None:
         async for chunk in llm.astream("p"):
             got.append(chunk)
+            if len(got) == 2:
+                two.set()
 
     async def main() -> list[str]:
         got: list[str] = []
-        task = asyncio.ensure_future(consume(got))
-        while len(got) < 2:
-            await asyncio.sleep(0.01)
+        two = asyncio.Event()
+        task = asyncio.ensure_future(consume(got, two))
+        await two.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -133,12 +135,12 @@ def test_an_error_mid_stream_is_typed_and_carries_the_partial_text(flavour: str)
         async for chunk in llm.astream("p"):
             got.append(chunk)
 
+    def drain_sync() -> None:
+        for chunk in llm.stream("p"):
+            got.append(chunk)
+
     with pytest.raises(GenerationError) as info:
-        if is_sync(flavour):
-            for chunk in llm.stream("p"):
-                got.append(chunk)
-        else:
-            asyncio.run(drain_async())
+        drain_sync() if is_sync(flavour) else asyncio.run(drain_async())
     assert got == ["a", "b", "c"]
     assert info.value.partial_text == "abc"
     assert info.value.usage is not None and info.value.usage.completion_tokens == 3

@@ -1,0 +1,7 @@
+"""``python -m lmstream``: the command line."""
+
+import sys
+
+from lmstream.cli import main
+
+sys.exit(main())
