@@ -5,6 +5,8 @@
 the backend can, one honest chunk where it can't.
 """
 
+import typing as _typing
+
 from lmstream._accumulate import AddableDict
 from lmstream._types import RunnableConfig, StreamEvent
 from lmstream.callbacks import AsyncCallbackHandler, BaseCallbackHandler, CallbackManager
@@ -43,10 +45,37 @@ from lmstream.llm import LLM, BaseLLM
 from lmstream.parsers import StrOutputParser
 from lmstream.prompts import ChatPromptValue, PromptTemplate, PromptValue, StringPromptValue
 from lmstream.providers.fake import FakeLLM
+from lmstream.registry import ProviderInfo, available_providers, load_llm, register_provider
 from lmstream.runnable import Runnable, StreamingStep, coerce_to_runnable
 from lmstream.wrappers import RunnableBinding, RunnableRetry, RunnableWithFallbacks
 
+if _typing.TYPE_CHECKING:
+    from lmstream.providers.llamacpp import LlamaCpp as LlamaCpp
+    from lmstream.providers.openai import OpenAI as OpenAI
+
 __version__ = "0.1.0"
+
+# Providers with heavy dependencies load on first use: ``from lmstream import LlamaCpp``
+# imports llama.cpp then, and a missing extra raises an ImportError naming it.
+_LAZY = {
+    "LlamaCpp": "lmstream.providers.llamacpp",
+    "OpenAI": "lmstream.providers.openai",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lmstream' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, *_LAZY])
 
 __all__ = [
     "LLM",
@@ -80,6 +109,7 @@ __all__ = [
     "PromptValue",
     "ProtocolError",
     "ProviderError",
+    "ProviderInfo",
     "RateLimitError",
     "Runnable",
     "RunnableAssign",
@@ -101,10 +131,13 @@ __all__ = [
     "Usage",
     "__version__",
     "adispatch_custom_event",
+    "available_providers",
     "coerce_to_runnable",
     "dispatch_custom_event",
     "ensure_config",
     "get_config_list",
+    "load_llm",
     "merge_configs",
     "patch_config",
+    "register_provider",
 ]

@@ -30,3 +30,15 @@ def test_every_public_class_and_function_has_a_docstring() -> None:
         value = getattr(lmstream, name)
         if inspect.isclass(value) or inspect.isfunction(value):
             assert value.__doc__, name
+
+
+def test_providers_with_heavy_dependencies_load_lazily() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lmstream; "
+        "assert 'llama_cpp' not in sys.modules and 'httpx' not in sys.modules; "
+        "assert 'LlamaCpp' in dir(lmstream) and 'OpenAI' in dir(lmstream)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
