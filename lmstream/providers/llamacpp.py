@@ -11,6 +11,8 @@ package: nothing is downloaded at run time. Any other GGUF file works with ``mod
 * Streams hand on whole characters only, cut stop sequences exactly, end with
   ``finish_reason`` and ``usage`` counted by the model's tokenizer, and stop the engine
   as soon as the consumer stops reading.
+* ``astream`` runs ``stream`` in one worker thread that may run ahead of its consumer to
+  the end of the generation, so that a slow consumer never keeps the model locked.
 * ``n_threads`` defaults to half the cores (1 on a 2-core machine): llama.cpp threads
   spin while they wait for each other, so using every core collapses when anything else
   runs. See docs/local-model.md for the measurements.
@@ -94,6 +96,10 @@ class LlamaCpp(LLM):
         if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < 1:
             raise InvalidInputError(f"n_ctx must be an int >= 1, got {n_ctx!r}")
         self._engine = load(_model_path(model_path), n_ctx, self.n_threads)
+        # ``astream``'s worker may run a whole generation ahead of its consumer: a stream
+        # paused on a full buffer would hold the model's lock, so a consumer awaiting
+        # another call of the same model inside its loop would wait forever.
+        self.bridge_buffer = self._engine.n_ctx + 1
 
     @property
     def _llm_type(self) -> str:
