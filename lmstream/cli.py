@@ -29,7 +29,7 @@ from lmstream.registry import DEFAULT_MODEL, available_providers, load_llm
 
 __all__ = ["main"]
 
-COMMANDS = ("batch", "models", "prompt")
+COMMANDS = ("batch", "models", "prompt", "serve")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -194,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lmstream._cli_batch import run_batch
 
         return run_batch(args[1:])
+    if command == "serve":
+        from lmstream._cli_serve import run_serve
+
+        return run_serve(args[1:])
     if command == "prompt":
         args = args[1:]
     return _run_prompt(args)

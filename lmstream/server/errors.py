@@ -1,0 +1,58 @@
+"""Errors in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lmstream import errors
+
+__all__ = ["HTTPError", "error_body", "from_exception"]
+
+
+def error_body(
+    message: str, type: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """The JSON body of an error response."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+class HTTPError(Exception):
+    """An error answer: status, OpenAI-shaped body and extra headers."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = error_body(message, type, param=param, code=code)
+        self.headers = headers or {}
+
+
+_STATUS: list[tuple[type[BaseException], int, str, str | None]] = [
+    (errors.ContextLengthError, 400, "invalid_request_error", "context_length_exceeded"),
+    (errors.InvalidInputError, 400, "invalid_request_error", None),
+    (errors.StreamingUnsupportedError, 400, "invalid_request_error", None),
+    (errors.RateLimitError, 429, "rate_limit_error", "rate_limit_exceeded"),
+    (errors.AuthenticationError, 502, "server_error", "upstream_authentication"),
+    (errors.APITimeoutError, 504, "server_error", "timeout"),
+    (errors.APIConnectionError, 502, "server_error", "upstream_unavailable"),
+    (errors.APIStatusError, 502, "server_error", "upstream_error"),
+    (errors.ModelLoadError, 503, "server_error", "model_unavailable"),
+]
+
+
+def from_exception(exc: BaseException) -> HTTPError:
+    """The answer for an error raised while serving a request."""
+    if isinstance(exc, HTTPError):
+        return exc
+    for cls, status, kind, code in _STATUS:
+        if isinstance(exc, cls):
+            return HTTPError(status, str(exc), kind, code=code)
+    return HTTPError(500, f"{type(exc).__name__}: {exc}", "server_error", code="generation_failed")

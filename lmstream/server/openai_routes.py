@@ -1,0 +1,199 @@
+"""OpenAI-compatible endpoints: ``POST /v1/completions`` (streaming or not) and
+``GET /v1/models``, so every OpenAI client streams from any lmstream model."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.responses import Response
+
+from lmstream._accumulate import aggregate
+from lmstream._execution import is_cancel
+from lmstream.chunks import GenerationChunk, Usage
+from lmstream.server.admission import Ticket
+from lmstream.server.errors import HTTPError, error_body, from_exception
+from lmstream.server.schemas import CompletionRequest
+from lmstream.server.state import RequestLog, ServedModel, ServerState
+from lmstream.server.streaming import EventStreamResponse, frame, until_disconnect
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+_UNSUPPORTED: dict[str, tuple[str, Callable[[CompletionRequest], bool], str]] = {
+    "n": ("n", lambda b: b.n != 1, "only n=1 is supported"),
+    "echo": ("echo", lambda b: b.echo, "echo is not supported"),
+    "best_of": ("best_of", lambda b: b.best_of not in (None, 1), "only best_of=1 is supported"),
+    "logprobs": ("logprobs", lambda b: b.logprobs is not None, "logprobs are not supported"),
+    "suffix": ("suffix", lambda b: b.suffix is not None, "suffix is not supported"),
+    "logit_bias": ("logit_bias", lambda b: bool(b.logit_bias), "logit_bias is not supported"),
+    "presence_penalty": (
+        "presence_penalty",
+        lambda b: bool(b.presence_penalty),
+        "presence_penalty is not supported",
+    ),
+    "frequency_penalty": (
+        "frequency_penalty",
+        lambda b: bool(b.frequency_penalty),
+        "frequency_penalty is not supported",
+    ),
+}
+
+
+def call_kwargs(body: Any, state: ServerState, *, default_max: int | None) -> dict[str, Any]:
+    """Generation kwargs from a request body, with the server's max_tokens cap applied."""
+    cap = state.settings.max_tokens_cap
+    max_tokens = body.max_tokens if body.max_tokens is not None else default_max
+    if max_tokens is not None and max_tokens > cap:
+        raise HTTPError(
+            400, f"max_tokens must be at most {cap}, got {max_tokens}", param="max_tokens"
+        )
+    kwargs = {
+        "max_tokens": max_tokens,
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "seed": body.seed,
+        "stop": body.stop,
+    }
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _check(body: CompletionRequest) -> list[str]:
+    for param, unsupported, message in _UNSUPPORTED.values():
+        if unsupported(body):
+            raise HTTPError(400, message, param=param)
+    prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
+    if not prompts:
+        raise HTTPError(400, "prompt must not be an empty list", param="prompt")
+    return prompts
+
+
+def usage_dict(usage: Any) -> dict[str, int] | None:
+    """OpenAI's usage object."""
+    if not isinstance(usage, Usage):
+        return None
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+class _Completion:
+    """One /v1/completions request: the model, the prompts and the response ids."""
+
+    def __init__(self, served: ServedModel, prompts: list[str], kwargs: dict[str, Any]) -> None:
+        self.served, self.prompts, self.kwargs = served, prompts, kwargs
+        self.id = f"cmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+
+    def chunk(self, index: int, text: str, finish: str | None) -> dict[str, Any]:
+        choice = {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
+        return {
+            "id": self.id,
+            "object": "text_completion",
+            "created": self.created,
+            "model": self.served.name,
+            "choices": [choice],
+        }
+
+    async def generate(self, prompt: str, log: RequestLog) -> GenerationChunk:
+        chunks = []
+        async for chunk in self.served.llm.astream_chunks(prompt, **self.kwargs):
+            chunks.append(chunk)
+            log.token()
+        return aggregate(chunks) if chunks else GenerationChunk("")
+
+    async def frames(
+        self, ticket: Ticket, log: RequestLog, include_usage: bool
+    ) -> AsyncIterator[bytes]:
+        total: Usage | None = None
+        try:
+            await ticket.wait()
+            for index, prompt in enumerate(self.prompts):
+                async for chunk in self.served.llm.astream_chunks(prompt, **self.kwargs):
+                    log.token(bool(chunk.text))
+                    if chunk.text or chunk.finish_reason:
+                        yield frame(self.chunk(index, chunk.text, chunk.finish_reason))
+                    if chunk.usage is not None:
+                        total = chunk.usage if total is None else total + chunk.usage
+            if include_usage:
+                yield frame({**self.chunk(0, "", None), "choices": [], "usage": usage_dict(total)})
+            yield frame("[DONE]")
+        except BaseException as exc:
+            log.outcome = "cancelled" if is_cancel(exc) else "failed"
+            if not is_cancel(exc):
+                yield frame(from_exception(exc).body)  # in-band error, then the stream ends
+                return
+            raise
+        finally:
+            ticket.release()
+
+
+async def _answer(completion: _Completion, request: Request, log: RequestLog) -> Response:
+    async def work() -> list[GenerationChunk]:
+        ticket = completion.served.gate.reserve()
+        try:
+            await ticket.wait()
+            return [await completion.generate(p, log) for p in completion.prompts]
+        finally:
+            ticket.release()
+
+    finished, results = await until_disconnect(request.receive, work())
+    if not finished or results is None:
+        log.outcome = "cancelled"
+        return Response(status_code=499)
+    total: Usage | None = None
+    choices = []
+    for index, result in enumerate(results):
+        choices.append(
+            {
+                "text": result.text,
+                "index": index,
+                "logprobs": None,
+                "finish_reason": result.finish_reason,
+            }
+        )
+        if result.usage is not None:
+            total = result.usage if total is None else total + result.usage
+    body = {**completion.chunk(0, "", None), "choices": choices, "usage": usage_dict(total)}
+    return JSONResponse(body)
+
+
+@router.post("/v1/completions", response_model=None, tags=["openai"])
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    """Complete a prompt (or a list of prompts); ``stream: true`` answers with SSE."""
+    state: ServerState = request.app.state.lmstream
+    served = state.resolve(body.model)
+    prompts = _check(body)
+    kwargs = call_kwargs(body, state, default_max=state.settings.default_max_tokens)
+    log: RequestLog = request.scope["lmstream.log"]
+    log.model = served.name
+    completion = _Completion(served, prompts, kwargs)
+    if not body.stream:
+        return await _answer(completion, request, log)
+    ticket = served.gate.reserve()  # 429 now, before the stream starts
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    shutdown = frame(error_body("The server is shutting down.", "server_error", code="shutdown"))
+    return EventStreamResponse(
+        completion.frames(ticket, log, include_usage),
+        expired=state.expired,
+        shutdown_frame=shutdown,
+        on_close=ticket.release,
+    )
+
+
+@router.get("/v1/models", tags=["openai"])
+async def models(request: Request) -> dict[str, Any]:
+    """The served models, under every name they answer to."""
+    state: ServerState = request.app.state.lmstream
+    data = [
+        {"id": name, "object": "model", "created": state.created, "owned_by": "lmstream"}
+        for name in state.names
+    ]
+    return {"object": "list", "data": data}

@@ -1,0 +1,204 @@
+"""Runnable endpoints: ``/invoke``, ``/batch``, ``/stream`` and ``/stream_events``.
+
+Streams are SSE: ``event: metadata`` (the run id) first for ``/stream``, then one
+``event: data`` frame per chunk or event, and always an explicit last frame:
+``event: end`` with the outcome, or ``event: error`` with the typed error and whatever
+was produced before it. ``RemoteLLM`` is the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.responses import Response
+
+from lmstream._accumulate import aggregate
+from lmstream._execution import is_cancel
+from lmstream._json import error_dict, to_jsonable
+from lmstream._types import RunnableConfig
+from lmstream._utils import uuid7
+from lmstream.chunks import GenerationChunk
+from lmstream.server.admission import Ticket
+from lmstream.server.openai_routes import call_kwargs
+from lmstream.server.schemas import BatchRequest, EventsRequest, InvokeRequest, RunConfig
+from lmstream.server.state import RequestLog, ServedModel, ServerState
+from lmstream.server.streaming import EventStreamResponse, frame, until_disconnect
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["runnable"])
+
+
+def _config(config: RunConfig) -> RunnableConfig:
+    out: RunnableConfig = {"tags": list(config.tags), "metadata": dict(config.metadata)}
+    if config.run_name:
+        out["run_name"] = config.run_name
+    return out
+
+
+def _result(chunk: GenerationChunk) -> dict[str, Any]:
+    return {
+        "output": chunk.text,
+        "finish_reason": chunk.finish_reason,
+        "usage": to_jsonable(chunk.usage),
+    }
+
+
+async def _generate(
+    served: ServedModel, value: Any, config: RunnableConfig, kwargs: dict[str, Any], log: RequestLog
+) -> GenerationChunk:
+    chunks = []
+    async for chunk in served.llm.astream_chunks(value, config, **kwargs):
+        chunks.append(chunk)
+        log.token(bool(chunk.text))
+    return aggregate(chunks) if chunks else GenerationChunk("")
+
+
+def _setup(
+    request: Request, body: Any
+) -> tuple[ServerState, ServedModel, dict[str, Any], RequestLog]:
+    state: ServerState = request.app.state.lmstream
+    served = state.resolve(body.model)
+    kwargs = call_kwargs(body.kwargs, state, default_max=None)
+    log: RequestLog = request.scope["lmstream.log"]
+    log.model = served.name
+    return state, served, kwargs, log
+
+
+@router.post("/invoke", response_model=None)
+async def invoke(body: InvokeRequest, request: Request) -> Response:
+    """Run the model on one input; the answer carries finish_reason, usage and run id."""
+    _, served, kwargs, log = _setup(request, body)
+    config = {**_config(body.config), "run_id": uuid7()}
+
+    async def work() -> GenerationChunk:
+        async with served.gate.slot():
+            return await _generate(served, body.input, config, kwargs, log)  # type: ignore[arg-type]
+
+    finished, chunk = await until_disconnect(request.receive, work())
+    if not finished or chunk is None:
+        log.outcome = "cancelled"
+        return Response(status_code=499)
+    return JSONResponse({**_result(chunk), "run_id": str(config["run_id"])})
+
+
+async def _one(
+    served: ServedModel, value: Any, config: RunnableConfig, kwargs: dict[str, Any], log: RequestLog
+) -> dict[str, Any]:
+    try:
+        return _result(await _generate(served, value, config, kwargs, log))
+    except Exception as exc:
+        return {"error": error_dict(exc)}
+
+
+@router.post("/batch", response_model=None)
+async def batch(body: BatchRequest, request: Request) -> Response:
+    """Run the model on many inputs; each gets its own result or its own error."""
+    state, served, kwargs, log = _setup(request, body)
+    if len(body.inputs) > state.settings.max_batch:
+        from lmstream.server.errors import HTTPError
+
+        raise HTTPError(400, f"at most {state.settings.max_batch} inputs", param="inputs")
+    limit = asyncio.Semaphore(body.max_concurrency or (1 if not served.llm.thread_safe else 8))
+    config = _config(body.config)
+
+    async def one(value: Any) -> dict[str, Any]:
+        async with limit:
+            return await _one(served, value, config, kwargs, log)
+
+    async def work() -> list[dict[str, Any]]:
+        async with served.gate.slot():
+            return list(await asyncio.gather(*(one(v) for v in body.inputs)))
+
+    finished, results = await until_disconnect(request.receive, work())
+    if not finished or results is None:
+        log.outcome = "cancelled"
+        return Response(status_code=499)
+    if any("error" in r for r in results):
+        log.outcome = "partial"
+    return JSONResponse({"results": results})
+
+
+def _error_frame(exc: BaseException) -> bytes:
+    return frame(error_dict(exc), event="error")
+
+
+async def _chunk_frames(
+    served: ServedModel,
+    body: InvokeRequest,
+    kwargs: dict[str, Any],
+    ticket: Ticket,
+    log: RequestLog,
+) -> AsyncIterator[bytes]:
+    run_id = uuid7()
+    config = {**_config(body.config), "run_id": run_id}
+    try:
+        await ticket.wait()
+        yield frame({"run_id": str(run_id)}, event="metadata")
+        async for chunk in served.llm.astream_chunks(body.input, config, **kwargs):  # type: ignore[arg-type]
+            log.token(bool(chunk.text))
+            yield frame(to_jsonable(chunk), event="data")
+        yield frame({}, event="end")
+    except BaseException as exc:
+        log.outcome = "cancelled" if is_cancel(exc) else "failed"
+        if is_cancel(exc):
+            raise
+        yield _error_frame(exc)
+    finally:
+        ticket.release()
+
+
+async def _event_frames(
+    served: ServedModel,
+    body: EventsRequest,
+    kwargs: dict[str, Any],
+    ticket: Ticket,
+    log: RequestLog,
+) -> AsyncIterator[bytes]:
+    events = served.llm.astream_events(
+        body.input, _config(body.config), version=body.version, **kwargs
+    )
+    try:
+        await ticket.wait()
+        async for event in events:
+            if event["event"].endswith("_stream"):
+                log.token()
+            yield frame(to_jsonable(event), event="data")
+        yield frame({}, event="end")
+    except BaseException as exc:
+        log.outcome = "cancelled" if is_cancel(exc) else "failed"
+        if is_cancel(exc):
+            raise
+        yield _error_frame(exc)
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+        ticket.release()
+
+
+def _stream_response(state: ServerState, frames: AsyncIterator[bytes], ticket: Ticket) -> Response:
+    shutdown = frame(
+        {"type": "ServerShutdown", "message": "The server is shutting down."}, event="error"
+    )
+    return EventStreamResponse(
+        frames, expired=state.expired, shutdown_frame=shutdown, on_close=ticket.release
+    )
+
+
+@router.post("/stream", response_model=None)
+async def stream(body: InvokeRequest, request: Request) -> Response:
+    """Stream the model's chunks as SSE, ending with an ``end`` or ``error`` frame."""
+    state, served, kwargs, log = _setup(request, body)
+    ticket = served.gate.reserve()
+    return _stream_response(state, _chunk_frames(served, body, kwargs, ticket, log), ticket)
+
+
+@router.post("/stream_events", response_model=None)
+async def stream_events(body: EventsRequest, request: Request) -> Response:
+    """Stream the run's events (v2 or v1 schema) as SSE, ending with ``end`` or ``error``."""
+    state, served, kwargs, log = _setup(request, body)
+    ticket = served.gate.reserve()
+    return _stream_response(state, _event_frames(served, body, kwargs, ticket, log), ticket)

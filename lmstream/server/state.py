@@ -1,0 +1,116 @@
+"""What a running server knows: its models, their admission gates, its limits, and the
+one log line per request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lmstream.llm import BaseLLM
+from lmstream.server.admission import Gate
+from lmstream.server.errors import HTTPError
+
+__all__ = ["RequestLog", "ServedModel", "ServerSettings", "ServerState"]
+
+logger = logging.getLogger("lmstream.server")
+
+
+@dataclass
+class ServerSettings:
+    """Limits and options of ``lmstream serve``."""
+
+    api_keys: list[str] = field(default_factory=list)
+    max_body_bytes: int = 1_000_000
+    max_tokens_cap: int = 4096
+    default_max_tokens: int = 16
+    max_waiting: int = 32
+    """Requests that may wait for a busy model before the server answers 429."""
+    max_batch: int = 64
+    grace_seconds: float = 10.0
+    """On shutdown, how long in-flight streams may go on before they are ended."""
+
+
+@dataclass
+class ServedModel:
+    """One model and the names it answers to."""
+
+    name: str
+    llm: BaseLLM
+    gate: Gate
+    aliases: tuple[str, ...] = ()
+
+
+class ServerState:
+    """The models, limits and shutdown signals of one app."""
+
+    def __init__(
+        self, models: dict[str, BaseLLM], settings: ServerSettings, aliases: dict[str, str]
+    ):
+        self.settings = settings
+        self.models: dict[str, ServedModel] = {}
+        for name, llm in models.items():
+            active = 1 if not llm.thread_safe else 64
+            own = tuple(a for a, target in aliases.items() if target == name)
+            self.models[name] = ServedModel(name, llm, Gate(active, settings.max_waiting), own)
+        self.names = {alias: self.models[target] for alias, target in aliases.items()}
+        self.names.update(self.models)
+        self.created = int(time.time())
+        self.draining = asyncio.Event()
+        self.expired = asyncio.Event()
+
+    def resolve(self, name: str | None) -> ServedModel:
+        """The model for a requested name: with one model, any name is answered by it."""
+        if name is not None and name in self.names:
+            return self.names[name]
+        if len(self.models) == 1:
+            return next(iter(self.models.values()))
+        if name is None:
+            raise HTTPError(400, "Name a model: this server serves several.", param="model")
+        known = ", ".join(sorted(self.names))
+        raise HTTPError(
+            404,
+            f"The model {name!r} does not exist here (served: {known}).",
+            param="model",
+            code="model_not_found",
+        )
+
+
+class RequestLog:
+    """Collects one request's outcome and writes it as a single log line."""
+
+    def __init__(self, method: str, path: str, model: str | None = None) -> None:
+        self.method, self.path, self.model = method, path, model
+        self.t0 = time.monotonic()
+        self.first: float | None = None
+        self.tokens = 0
+        self.outcome = "finished"
+        self.status = 200
+
+    def token(self, n: int = 1) -> None:
+        """Count streamed tokens; the first one marks the time to first token."""
+        if self.first is None:
+            self.first = time.monotonic()
+        self.tokens += n
+
+    def write(self, **extra: Any) -> None:
+        """Emit the line (never headers: keys stay out of logs)."""
+        if self.status >= 400 and self.outcome == "finished":
+            self.outcome = "rejected"
+        ttft = f"{(self.first - self.t0) * 1000:.0f}ms" if self.first is not None else "-"
+        took = (time.monotonic() - self.t0) * 1000
+        extras = "".join(f" {k}={v}" for k, v in extra.items())
+        logger.info(
+            "%s %s %d model=%s outcome=%s ttft=%s tokens=%d duration=%.0fms%s",
+            self.method,
+            self.path,
+            self.status,
+            self.model or "-",
+            self.outcome,
+            ttft,
+            self.tokens,
+            took,
+            extras,
+        )
