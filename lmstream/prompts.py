@@ -92,16 +92,26 @@ class ChatPromptValue(PromptValue):
         return messages_to_string(self.messages)
 
 
+def _checked(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"the prompt is not valid Unicode text: {exc.reason} at position {exc.start}"
+        ) from None
+    return text
+
+
 def prompt_to_string(value: Any) -> str:
     """The prompt string for any LLM input, or a typed error naming what was wrong."""
     if isinstance(value, str):
-        return value
+        return _checked(value)
     if isinstance(value, PromptValue) or hasattr(value, "to_string"):
         text = value.to_string()
         if isinstance(text, str):
-            return text
+            return _checked(text)
     elif isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
-        return messages_to_string(value)
+        return _checked(messages_to_string(value))
     raise InvalidInputError(
         f"Invalid input type {type(value)}. Must be a PromptValue, str, or list of messages."
     )

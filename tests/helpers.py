@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 
@@ -62,3 +63,13 @@ def take(stream: Iterator[Any] | AsyncIterator[Any], n: int) -> list[Any]:
 def events_of(runnable: Any, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
     """Every event of ``runnable.astream_events(...)``."""
     return collect(runnable.astream_events(*args, **kwargs))
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()

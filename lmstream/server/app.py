@@ -41,8 +41,8 @@ async def _send_json(
     await send({"type": "http.response.body", "body": raw})
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(BaseException):
+    """Raised from ``receive``; not an Exception, so body parsing can't turn it into a 400."""
 
 
 class Guard:
@@ -135,6 +135,8 @@ def _install_handlers(app: FastAPI, state: ServerState) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = _validation_message(exc)
+        if "json" not in request.headers.get("content-type", ""):
+            message = "Send a JSON body with Content-Type: application/json."
         return JSONResponse(
             error_body(message, "invalid_request_error", param=param), status_code=400
         )

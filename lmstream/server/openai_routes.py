@@ -13,8 +13,9 @@ from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from lmstream._accumulate import aggregate
-from lmstream._execution import is_cancel
+from lmstream._execution import aclose, is_cancel
 from lmstream.chunks import GenerationChunk, Usage
+from lmstream.errors import InvalidInputError
 from lmstream.server.admission import Ticket
 from lmstream.server.errors import HTTPError, error_body, from_exception
 from lmstream.server.schemas import CompletionRequest
@@ -102,21 +103,34 @@ class _Completion:
             "choices": [choice],
         }
 
-    async def generate(self, prompt: str, log: RequestLog) -> GenerationChunk:
+    async def collect(
+        self, stream: AsyncIterator[GenerationChunk], log: RequestLog
+    ) -> GenerationChunk:
         chunks = []
-        async for chunk in self.served.llm.astream_chunks(prompt, **self.kwargs):
+        async for chunk in stream:
             chunks.append(chunk)
-            log.token()
+            log.token(bool(chunk.text))
         return aggregate(chunks) if chunks else GenerationChunk("")
 
+    def open_streams(self) -> list[AsyncIterator[GenerationChunk]]:
+        """One stream per prompt, created now so bad input is a 400, not an in-band error."""
+        try:
+            return [self.served.llm.astream_chunks(p, **self.kwargs) for p in self.prompts]
+        except InvalidInputError as exc:
+            raise HTTPError(400, str(exc), param="prompt") from exc
+
     async def frames(
-        self, ticket: Ticket, log: RequestLog, include_usage: bool
+        self,
+        streams: list[AsyncIterator[GenerationChunk]],
+        ticket: Ticket,
+        log: RequestLog,
+        include_usage: bool,
     ) -> AsyncIterator[bytes]:
         total: Usage | None = None
         try:
             await ticket.wait()
-            for index, prompt in enumerate(self.prompts):
-                async for chunk in self.served.llm.astream_chunks(prompt, **self.kwargs):
+            for index, stream in enumerate(streams):
+                async for chunk in stream:
                     log.token(bool(chunk.text))
                     if chunk.text or chunk.finish_reason:
                         yield frame(self.chunk(index, chunk.text, chunk.finish_reason))
@@ -132,15 +146,19 @@ class _Completion:
                 return
             raise
         finally:
+            for stream in streams:
+                await aclose(stream)
             ticket.release()
 
 
 async def _answer(completion: _Completion, request: Request, log: RequestLog) -> Response:
+    streams = completion.open_streams()
+
     async def work() -> list[GenerationChunk]:
         ticket = completion.served.gate.reserve()
         try:
             await ticket.wait()
-            return [await completion.generate(p, log) for p in completion.prompts]
+            return [await completion.collect(s, log) for s in streams]
         finally:
             ticket.release()
 
@@ -177,11 +195,12 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     completion = _Completion(served, prompts, kwargs)
     if not body.stream:
         return await _answer(completion, request, log)
+    streams = completion.open_streams()
     ticket = served.gate.reserve()  # 429 now, before the stream starts
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     shutdown = frame(error_body("The server is shutting down.", "server_error", code="shutdown"))
     return EventStreamResponse(
-        completion.frames(ticket, log, include_usage),
+        completion.frames(streams, ticket, log, include_usage),
         expired=state.expired,
         shutdown_frame=shutdown,
         on_close=ticket.release,

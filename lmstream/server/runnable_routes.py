@@ -22,7 +22,9 @@ from lmstream._json import error_dict, to_jsonable
 from lmstream._types import RunnableConfig
 from lmstream._utils import uuid7
 from lmstream.chunks import GenerationChunk
+from lmstream.errors import InvalidInputError
 from lmstream.server.admission import Ticket
+from lmstream.server.errors import HTTPError
 from lmstream.server.openai_routes import call_kwargs
 from lmstream.server.schemas import BatchRequest, EventsRequest, InvokeRequest, RunConfig
 from lmstream.server.state import RequestLog, ServedModel, ServerState
@@ -100,8 +102,6 @@ async def batch(body: BatchRequest, request: Request) -> Response:
     """Run the model on many inputs; each gets its own result or its own error."""
     state, served, kwargs, log = _setup(request, body)
     if len(body.inputs) > state.settings.max_batch:
-        from lmstream.server.errors import HTTPError
-
         raise HTTPError(400, f"at most {state.settings.max_batch} inputs", param="inputs")
     limit = asyncio.Semaphore(body.max_concurrency or (1 if not served.llm.thread_safe else 8))
     config = _config(body.config)

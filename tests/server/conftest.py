@@ -57,13 +57,3 @@ def running(
 def serve() -> Callable[..., Any]:
     """``with serve({"name": llm}, **settings) as server: ...``"""
     return running
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()

@@ -77,7 +77,10 @@ def test_a_hard_coded_model_name_is_answered_by_the_only_model(serve: Any, flavo
 def test_aliases_and_several_models(serve: Any, flavour: str) -> None:
     models = {"a": FakeLLM(["from a"]), "b": FakeLLM(["from b"])}
     with serve(models, aliases={"alias-of-b": "b"}) as server:
-        assert complete(server.url, flavour, model="alias-of-b", prompt="p").choices[0].text == "from b"
+        assert (
+            complete(server.url, flavour, model="alias-of-b", prompt="p").choices[0].text
+            == "from b"
+        )
         assert complete(server.url, flavour, model="a", prompt="p").choices[0].text == "from a"
         with pytest.raises(openai.NotFoundError) as info:
             complete(server.url, flavour, model="c", prompt="p")
