@@ -31,17 +31,17 @@ def call(url: str, method: str, path: str, body: Any, key: str | None = None) ->
 def test_every_endpoint_but_health_needs_a_key(
     serve: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="lmstream.server"):
-        with serve({"m": FakeLLM(["ok"])}, api_keys=KEYS) as server:
-            for method, path, body in PATHS:
-                for key in (None, "sk-wrong", KEYS[0][:-1]):
-                    answer = call(server.url, method, path, body, key)
-                    assert answer.status_code == 401, (path, key)
-                    assert answer.json()["error"]["code"] == "invalid_api_key"
-                    assert answer.headers["www-authenticate"] == "Bearer"
-                for key in KEYS:
-                    assert call(server.url, method, path, body, key).status_code == 200, path
-            assert httpx.get(server.url + "/health").json()["status"] == "ok"
+    logs = caplog.at_level(logging.INFO, logger="lmstream.server")
+    with logs, serve({"m": FakeLLM(["ok"])}, api_keys=KEYS) as server:
+        for method, path, body in PATHS:
+            for key in (None, "sk-wrong", KEYS[0][:-1]):
+                answer = call(server.url, method, path, body, key)
+                assert answer.status_code == 401, (path, key)
+                assert answer.json()["error"]["code"] == "invalid_api_key"
+                assert answer.headers["www-authenticate"] == "Bearer"
+            for key in KEYS:
+                assert call(server.url, method, path, body, key).status_code == 200, path
+        assert httpx.get(server.url + "/health").json()["status"] == "ok"
     assert "sk-first" not in caplog.text and "sk-second" not in caplog.text
     assert "outcome=unauthorized" in caplog.text
 

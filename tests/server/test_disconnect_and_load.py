@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Any
 
@@ -74,10 +75,8 @@ def test_a_client_giving_up_on_a_plain_request_stops_the_model(serve: Any) -> No
     ends = Ends()
     llm = FakeLLM(["z" * 100], delay=0.05, callbacks=[ends])
     with serve({"m": llm}) as server:
-        try:
+        with contextlib.suppress(httpx.TimeoutException):
             httpx.post(f"{server.url}/invoke", json={"input": "p"}, timeout=0.3)
-        except httpx.TimeoutException:
-            pass
         assert wait_until(lambda: ends.outcomes == ["cancelled"])
         stopped = llm.tokens_produced
         assert wait_until(lambda: False, timeout=0.2) is False

@@ -112,18 +112,17 @@ def test_prompt_lists_give_one_choice_each(serve: Any, flavour: str) -> None:
 def test_unsupported_or_invalid_options_are_clear_400s(
     serve: Any, flavour: str, kwargs: dict[str, Any], param: str
 ) -> None:
-    with serve({"m": FakeLLM(["x"])}) as server:
-        with pytest.raises(openai.BadRequestError) as info:
-            complete(server.url, flavour, **{"model": "m", "prompt": "p", **kwargs})
+    with serve({"m": FakeLLM(["x"])}) as server, pytest.raises(openai.BadRequestError) as info:
+        complete(server.url, flavour, **{"model": "m", "prompt": "p", **kwargs})
     assert info.value.status_code == 400
     assert info.value.body["type"] == "invalid_request_error"
     assert param in (info.value.body["param"] or "") or param in info.value.body["message"]
 
 
 def test_a_failure_mid_stream_reaches_the_client_as_an_error(serve: Any, flavour: str) -> None:
-    with serve({"m": FakeLLM(["abcdef"], error_after=3)}) as server:
-        with pytest.raises(openai.APIError, match="failed after 3 tokens"):
-            stream(server.url, flavour, model="m", prompt="p", max_tokens=50)
+    failing = pytest.raises(openai.APIError, match="failed after 3 tokens")
+    with serve({"m": FakeLLM(["abcdef"], error_after=3)}) as server, failing:
+        stream(server.url, flavour, model="m", prompt="p", max_tokens=50)
 
 
 def test_sse_framing_on_the_wire(serve: Any) -> None:
