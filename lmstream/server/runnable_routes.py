@@ -22,7 +22,6 @@ from lmstream._json import error_dict, to_jsonable
 from lmstream._types import RunnableConfig
 from lmstream._utils import uuid7
 from lmstream.chunks import GenerationChunk
-from lmstream.errors import InvalidInputError
 from lmstream.server.admission import Ticket
 from lmstream.server.errors import HTTPError
 from lmstream.server.openai_routes import call_kwargs
