@@ -22,6 +22,7 @@ from lmstream._json import error_dict, to_jsonable
 from lmstream._types import RunnableConfig
 from lmstream._utils import uuid7
 from lmstream.chunks import GenerationChunk
+from lmstream.errors import InvalidInputError
 from lmstream.server.admission import Ticket
 from lmstream.server.errors import HTTPError
 from lmstream.server.openai_routes import call_kwargs
@@ -65,6 +66,11 @@ def _setup(
     state: ServerState = request.app.state.lmstream
     served = state.resolve(body.model)
     kwargs = call_kwargs(body.kwargs, state, default_max=None)
+    try:  # bad input is a 400 before any stream starts, never an in-band error
+        for value in body.inputs if isinstance(body, BatchRequest) else [body.input]:
+            served.llm.validate(value, **kwargs)
+    except InvalidInputError as exc:
+        raise HTTPError(400, str(exc), param="input") from exc
     log: RequestLog = request.scope["lmstream.log"]
     log.model = served.name
     return state, served, kwargs, log

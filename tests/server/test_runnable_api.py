@@ -97,6 +97,8 @@ def test_clients_may_not_set_other_config(serve: Any) -> None:
         escaped = httpx.post(f"{server.url}/invoke", content=raw, headers=json_type)
         assert escaped.status_code == 400
         assert "not valid Unicode" in escaped.json()["error"]["message"]
+        streamed = httpx.post(f"{server.url}/stream", content=raw, headers=json_type)
+        assert streamed.status_code == 400  # refused before the stream, not in-band
         untyped = httpx.post(f"{server.url}/invoke", content=b'{"input": "p"}')
         assert untyped.status_code == 400
         assert "application/json" in untyped.json()["error"]["message"]
