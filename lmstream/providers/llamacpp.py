@@ -20,8 +20,10 @@ package: nothing is downloaded at run time. Any other GGUF file works with ``mod
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from typing import Any
 
 try:
@@ -32,6 +34,7 @@ except ImportError as exc:
     ) from exc
 
 from lmstream._llmcore import check_stop
+from lmstream._threads import iterate_in_thread
 from lmstream.chunks import Generation, GenerationChunk
 from lmstream.errors import InvalidInputError
 from lmstream.llm import LLM
@@ -40,6 +43,7 @@ from lmstream.providers._llamacpp_generate import Settings, generate
 
 __all__ = ["LlamaCpp"]
 
+_yield_cpu = getattr(os, "sched_yield", lambda: time.sleep(0))  # no sched_yield on Windows
 _SETTINGS = ("temperature", "top_p", "top_k", "repeat_penalty", "max_tokens", "seed", "n_threads")
 
 
@@ -51,6 +55,21 @@ def _model_path(model_path: Any) -> str:
     return os.path.abspath(os.path.expanduser(os.fspath(model_path)))
 
 
+def _handing_off(chunks: Generator[GenerationChunk, None, None]) -> Iterator[GenerationChunk]:
+    """``chunks``, yielding the CPU once the first one is handed on.
+
+    The async consumer sleeps until the worker wakes it; on a busy machine it then waits
+    for the scheduler while the worker computes the next token on the CPU it needs
+    (measured: 1.5 to 4 ms more time to first token without this).
+    """
+    with contextlib.closing(chunks):
+        for chunk in chunks:
+            yield chunk
+            _yield_cpu()
+            break
+        yield from chunks
+
+
 class LlamaCpp(LLM):
     """A local GGUF model run by llama.cpp; by default the embedded SmolLM2-135M-Instruct.
 
@@ -60,6 +79,7 @@ class LlamaCpp(LLM):
     """
 
     thread_safe = False
+    native_async = False  # astream runs the sync stream in one worker thread
 
     def __init__(
         self,
@@ -157,7 +177,7 @@ class LlamaCpp(LLM):
 
     def _stream(
         self, prompt: str, stop: list[str] | None = None, **kwargs: Any
-    ) -> Iterator[GenerationChunk]:
+    ) -> Generator[GenerationChunk, None, None]:
         settings = self._settings(kwargs)
         engine = self._engine
         tokens = engine.prompt_tokens(prompt, self.chat)
@@ -165,6 +185,14 @@ class LlamaCpp(LLM):
         with engine.lock:
             engine.use_threads(settings.n_threads)
             yield from generate(engine, tokens, settings, self.stop if stop is None else stop)
+
+    def _astream(
+        self, prompt: str, stop: list[str] | None = None, **kwargs: Any
+    ) -> AsyncIterator[GenerationChunk]:
+        # the core's one-worker-thread bridge, plus the hand-off above
+        return iterate_in_thread(
+            lambda: _handing_off(self._stream(prompt, stop, **kwargs)), maxsize=self.bridge_buffer
+        )
 
     def _call(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:  # type: ignore[override]
         texts, info = [], None

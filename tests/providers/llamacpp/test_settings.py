@@ -40,3 +40,4 @@ def test_identity(llm: LlamaCpp) -> None:
     assert llm.model_name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert LlamaCpp.thread_safe is False
     assert LlamaCpp.can_stream is True
+    assert LlamaCpp.native_async is False  # astream runs in a worker thread
