@@ -315,6 +315,10 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         _check_kwargs(kwargs)
         return prompt, ensure_config(config), check_stop(stop)
 
+    def validate(self, input: LanguageModelInput, *, stop: Any = None, **kwargs: Any) -> str:
+        """Check an input and call parameters as ``invoke``/``stream`` would; the prompt."""
+        return self._prepare(input, None, stop, kwargs)[0]
+
     def _finish_invoke(
         self, prompt: str, stop: Any, chunk: GenerationChunk
     ) -> tuple[str, LLMResult]:
