@@ -106,13 +106,15 @@ class EventStreamResponse(Response):
             watchers.append(asyncio.ensure_future(self.expired.wait()))
         try:
             await asyncio.wait({pump, *watchers}, return_when=asyncio.FIRST_COMPLETED)
+            # decided before cancelling: a cancelled watcher counts as done
+            gone = watchers[0].done()
+            expired = not pump.done() and len(watchers) > 1 and watchers[1].done()
         finally:
             for task in (pump, *watchers):
                 task.cancel()
             results = await asyncio.gather(pump, *watchers, return_exceptions=True)
-        if not pump.cancelled() and isinstance(results[0], OSError):
-            return  # the client went away while we were writing
-        expired = self.expired is not None and self.expired.is_set() and not watchers[0].done()
+        if gone or isinstance(results[0], OSError):
+            return  # the client went away: nothing more to send
         try:
             if expired and self.shutdown_frame:
                 await send(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,15 +10,10 @@ from typing import Any
 
 import pytest
 import uvicorn
+from helpers import free_port
 
 from lmstream.llm import BaseLLM
 from lmstream.server import ServerSettings, create_app
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Served:
