@@ -79,7 +79,7 @@ class LlamaCpp(LLM):
     """
 
     thread_safe = False
-    native_async = False  # astream runs the sync stream in one worker thread
+    native_async = False  # the async paths run the sync stream in one worker thread
 
     def __init__(
         self,
@@ -195,8 +195,13 @@ class LlamaCpp(LLM):
         )
 
     def _call(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:  # type: ignore[override]
-        texts, info = [], None
-        for chunk in self._stream(prompt, stop, **kwargs):
-            texts.append(chunk.text)
-            info = chunk.generation_info or info
-        return Generation("".join(texts), info)
+        return _whole(list(self._stream(prompt, stop, **kwargs)))
+
+    async def _acall(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:  # type: ignore[override]
+        # through the stream's worker thread, so that a cancelled task stops the model too
+        return _whole([chunk async for chunk in self._astream(prompt, stop, **kwargs)])
+
+
+def _whole(chunks: list[GenerationChunk]) -> Generation:
+    """The generation a stream adds up to: its last chunk carries the metadata."""
+    return Generation("".join(c.text for c in chunks), chunks[-1].generation_info)

@@ -97,3 +97,20 @@ async def test_cancelling_the_task_stops_the_model(
         await task
     _check_stopped(llm, start, at_stop, n_prompt)
     assert await llm.ainvoke(long_prompt, max_tokens=6) == expected
+
+
+async def test_cancelling_an_ainvoke_stops_the_model(
+    llm: LlamaCpp, long_prompt: str, chat_tokens: Count
+) -> None:
+    n_prompt = chat_tokens(llm, long_prompt)
+    start = llm.tokens_generated
+    task = asyncio.create_task(llm.ainvoke(long_prompt, max_tokens=LIMIT))
+    while llm.tokens_generated - start < 3:  # noqa: ASYNC110  (a counter, no event to wait on)
+        await asyncio.sleep(0.002)
+    at_stop = llm.tokens_generated
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # a call that needs the model waits for whatever still runs there
+    await asyncio.to_thread(llm.invoke, long_prompt, max_tokens=1)
+    _check_stopped(llm, start, at_stop + 1, n_prompt)  # + the probe's one token
