@@ -207,13 +207,13 @@ def load(path: str, n_ctx: int, n_threads: int) -> Engine:
     Models stay loaded for the life of the process (the weights are memory-mapped, so
     the cost is the context's KV cache); the thread count is set per generation.
     """
-    key = (os.path.realpath(path), n_ctx)
+    key = (os.path.realpath(path), n_ctx)  # one load whatever the spelling of the path
     engine = _ENGINES.get(key)
     if engine is None:
         with _LOADING:
             engine = _ENGINES.get(key)
             if engine is None:
-                engine = Engine(_open(key[0], n_ctx, n_threads), key[0])
+                engine = Engine(_open(path, n_ctx, n_threads), path)
                 _ENGINES[key] = engine
     return engine
 

@@ -4,9 +4,11 @@ and each model file is loaded once."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,3 +119,12 @@ def test_a_model_file_is_loaded_once(monkeypatch: pytest.MonkeyPatch) -> None:
         clients = list(pool.map(construct, range(6)))
     assert len(loads) == 1
     assert all(c is clients[0] for c in clients)
+
+
+def test_another_spelling_of_the_path_shares_the_model(tmp_path: Path) -> None:
+    default = LlamaCpp()
+    link = tmp_path / "link.gguf"
+    link.symlink_to(default.model_path)
+    assert LlamaCpp(model_path=link).client is default.client
+    relative = os.path.relpath(default.model_path)
+    assert LlamaCpp(model_path=relative).client is default.client
