@@ -77,6 +77,7 @@ def __getattr__(name: str) -> _typing.Any:
 def __dir__() -> list[str]:
     return sorted([*__all__, *_LAZY])
 
+
 __all__ = [
     "LLM",
     "APIConnectionError",

@@ -91,7 +91,7 @@ class TextState:
     exactly before the first one; ``stopped`` then tells the shell to close the provider.
     """
 
-    __slots__ = ("chunks", "held", "info", "parts", "stopped", "stops")
+    __slots__ = ("held", "info", "parts", "stopped", "stops")
 
     def __init__(self, stop: Sequence[str] | None = None) -> None:
         self.stops = [s for s in stop if s] if stop else []
@@ -99,7 +99,6 @@ class TextState:
         self.info: dict[str, Any] | None = None
         self.held = ""
         self.stopped = False
-        self.chunks = 0
 
     @property
     def text(self) -> str:
@@ -108,7 +107,6 @@ class TextState:
 
     def feed(self, chunk: GenerationChunk) -> GenerationChunk | None:
         """Account for a provider chunk; return what to hand on."""
-        self.chunks += 1
         if chunk.generation_info:
             self.info = merge_info(self.info, chunk.generation_info)
         if not self.stops:

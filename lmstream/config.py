@@ -64,6 +64,10 @@ def ensure_config(config: RunnableConfig | None = None) -> RunnableConfig:
     """
     if config is not None and not isinstance(config, dict):
         raise InvalidInputError(f"config must be a dict (RunnableConfig), not {type(config)!r}")
+    ambient = _AMBIENT.get()
+    if not config and ambient is None:  # the common case: nothing to merge or check
+        return {"tags": [], "metadata": {}, "callbacks": None, "recursion_limit": 25,
+                "configurable": {}}  # fmt: skip
     out: dict[str, Any] = {
         "tags": [],
         "metadata": {},
@@ -71,7 +75,6 @@ def ensure_config(config: RunnableConfig | None = None) -> RunnableConfig:
         "recursion_limit": DEFAULT_RECURSION_LIMIT,
         "configurable": {},
     }
-    ambient = _AMBIENT.get()
     if ambient is not None:
         _overlay(out, ambient)
     if config:

@@ -70,7 +70,10 @@ class EventFilter:
 
 
 class _Info:
-    __slots__ = ("admitted", "kind", "llm", "metadata", "name", "parent_ids", "rid", "root", "tags")
+    __slots__ = (
+        "admitted", "as_text", "kind", "llm", "metadata", "name", "parent_ids", "rid", "root",
+        "stream_event", "tags",
+    )  # fmt: skip
 
     def __init__(self, run: Run, rid: str, parent_ids: list[str], root: bool, admitted: bool):
         self.kind = _TYPES.get(run.run_type, "chain")
@@ -82,6 +85,8 @@ class _Info:
         self.admitted = admitted
         self.tags = run.tags
         self.metadata = run.metadata
+        self.stream_event = f"on_{self.kind}_stream"
+        self.as_text = False  # whether stream chunks are sent as text (set by the stream)
 
 
 class EventStream:
@@ -145,6 +150,7 @@ class EventStream:
         parent_ids = [*parent.parent_ids, parent.rid] if parent is not None else []
         admitted = self.filters.admits(run.name, _TYPES.get(run.run_type, "chain"), run.tags)
         info = _Info(run, str(run.id), parent_ids, root, admitted)
+        info.as_text = info.llm and (root or self.v1)
         if root:
             self.root_seen = True
             if self.v1:
@@ -167,9 +173,17 @@ class EventStream:
         info = self.runs.get(run)
         if info is None or not info.admitted:
             return
-        if info.llm and (info.root or self.v1):
-            chunk = chunk.text
-        self._push(self._event(info, f"on_{info.kind}_stream", {"chunk": chunk}))
+        self._push(
+            {
+                "event": info.stream_event,
+                "name": info.name,
+                "run_id": info.rid,
+                "tags": info.tags,
+                "metadata": info.metadata,
+                "parent_ids": [] if self.v1 else info.parent_ids,
+                "data": {"chunk": chunk.text if info.as_text else chunk},
+            }
+        )
 
     def run_finished(
         self, run: Run, outcome: str, payload: Any, error: BaseException | None

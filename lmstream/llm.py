@@ -34,6 +34,7 @@ from lmstream._llmcore import (
 from lmstream._threads import iterate_in_thread, run_in_thread, run_sync
 from lmstream._types import LanguageModelInput, RunnableConfig
 from lmstream._utils import accepts_param
+from lmstream.callbacks import drain_async
 from lmstream.chunks import Generation, GenerationChunk, LLMResult, Usage, merge_info
 from lmstream.config import ensure_config
 from lmstream.errors import InvalidInputError, StreamingUnsupportedError
@@ -215,9 +216,14 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         error = exc if reason == "cancelled" else typed_error(exc, text, info["usage"])
         return reason == "cancelled", llm_result(text, info), error
 
-    def _final(self, state: TextState, prompt: str) -> tuple[str, dict[str, Any], LLMResult]:
-        """(held-back tail text, metadata the final chunk adds, the run's result)."""
+    def _final(
+        self, state: TextState, prompt: str, full: bool = True
+    ) -> tuple[str, dict[str, Any], LLMResult | None]:
+        """(held-back tail text, metadata the final chunk adds, the run's result);
+        without ``full`` (nobody will see them) only the tail."""
         tail = state.flush()
+        if not full:
+            return tail, {}, None
         info = state.info
         has_usage = info is not None and isinstance(info.get("usage"), Usage)
         counts = (0, 0) if has_usage else self._usage(prompt, state.text)
@@ -312,7 +318,8 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         self, input: Any, config: RunnableConfig | None, stop: Any, kwargs: dict[str, Any]
     ) -> tuple[str, RunnableConfig, list[str] | None]:
         prompt = prompt_to_string(input)
-        _check_kwargs(kwargs)
+        if kwargs:
+            _check_kwargs(kwargs)
         return prompt, ensure_config(config), check_stop(stop)
 
     def validate(self, input: LanguageModelInput, *, stop: Any = None, **kwargs: Any) -> str:
@@ -325,6 +332,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         state = TextState(stop)
         state.feed(chunk)
         _, _, result = self._final(state, prompt)
+        assert result is not None
         return result.generations[0][0].text, result
 
     def invoke(
@@ -423,38 +431,60 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
         return self._adrive(prompt, cfg, stop, kwargs, False)
 
+    def _settle(self, run: Run, state: TextState, prompt: str, exc: BaseException) -> BaseException:
+        cancelled, partial, error = self._outcome(state, prompt, exc)
+        run.cancel(partial) if cancelled else run.fail(error, partial)
+        return error
+
+    async def _asettle(
+        self, run: Run, state: TextState, prompt: str, exc: BaseException
+    ) -> BaseException:
+        cancelled, partial, error = self._outcome(state, prompt, exc)
+        await (run.acancel(partial) if cancelled else run.afail(error, partial))
+        return error
+
     def _drive(
         self, prompt: str, config: RunnableConfig, stop: Any, kwargs: dict[str, Any], as_text: bool
     ) -> Iterator[Any]:
         run = self._new_run(prompt, config, stop, kwargs)
         run.start()
-        state, listening, source = TextState(stop), run.listening, None
+        state, source = TextState(stop), None
         try:
             source = self._source(prompt, stop, run, kwargs, config)
-            for chunk in source:
-                out = state.feed(chunk)
-                if out is not None:
-                    if listening:
-                        run.chunk(out)
-                    if not as_text:
-                        yield out
-                    elif out.text:
-                        yield out.text
-                if state.stopped:
-                    break
+            if as_text and not run.listening and not state.stops:
+                append = state.parts.append  # the plain path: text out, nothing else to do
+                for chunk in source:
+                    if chunk.generation_info:
+                        state.info = merge_info(state.info, chunk.generation_info)
+                    append(chunk.text)
+                    if chunk.text:
+                        yield chunk.text
+            else:
+                for chunk in source:
+                    out = state.feed(chunk)
+                    if out is not None:
+                        if run.listening:
+                            run.chunk(out)
+                        if not as_text:
+                            yield out
+                        elif out.text:
+                            yield out.text
+                    if state.stopped:
+                        break
         except BaseException as exc:
             close(source)
-            cancelled, partial, error = self._outcome(state, prompt, exc)
-            run.cancel(partial) if cancelled else run.fail(error, partial)
-            if error is exc:
+            if (error := self._settle(run, state, prompt, exc)) is exc:
                 raise
             raise error from exc
         close(source)
-        tail, added, result = self._final(state, prompt)
+        yield from self._finish(run, state, prompt, as_text)
+
+    def _finish(self, run: Run, state: TextState, prompt: str, as_text: bool) -> Iterator[Any]:
+        tail, added, result = self._final(state, prompt, full=run.listening or not as_text)
         try:
             if tail or added:
                 chunk = GenerationChunk(tail, added or None)
-                if listening and tail:
+                if run.listening and tail:
                     run.chunk(chunk)
                 if not as_text:
                     yield chunk
@@ -468,33 +498,46 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     ) -> AsyncIterator[Any]:
         run = self._new_run(prompt, config, stop, kwargs)
         await run.astart()
-        state, listening, source = TextState(stop), run.listening, None
+        state, source = TextState(stop), None
         try:
             source = self._asource(prompt, stop, run, kwargs, config)
-            async for chunk in source:
-                out = state.feed(chunk)
-                if out is not None:
-                    if listening:
-                        await run.achunk(out)
-                    if not as_text:
-                        yield out
-                    elif out.text:
-                        yield out.text
-                if state.stopped:
-                    break
+            if as_text and not run.listening and not state.stops:
+                append = state.parts.append  # the plain path: text out, nothing else to do
+                async for chunk in source:
+                    if chunk.generation_info:
+                        state.info = merge_info(state.info, chunk.generation_info)
+                    append(chunk.text)
+                    if chunk.text:
+                        yield chunk.text
+            else:
+                async for chunk in source:
+                    out = state.feed(chunk)
+                    if out is not None:
+                        if run.listening and (pending := run.report_chunk(out)):
+                            await drain_async(pending, "chunk")
+                        if not as_text:
+                            yield out
+                        elif out.text:
+                            yield out.text
+                    if state.stopped:
+                        break
         except BaseException as exc:
             await aclose(source)
-            cancelled, partial, error = self._outcome(state, prompt, exc)
-            await (run.acancel(partial) if cancelled else run.afail(error, partial))
-            if error is exc:
+            if (error := await self._asettle(run, state, prompt, exc)) is exc:
                 raise
             raise error from exc
         await aclose(source)
-        tail, added, result = self._final(state, prompt)
+        async for item in self._afinish(run, state, prompt, as_text):
+            yield item
+
+    async def _afinish(
+        self, run: Run, state: TextState, prompt: str, as_text: bool
+    ) -> AsyncIterator[Any]:
+        tail, added, result = self._final(state, prompt, full=run.listening or not as_text)
         try:
             if tail or added:
                 chunk = GenerationChunk(tail, added or None)
-                if listening and tail:
+                if run.listening and tail:
                     await run.achunk(chunk)
                 if not as_text:
                     yield chunk

@@ -61,9 +61,9 @@ class Run:
     """The record of one call: identity, listeners and outcome."""
 
     __slots__ = (
+        "_id",
         "extra",
         "handlers",
-        "id",
         "inherited",
         "inputs",
         "is_llm",
@@ -108,7 +108,7 @@ class Run:
         self.sinks = [h for h in everyone if getattr(h, "is_event_sink", False)]
         self.handlers = [h for h in everyone if not getattr(h, "is_event_sink", False)]
         self.listening = bool(everyone)
-        self.id: UUID = config.get("run_id") or uuid7()
+        self._id: UUID | None = config.get("run_id")
         self.owner = owner
         self.name = config.get("run_name") or name
         self.run_type = run_type
@@ -120,6 +120,17 @@ class Run:
         self.inputs = inputs
         self.extra = extra or {}
         self.outcome: str | None = None
+
+    @property
+    def id(self) -> UUID:
+        """The run id, made when first asked for (runs nobody watches never need one)."""
+        if self._id is None:
+            self._id = uuid7()
+        return self._id
+
+    def report_chunk(self, chunk: Any) -> Pending:
+        """Report a chunk; the coroutines of async handlers are returned, not awaited."""
+        return self._chunk(chunk)
 
     def child(self, tag: str | None = None) -> CallbackManager:
         """The callbacks for a child run: inherited handlers, this run as parent."""
