@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypedDict, Union
 
 if TYPE_CHECKING:
+    import uuid
+
     from lmstream.callbacks import CallbackManager
     from lmstream.prompts import PromptValue
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import time
-import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import uuid
 
 __all__ = ["accepts_param", "is_async_callable", "is_async_generator", "is_generator", "uuid7"]
 
 
 def uuid7() -> uuid.UUID:
     """A time-ordered UUID (RFC 9562 version 7): run ids sort by start time."""
+    import uuid  # on first use: most processes never need a run id
+
     ms = time.time_ns() // 1_000_000
     rand = int.from_bytes(os.urandom(10), "big")
     value = (ms & 0xFFFF_FFFF_FFFF) << 80 | rand
@@ -25,6 +28,8 @@ def uuid7() -> uuid.UUID:
 
 @functools.lru_cache(maxsize=1024)
 def _params(fn: Callable[..., Any]) -> tuple[frozenset[str], bool]:
+    import inspect
+
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -47,6 +52,8 @@ def accepts_param(fn: Callable[..., Any], name: str) -> bool:
 
 
 def _unwrap(fn: Any) -> Any:
+    import inspect
+
     while isinstance(fn, functools.partial):
         fn = fn.func
     call = getattr(fn, "__call__", None)  # noqa: B004 - callable instances
@@ -57,14 +64,20 @@ def _unwrap(fn: Any) -> Any:
 
 def is_async_callable(fn: Any) -> bool:
     """Whether calling ``fn`` returns a coroutine."""
+    import inspect
+
     return inspect.iscoroutinefunction(_unwrap(fn))
 
 
 def is_generator(fn: Any) -> bool:
     """Whether ``fn`` is a sync generator function."""
+    import inspect
+
     return inspect.isgeneratorfunction(_unwrap(fn))
 
 
 def is_async_generator(fn: Any) -> bool:
     """Whether ``fn`` is an async generator function."""
+    import inspect
+
     return inspect.isasyncgenfunction(_unwrap(fn))

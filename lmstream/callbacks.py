@@ -11,13 +11,14 @@ which is not an error.
 
 from __future__ import annotations
 
-import inspect
-import logging
 from collections.abc import Awaitable, Sequence
-from typing import Any
-from uuid import UUID
+from typing import TYPE_CHECKING, Any
 
 from lmstream._threads import run_sync
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
 
 __all__ = [
     "AsyncCallbackHandler",
@@ -27,8 +28,6 @@ __all__ = [
     "drain",
     "drain_async",
 ]
-
-logger = logging.getLogger("lmstream.callbacks")
 
 
 class BaseCallbackHandler:
@@ -152,7 +151,11 @@ Pending = list[tuple[Any, Awaitable[Any]]]
 def _failed(handler: Any, method: str, exc: Exception) -> None:
     if getattr(handler, "raise_error", False) and not isinstance(exc, NotImplementedError):
         raise exc
-    logger.warning("Error in %s.%s callback: %r", type(handler).__name__, method, exc)
+    import logging
+
+    logging.getLogger("lmstream.callbacks").warning(
+        "Error in %s.%s callback: %r", type(handler).__name__, method, exc
+    )
 
 
 def dispatch(
@@ -171,7 +174,7 @@ def dispatch(
         except Exception as exc:
             _failed(handler, method, exc)
             continue
-        if inspect.isawaitable(result):
+        if result is not None and hasattr(result, "__await__"):
             pending.append((handler, result))
     return pending
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
@@ -19,14 +18,43 @@ FinishReason = Literal["stop", "length", "cancelled", "error"]
 the consumer stopped reading, or the run failed."""
 
 
-@dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts of one run. ``estimated`` is true when counted by lmstream, not the backend."""
 
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    estimated: bool = False
+    __slots__ = ("completion_tokens", "estimated", "prompt_tokens", "total_tokens")
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    estimated: bool
+
+    def __init__(
+        self,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        total_tokens: int = 0,
+        estimated: bool = False,
+    ) -> None:
+        object.__setattr__(self, "prompt_tokens", prompt_tokens)
+        object.__setattr__(self, "completion_tokens", completion_tokens)
+        object.__setattr__(self, "total_tokens", total_tokens)
+        object.__setattr__(self, "estimated", estimated)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Usage is immutable")
+
+    def _key(self) -> tuple[int, int, int, bool]:
+        return (self.prompt_tokens, self.completion_tokens, self.total_tokens, self.estimated)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Usage) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        p, c, t, e = self._key()
+        return f"Usage(prompt_tokens={p}, completion_tokens={c}, total_tokens={t}, estimated={e})"
 
     @classmethod
     def of(cls, prompt_tokens: int, completion_tokens: int, *, estimated: bool = False) -> Usage:
@@ -79,12 +107,29 @@ def merge_info(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dic
     return out
 
 
-@dataclass(slots=True)
 class Generation:
     """One complete candidate output of a model."""
 
-    text: str = ""
-    generation_info: dict[str, Any] | None = None
+    __slots__ = ("generation_info", "text")
+
+    def __init__(self, text: str = "", generation_info: dict[str, Any] | None = None) -> None:
+        self.text = text
+        self.generation_info = generation_info
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is type(self)
+            and isinstance(other, Generation)
+            and self.text == other.text
+            and self.generation_info == other.generation_info
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(text={self.text!r}, generation_info={self.generation_info!r})"
+        )
 
     @property
     def type(self) -> str:
@@ -109,9 +154,10 @@ class Generation:
         return {"text": self.text, "generation_info": self.generation_info, "type": "Generation"}
 
 
-@dataclass(slots=True)
 class GenerationChunk(Generation):
     """A piece of a generation; chunks add up with ``+``."""
+
+    __slots__ = ()
 
     def __add__(self, other: GenerationChunk) -> GenerationChunk:
         if not isinstance(other, GenerationChunk):
@@ -123,13 +169,32 @@ class GenerationChunk(Generation):
         )
 
 
-@dataclass(slots=True)
 class LLMResult:
     """The result of generating for a list of prompts: one list of candidates per prompt."""
 
-    generations: list[list[Generation]]
-    llm_output: dict[str, Any] | None = None
-    run: list[Any] | None = field(default=None, compare=False)
+    __slots__ = ("generations", "llm_output", "run")
+
+    def __init__(
+        self,
+        generations: list[list[Generation]],
+        llm_output: dict[str, Any] | None = None,
+        run: list[Any] | None = None,
+    ) -> None:
+        self.generations = generations
+        self.llm_output = llm_output
+        self.run = run
+
+    def __eq__(self, other: object) -> bool:  # ``run`` is not compared, as in the reference
+        return (
+            isinstance(other, LLMResult)
+            and self.generations == other.generations
+            and self.llm_output == other.llm_output
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"LLMResult(generations={self.generations!r}, llm_output={self.llm_output!r})"
 
     @property
     def type(self) -> str:

@@ -13,13 +13,10 @@ error and the partial output, and a run stopped early ends with ``data["cancelle
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
 
 from lmstream._accumulate import aggregate
 from lmstream._types import RunnableConfig, StreamEvent
@@ -31,6 +28,9 @@ from lmstream.errors import CallbackError
 from lmstream.runs import STREAMING_INPUT, Run
 
 if TYPE_CHECKING:
+    import asyncio
+    from uuid import UUID
+
     from lmstream.runnable import Runnable
 
 __all__ = ["EventFilter", "EventStream", "adispatch_custom_event", "dispatch_custom_event"]
@@ -39,16 +39,24 @@ _HIGH_WATER = 4096  # events queued before the producer waits for the consumer
 _TYPES = {"llm": "llm", "prompt": "prompt", "parser": "parser"}
 
 
-@dataclass(frozen=True)
 class EventFilter:
     """The reference's include/exclude filters over run names, types and tags."""
 
-    include_names: Sequence[str] | None = None
-    include_types: Sequence[str] | None = None
-    include_tags: Sequence[str] | None = None
-    exclude_names: Sequence[str] | None = None
-    exclude_types: Sequence[str] | None = None
-    exclude_tags: Sequence[str] | None = None
+    def __init__(
+        self,
+        include_names: Sequence[str] | None = None,
+        include_types: Sequence[str] | None = None,
+        include_tags: Sequence[str] | None = None,
+        exclude_names: Sequence[str] | None = None,
+        exclude_types: Sequence[str] | None = None,
+        exclude_tags: Sequence[str] | None = None,
+    ) -> None:
+        self.include_names = include_names
+        self.include_types = include_types
+        self.include_tags = include_tags
+        self.exclude_names = exclude_names
+        self.exclude_types = exclude_types
+        self.exclude_tags = exclude_tags
 
     def admits(self, name: str, run_type: str, tags: Sequence[str]) -> bool:
         """Whether events of a run with this name, type and tags pass."""
@@ -245,13 +253,10 @@ class EventStream:
             self._push(self._event(info, event, data))  # type: ignore[arg-type]
 
 
-@dataclass
 class _FakeInfo:
-    name: str
-    rid: str
-    tags: list[str]
-    metadata: dict[str, Any]
-    parent_ids: list[str] = field(default_factory=list)
+    def __init__(self, name: str, rid: str, tags: list[str], metadata: dict[str, Any]) -> None:
+        self.name, self.rid, self.tags, self.metadata = name, rid, tags, metadata
+        self.parent_ids: list[str] = []
 
 
 def _wake(future: asyncio.Future[None]) -> None:
@@ -315,6 +320,8 @@ async def astream_events(
     if version not in ("v1", "v2"):
         raise NotImplementedError(f"Unsupported version: {version!r}. Expected 'v1' or 'v2'.")
     cfg, root_id = _prepare(config)
+    import asyncio
+
     loop = asyncio.get_running_loop()
     sink = EventStream(version, root_id, filters, loop, dict(cfg), input)  # type: ignore[arg-type]
     _attach(cfg, sink)

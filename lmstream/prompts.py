@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from lmstream._execution import acall_with_config, call_with_config
@@ -37,16 +36,29 @@ _ROLES = {
 class PromptValue:
     """A formatted prompt."""
 
+    __slots__ = ()
+
     def to_string(self) -> str:
         """The prompt as one string."""
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
 class StringPromptValue(PromptValue):
     """A prompt that is a string."""
 
-    text: str
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StringPromptValue) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"StringPromptValue(text={self.text!r})"
 
     def to_string(self) -> str:
         """The text."""
@@ -81,11 +93,22 @@ def messages_to_string(messages: Sequence[Any]) -> str:
     return "\n".join(lines)
 
 
-@dataclass(frozen=True)
 class ChatPromptValue(PromptValue):
     """A prompt that is a list of messages."""
 
-    messages: tuple[Any, ...]
+    __slots__ = ("messages",)
+
+    def __init__(self, messages: Sequence[Any]) -> None:
+        self.messages = tuple(messages)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ChatPromptValue) and other.messages == self.messages
+
+    def __hash__(self) -> int:
+        return hash(self.messages)
+
+    def __repr__(self) -> str:
+        return f"ChatPromptValue(messages={self.messages!r})"
 
     def to_string(self) -> str:
         """The messages, one ``Role: content`` line each."""

@@ -9,10 +9,7 @@ entry-point group: the entry point's name is the provider name and it loads a cl
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
 from lmstream.errors import InvalidInputError
@@ -24,24 +21,35 @@ ENTRY_POINT_GROUP = "lmstream.providers"
 DEFAULT_MODEL = "llamacpp"
 
 
-@dataclass(frozen=True)
 class ProviderInfo:
-    """A registered provider: how to build it and what it needs."""
+    """A registered provider: how to build it (``target``: ``"module:Class"`` or a
+    callable), which keyword gets the model part of the id (``model_arg``), and what it
+    needs (``requires``: a module; ``extra``: the pip extra that installs it)."""
 
-    name: str
-    target: str | Callable[..., BaseLLM]
-    """``"module:Class"`` or a callable returning an LLM."""
-    model_arg: str | None
-    """Keyword that receives the part of the id after the colon."""
-    description: str = ""
-    requires: str | None = None
-    """A module that must be importable for the provider to work."""
-    extra: str | None = None
-    """The pip extra that installs what it needs."""
+    def __init__(
+        self,
+        name: str,
+        target: str | Callable[..., BaseLLM],
+        model_arg: str | None,
+        description: str = "",
+        requires: str | None = None,
+        extra: str | None = None,
+    ) -> None:
+        self.name = name
+        self.target = target
+        self.model_arg = model_arg
+        self.description = description
+        self.requires = requires
+        self.extra = extra
+
+    def __repr__(self) -> str:
+        return f"ProviderInfo(name={self.name!r}, target={self.target!r})"
 
     @property
     def installed(self) -> bool:
         """Whether what the provider needs is installed."""
+        import importlib.util
+
         return self.requires is None or importlib.util.find_spec(self.requires) is not None
 
     def factory(self) -> Callable[..., BaseLLM]:
@@ -82,6 +90,8 @@ def _load_plugins() -> None:
     if _PLUGINS_LOADED:
         return
     _PLUGINS_LOADED = True
+    from importlib.metadata import entry_points
+
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in _REGISTRY:
             _REGISTRY[ep.name] = ProviderInfo(ep.name, ep.value, "model", f"plugin {ep.value}")

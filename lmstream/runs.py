@@ -13,13 +13,16 @@ and an async form (``a``-prefixed), which awaits them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-from uuid import UUID
+from typing import TYPE_CHECKING, Any
 
 from lmstream._types import RunnableConfig
 from lmstream._utils import uuid7
 from lmstream.callbacks import CallbackManager, Pending, dispatch, drain, drain_async
 from lmstream.chunks import LLMResult
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
 
 __all__ = ["STREAMING_INPUT", "Run", "serialized"]
 

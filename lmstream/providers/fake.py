@@ -8,7 +8,6 @@ of the tokens it has generated (cancellation tests read it).
 
 from __future__ import annotations
 
-import asyncio
 import re
 import threading
 import time
@@ -23,6 +22,12 @@ __all__ = ["FakeLLM"]
 
 _WORD = re.compile(r"\s*\S+\s*|\s+")
 _CHUNKINGS = ("char", "word", "none")
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio  # only async callers get here, and they have asyncio already
+
+    await asyncio.sleep(seconds)
 
 
 class FakeLLM(LLM):
@@ -133,7 +138,7 @@ class FakeLLM(LLM):
             yield GenerationChunk("", self._info(prompt, 0, reason))
         for i in range(len(tokens)):
             if self.delay:
-                await asyncio.sleep(self.delay)
+                await _sleep(self.delay)
             yield self._chunk(tokens, i, prompt, reason)
 
     def _whole(self, prompt: str, tokens: list[str], reason: str) -> Generation:
@@ -150,5 +155,5 @@ class FakeLLM(LLM):
     async def _acall(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:  # type: ignore[override]
         tokens, reason = self._script(kwargs)
         if self.delay:
-            await asyncio.sleep(self.delay * len(tokens))
+            await _sleep(self.delay * len(tokens))
         return self._whole(prompt, tokens, reason)
