@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from starlette.responses import Response
 
 from lmstream._execution import aclose
+from lmstream._sse import encode
 
 __all__ = ["EventStreamResponse", "frame", "until_disconnect"]
 
@@ -34,8 +35,7 @@ HEADERS = [
 def frame(data: Any, event: str | None = None) -> bytes:
     """One SSE frame; ``data`` is JSON-encoded unless it is already a string."""
     text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {text}\n\n".encode()
+    return encode(text, event=event)
 
 
 async def _wait_disconnect(receive: Receive) -> None:
