@@ -8,7 +8,8 @@ import asyncio
 import contextvars
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from lmstream._types import RunnableConfig
@@ -39,20 +40,43 @@ def _prepare(inputs: Sequence[Any], config: Configs) -> tuple[list[Any], list[Ru
     return items, configs, limit or _default_workers()
 
 
-def _submit_all(
-    pool: ThreadPoolExecutor,
+def _window_threads(
     runnable: Runnable[Any, Any],
     items: list[Any],
     configs: list[RunnableConfig],
+    workers: int,
+    return_exceptions: bool,
     kwargs: dict[str, Any],
-) -> list[Future[Any]]:
-    def call(item: Any, cfg: RunnableConfig) -> Any:
-        return runnable.invoke(item, cfg, **kwargs)
+) -> Iterator[tuple[int, Any]]:
+    """Yield ``(index, result)`` as calls finish, at most ``workers`` in flight: the next
+    input starts as soon as one finishes. The first failure (without ``return_exceptions``)
+    stops starting new calls and propagates once the calls in flight are done; so does
+    closing the iterator."""
+    base = contextvars.copy_context()
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(items)))
+    waiting = iter(range(len(items)))
+    running: dict[Future[Any], int] = {}
 
-    return [
-        pool.submit(contextvars.copy_context().run, call, item, cfg)
-        for item, cfg in zip(items, configs, strict=True)
-    ]
+    def start_next() -> None:
+        i = next(waiting, None)
+        if i is not None:
+            call = partial(runnable.invoke, items[i], configs[i], **kwargs)
+            running[pool.submit(base.copy().run, call)] = i
+
+    try:
+        for _ in range(workers):
+            start_next()
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=running.__getitem__):
+                i = running.pop(future)
+                exc = future.exception()
+                if exc is not None and not (return_exceptions and isinstance(exc, Exception)):
+                    raise exc
+                start_next()
+                yield i, exc if exc is not None else future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def batch(
@@ -62,20 +86,14 @@ def batch(
     return_exceptions: bool,
     kwargs: dict[str, Any],
 ) -> list[Any]:
-    """Call ``invoke`` for every input in a thread pool sized ``max_concurrency``."""
+    """Call ``invoke`` for every input, ``max_concurrency`` threads at a time."""
     items, configs, workers = _prepare(inputs, config)
     if len(items) <= 1:
         return [r for _, r in _run_inline(runnable, items, configs, return_exceptions, kwargs)]
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-        futures = _submit_all(pool, runnable, items, configs, kwargs)
-        if not return_exceptions:
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in futures if f in done and f.exception() is not None]
-            if failed:
-                for f in futures:
-                    f.cancel()
-                raise failed[0].exception()  # type: ignore[misc]
-        return [f.exception() or f.result() for f in futures]
+    results: list[Any] = [None] * len(items)
+    for i, result in _window_threads(runnable, items, configs, workers, return_exceptions, kwargs):
+        results[i] = result
+    return results
 
 
 def _run_inline(
@@ -101,22 +119,14 @@ def batch_as_completed(
     return_exceptions: bool,
     kwargs: dict[str, Any],
 ) -> Iterator[tuple[int, Any]]:
-    """Yield ``(index, output)`` as each call finishes; closing cancels what has not started."""
+    """Yield ``(index, output)`` as each call finishes; closing starts no further call.
+
+    Inputs and configs are checked at once, not on the first ``next()``.
+    """
     items, configs, workers = _prepare(inputs, config)
     if len(items) <= 1:
-        yield from _run_inline(runnable, items, configs, return_exceptions, kwargs)
-        return
-    pool = ThreadPoolExecutor(max_workers=min(workers, len(items)))
-    try:
-        futures = _submit_all(pool, runnable, items, configs, kwargs)
-        index = {f: i for i, f in enumerate(futures)}
-        for future in as_completed(futures):
-            exc = future.exception()
-            if exc is not None and not return_exceptions:
-                raise exc
-            yield index[future], exc if exc is not None else future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        return _run_inline(runnable, items, configs, return_exceptions, kwargs)
+    return _window_threads(runnable, items, configs, workers, return_exceptions, kwargs)
 
 
 async def _ainvoke_one(
@@ -180,15 +190,29 @@ async def abatch(
     return results
 
 
-async def abatch_as_completed(
+def abatch_as_completed(
     runnable: Runnable[Any, Any],
     inputs: Sequence[Any],
     config: Configs,
     return_exceptions: bool,
     kwargs: dict[str, Any],
 ) -> AsyncIterator[tuple[int, Any]]:
-    """Yield ``(index, output)`` as each call finishes; closing cancels the rest."""
+    """Yield ``(index, output)`` as each call finishes; closing cancels the rest.
+
+    Inputs and configs are checked at once, not on the first ``anext()``.
+    """
     items, configs, workers = _prepare(inputs, config)
+    return _acompleted(runnable, items, configs, workers, return_exceptions, kwargs)
+
+
+async def _acompleted(
+    runnable: Runnable[Any, Any],
+    items: list[Any],
+    configs: list[RunnableConfig],
+    workers: int,
+    return_exceptions: bool,
+    kwargs: dict[str, Any],
+) -> AsyncIterator[tuple[int, Any]]:
     done: asyncio.Queue[Any] = asyncio.Queue()
     runner = asyncio.ensure_future(
         _window(runnable, items, configs, workers, return_exceptions, kwargs,
