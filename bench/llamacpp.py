@@ -5,7 +5,9 @@
 
 Runs are interleaved (the order rotates every round) and compared round by round, so
 drift on a shared machine cancels out. Goals: tokens/s ratio >= 0.97, time-to-first-token
-overhead <= 2 ms. Absolute figures are context only.
+overhead <= 2 ms. The CPU ratio (raw's CPU time over the path's, all threads of the
+process) is disturbed less by other processes than wall time. Absolute figures are
+context only.
 """
 
 from __future__ import annotations
@@ -28,21 +30,23 @@ PROMPT = "Write a long story about a lighthouse keeper who finds a message in a 
 
 @dataclass
 class Timing:
-    """One run: time to the first text, total time, the text."""
+    """One run: time to the first text, total time, the text, CPU time of the process."""
 
     ttft: float
     total: float
     text: str
+    cpu: float = 0.0
 
 
 def _timed(chunks: Callable[[], Iterable[str]]) -> Timing:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     first, parts = 0.0, []
     for text in chunks():
         if text and not first:
             first = time.perf_counter() - start
         parts.append(text)
-    return Timing(first, time.perf_counter() - start, "".join(parts))
+    total = time.perf_counter() - start
+    return Timing(first, total, "".join(parts), time.process_time() - cpu)
 
 
 def run_raw(llm: LlamaCpp, prompt: str, max_tokens: int) -> Timing:
@@ -77,13 +81,14 @@ def run_astream(
     """``LlamaCpp.astream`` (through the core's one worker thread per stream)."""
 
     async def go() -> Timing:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         first, parts = 0.0, []
         async for text in llm.astream(prompt, max_tokens=max_tokens):
             if text and not first:
                 first = time.perf_counter() - start
             parts.append(text)
-        return Timing(first, time.perf_counter() - start, "".join(parts))
+        total = time.perf_counter() - start
+        return Timing(first, total, "".join(parts), time.process_time() - cpu)
 
     return loop.run_until_complete(go())
 
@@ -110,23 +115,25 @@ def _paths(
 def compare(rounds: int, max_tokens: int, n_threads: int | None) -> None:
     """Interleave raw, stream and astream runs and print the ratios.
 
-    Throughput comes from ``rounds`` full runs; time to first token from 4x as many
+    Throughput comes from ``rounds`` full runs; time to first token from 8x as many
     runs of 2 tokens, which are short enough to repeat until the noise settles.
     """
     llm = LlamaCpp(temperature=0, seed=0, n_threads=n_threads)
     loop = asyncio.new_event_loop()
     tokens = llm.get_num_tokens(run_stream(llm, PROMPT, max_tokens).text)  # warm-up
     long = _interleave(_paths(llm, max_tokens, loop), rounds)
-    short = _interleave(_paths(llm, 2, loop), rounds * 4)
+    short = _interleave(_paths(llm, 2, loop), rounds * 8)
     loop.close()
     raw = long["raw create_completion"]
     same = all(t.text == raw[0].text for ts in long.values() for t in ts)
     print(f"model {llm.model_name}, n_threads={llm.n_threads}, {tokens} tokens per run, "
-          f"{rounds} rounds (+{rounds * 4} for TTFT), identical text: {same}")  # fmt: skip
-    print(f"{'path':24} {'tok/s':>8} {'ratio':>7} {'TTFT ms':>8} {'TTFT overhead ms':>17}")
+          f"{rounds} rounds (+{rounds * 8} for TTFT), identical text: {same}")  # fmt: skip
+    print(f"{'path':24} {'tok/s':>7} {'ratio':>6} {'CPU ratio':>9} {'TTFT ms':>8} "
+          f"{'TTFT overhead ms':>17}")  # fmt: skip
     for name in long:
         rate = tokens / statistics.median(t.total for t in long[name])
-        print(f"{name:24} {rate:8.1f} {_ratio(raw, long[name]):7.3f} "
+        cpu = statistics.median(r.cpu / t.cpu for r, t in zip(raw, long[name], strict=True))
+        print(f"{name:24} {rate:7.1f} {_ratio(raw, long[name]):6.3f} {cpu:9.3f} "
               f"{statistics.median(t.ttft for t in short[name]) * 1000:8.2f} "
               f"{_overhead(short['raw create_completion'], short[name]):17.2f}")  # fmt: skip
 
