@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
         help="an accepted bearer key (repeatable; or LMSTREAM_API_KEYS)",
     )
     parser.add_argument("--max-waiting", type=int, default=32, help="queued requests per model")
+    parser.add_argument(
+        "--max-concurrency", type=int, default=256, help="generations at once per thread-safe model"
+    )
     parser.add_argument("--max-tokens-cap", type=int, default=4096)
     parser.add_argument("--max-body-bytes", type=int, default=1_000_000)
     parser.add_argument("--grace", type=float, default=10.0, help="seconds streams get on shutdown")
@@ -100,6 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_tokens_cap=args.max_tokens_cap,
         max_waiting=args.max_waiting,
         grace_seconds=args.grace,
+        max_concurrency=args.max_concurrency,
     )
     models, aliases = _models(args)
     app = create_app(models, settings, aliases)

@@ -28,6 +28,8 @@ class ServerSettings:
     default_max_tokens: int = 16
     max_waiting: int = 32
     """Requests that may wait for a busy model before the server answers 429."""
+    max_concurrency: int = 256
+    """Generations at once per thread-safe model (a thread-unsafe one runs one at a time)."""
     max_batch: int = 64
     grace_seconds: float = 10.0
     """On shutdown, how long in-flight streams may go on before they are ended."""
@@ -52,7 +54,7 @@ class ServerState:
         self.settings = settings
         self.models: dict[str, ServedModel] = {}
         for name, llm in models.items():
-            active = 1 if not llm.thread_safe else 64
+            active = settings.max_concurrency if llm.thread_safe else 1
             own = tuple(a for a, target in aliases.items() if target == name)
             self.models[name] = ServedModel(name, llm, Gate(active, settings.max_waiting), own)
         self.names = {alias: self.models[target] for alias, target in aliases.items()}
