@@ -113,8 +113,12 @@ def test_the_end_event_of_a_cancelled_run(
     llm: LlamaCpp, flavour: str, long_prompt: str, chat_tokens: Count
 ) -> None:
     chain = llm.bind(max_tokens=40) | _first(3)
-    if is_sync(flavour):
-        assert len(collect(chain.stream(long_prompt))) == 3
+    if is_sync(flavour):  # no event stream in sync code: the callbacks see the outcome
+        seen = _Cancels()
+        assert len(collect(chain.stream(long_prompt, {"callbacks": [seen]}))) == 3
+        info = seen.responses[0].generations[0][0].generation_info
+        assert info["finish_reason"] == "cancelled"
+        assert info["usage"].prompt_tokens == chat_tokens(llm, long_prompt)
         return
     events = events_of(chain, long_prompt, version="v2")
     [end] = [e for e in events if e["event"] == "on_llm_end"]
