@@ -1,0 +1,180 @@
+"""Load on ``lmstream serve``: many SSE clients at once, and the embedded model through HTTP.
+
+    python -m bench.server                 # 200 clients on the fake model, then the embedded one
+    python -m bench.server --clients 400 --tokens 50 --delay 0.02
+    python -m bench.server --skip-local    # only the fake-model load test
+
+1. The server runs in its own process (``lmstream serve``) serving the fake model with a
+   delay per token; N clients stream ``/v1/completions`` at once from one asyncio process.
+   Every stream's text is checked (numbered tokens: nothing lost, nothing reordered), and
+   the report gives delivered tokens/s and the p50/p99 gap between a client's tokens.
+2. The embedded SmolLM2 model: tokens/s of ``LlamaCpp().stream`` in this process vs the
+   same model streamed through ``lmstream serve`` (same prompt, seed and max_tokens,
+   runs interleaved). The goal is a ratio of at least 0.95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serving(model: str, *options: str) -> Iterator[str]:
+    """``lmstream serve`` in a subprocess; yields its base URL."""
+    port = _port()
+    command = [sys.executable, "-m", "lmstream", "serve", "-m", model, "--port", str(port),
+               "--log-level", "warning", "--max-waiting", "1000", *options]  # fmt: skip
+    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"the server for {model} did not start")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+async def _one_stream(client: httpx.AsyncClient, body: dict[str, Any]) -> tuple[str, list[float]]:
+    texts, times = [], []
+    async with client.stream("POST", "/v1/completions", json=body) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data: {"):
+                choice = json.loads(line[6:])["choices"][0]
+                if choice["text"]:
+                    texts.append(choice["text"])
+                    times.append(time.perf_counter())
+    return "".join(texts), times
+
+
+async def _load(url: str, clients: int, tokens: int) -> tuple[list[str], list[list[float]], float]:
+    limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=clients + 10)
+    body = {"model": "m", "prompt": "p", "stream": True, "max_tokens": tokens}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=600) as client:
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(_one_stream(client, body) for _ in range(clients)))
+        elapsed = time.perf_counter() - t0
+    return [r[0] for r in results], [r[1] for r in results], elapsed
+
+
+def _percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def fake_load(clients: int, tokens: int, delay: float) -> dict[str, Any]:
+    """N concurrent streams from the fake model through the server."""
+    expected = "".join(f"t{i} " for i in range(tokens))
+    model = "fake:" + expected.strip()
+    with serving(model, "--option", f"delay={delay}", "--option", 'chunking="word"') as url:
+        texts, times, elapsed = asyncio.run(_load(url, clients, tokens))
+    complete = sum(t.strip() == expected.strip() for t in texts)
+    gaps = [b - a for ts in times for a, b in itertools.pairwise(ts)]
+    delivered = sum(len(ts) for ts in times)
+    return {
+        "clients": clients, "tokens per stream": tokens, "delay per token (ms)": delay * 1000,
+        "complete streams": f"{complete}/{clients}", "delivered tokens/s": delivered / elapsed,
+        "server's own limit (tokens/s)": clients / delay,
+        "p50 gap (ms)": _percentile(gaps, 0.50) * 1000, "p99 gap (ms)": _percentile(gaps, 0.99) * 1000,
+        "wall (s)": elapsed,
+    }  # fmt: skip
+
+
+def _through_server(url: str, prompt: str, tokens: int) -> tuple[int, float, float]:
+    body = {"model": "m", "prompt": prompt, "stream": True, "max_tokens": tokens,
+            "temperature": 0, "seed": 1}  # fmt: skip
+    times = []
+    t0 = time.perf_counter()
+    with httpx.stream("POST", url + "/v1/completions", json=body, timeout=300) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["text"]:
+                times.append(time.perf_counter())
+    return len(times), times[0] - t0, (times[-1] - times[0]) / max(1, len(times) - 1)
+
+
+def _in_process(llm: Any, prompt: str, tokens: int) -> tuple[int, float, float]:
+    times = []
+    t0 = time.perf_counter()
+    for chunk in llm.stream(prompt, max_tokens=tokens, temperature=0, seed=1):
+        if chunk:
+            times.append(time.perf_counter())
+    return len(times), times[0] - t0, (times[-1] - times[0]) / max(1, len(times) - 1)
+
+
+def local_model(rounds: int, tokens: int) -> dict[str, Any]:
+    """The embedded model in-process vs through the server, interleaved: the steady
+    rate between the first and the last token, and the time to the first token."""
+    from lmstream import LlamaCpp
+
+    prompt = "Write a long story about a cat who learns to sail across the ocean."
+    llm = LlamaCpp()
+    ratios, local, served = [], [], []
+    with serving("llamacpp") as url:
+        _through_server(url, prompt, 8)  # warm both up
+        _in_process(llm, prompt, 8)
+        for _ in range(rounds):
+            local.append(_in_process(llm, prompt, tokens))
+            served.append(_through_server(url, prompt, tokens))
+            ratios.append(local[-1][2] / served[-1][2])
+    return {
+        "rounds": rounds, "tokens per stream": served[-1][0],
+        "in-process tokens/s (best)": 1 / min(r[2] for r in local),
+        "served tokens/s (best)": 1 / min(r[2] for r in served),
+        "served / in-process tokens/s (median of rounds)": statistics.median(ratios),
+        "time to first token in-process (ms, best)": 1000 * min(r[1] for r in local),
+        "time to first token served (ms, best)": 1000 * min(r[1] for r in served),
+    }  # fmt: skip
+
+
+def _print(title: str, rows: dict[str, Any]) -> None:
+    print(f"\n{title}\n")
+    print("| measure | value |\n|---|---|")
+    for key, value in rows.items():
+        shown = f"{value:,.2f}" if isinstance(value, float) else str(value)
+        print(f"| {key} | {shown} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both measurements and print Markdown tables."""
+    parser = argparse.ArgumentParser(prog="python -m bench.server", description=__doc__)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--tokens", type=int, default=40)
+    parser.add_argument("--delay", type=float, default=0.05)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--local-tokens", type=int, default=200)
+    parser.add_argument("--skip-local", action="store_true")
+    args = parser.parse_args(argv)
+    _print("Fake model, concurrent SSE clients", fake_load(args.clients, args.tokens, args.delay))
+    if not args.skip_local:
+        _print("Embedded model: through the server vs in-process",
+               local_model(args.rounds, args.local_tokens))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
