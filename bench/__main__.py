@@ -16,7 +16,7 @@ import importlib.util
 import sys
 import traceback
 
-MODULES = ("core", "llamacpp", "openai")
+MODULES = ("core", "llamacpp", "openai", "server")
 
 
 def _present(name: str) -> bool:

@@ -100,7 +100,8 @@ def fake_load(clients: int, tokens: int, delay: float) -> dict[str, Any]:
         "clients": clients, "tokens per stream": tokens, "delay per token (ms)": delay * 1000,
         "complete streams": f"{complete}/{clients}", "delivered tokens/s": delivered / elapsed,
         "server's own limit (tokens/s)": clients / delay,
-        "p50 gap (ms)": _percentile(gaps, 0.50) * 1000, "p99 gap (ms)": _percentile(gaps, 0.99) * 1000,
+        "p50 gap (ms)": _percentile(gaps, 0.50) * 1000,
+        "p99 gap (ms)": _percentile(gaps, 0.99) * 1000,
         "wall (s)": elapsed,
     }  # fmt: skip
 
