@@ -8,23 +8,20 @@ branch at once and yields ``{key: chunk}`` as each branch produces output.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import inspect
+import queue
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
-from lmstream._accumulate import AddableDict
-from lmstream._execution import (
-    EMPTY,
-    acall_with_config,
-    aclose,
-    agather,
-    call_with_config,
-    close,
-    gather,
-)
+from lmstream._accumulate import AddableDict, aggregate
+from lmstream._execution import EMPTY, acall_with_config, aclose, call_with_config, close
+from lmstream._threads import run_in_thread, run_sync
 from lmstream._types import RunnableConfig
+from lmstream._utils import accepts_param, is_async_callable
 from lmstream.config import child_config
 from lmstream.errors import InvalidInputError
 from lmstream.runnable import Runnable, StreamingStep, coerce_to_runnable
@@ -191,7 +188,10 @@ class RunnableParallel(StreamingStep[Input, dict[str, Any]], Generic[Input]):
         if len(self.steps) == 1:
             return {k: s.invoke(value, configs[k]) for k, s in self.steps.items()}
         with ThreadPoolExecutor(max_workers=len(self.steps)) as pool:
-            futures = {k: pool.submit(s.invoke, value, configs[k]) for k, s in self.steps.items()}
+            futures = {
+                k: pool.submit(contextvars.copy_context().run, s.invoke, value, configs[k])
+                for k, s in self.steps.items()
+            }
             return {k: f.result() for k, f in futures.items()}
 
     def invoke(
@@ -243,73 +243,89 @@ class RunnableParallel(StreamingStep[Input, dict[str, Any]], Generic[Input]):
         return "{" + ", ".join(f"{k}: {v!r}" for k, v in self.steps.items()) + "}"
 
 
+# What a branch worker hands the consumer: a chunk, an error, or the end of the branch.
+_CHUNK, _ERROR, _DONE = range(3)
+
+
 def _merge_threads(branches: dict[str, Iterator[Any]]) -> Iterator[AddableDict]:
-    """Drive each branch in its own thread; yield ``{key: chunk}`` in arrival order."""
+    """Drive each branch in its own thread; yield ``{key: chunk}`` in arrival order.
 
-    import queue
-
-    merged: queue.Queue[Any] = queue.Queue()
+    A branch runs at most one chunk ahead of the consumer (a slot per branch), so a
+    consumer that stops early leaves nothing generating; closing waits for every branch
+    to be closed in its thread.
+    """
+    merged: queue.Queue[tuple[str, int, Any]] = queue.Queue()
     stop = threading.Event()
-    done = object()
+    slots = {key: threading.Semaphore(1) for key in branches}
 
     def worker(key: str, it: Iterator[Any]) -> None:
         try:
             for chunk in it:
+                slots[key].acquire()
                 if stop.is_set():
                     break
-                merged.put((key, chunk))
+                merged.put((key, _CHUNK, chunk))
         except BaseException as exc:
-            merged.put((key, exc))
+            merged.put((key, _ERROR, exc))
         finally:
             close(it)
-            merged.put((key, done))
+            merged.put((key, _DONE, None))
 
-    threads = [threading.Thread(target=worker, args=kv, daemon=True) for kv in branches.items()]
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(worker, *kv), daemon=True)
+        for kv in branches.items()
+    ]
     for t in threads:
         t.start()
     try:
         remaining = len(threads)
         while remaining:
-            key, item = merged.get()
-            if item is done:
+            key, kind, item = merged.get()
+            if kind == _DONE:
                 remaining -= 1
-            elif isinstance(item, BaseException):
+            elif kind == _ERROR:
                 raise item
             else:
+                slots[key].release()
                 yield AddableDict({key: item})
     finally:
         stop.set()
+        for slot in slots.values():
+            slot.release()  # wake a worker waiting for its slot: it sees the stop flag
         for t in threads:
             t.join()
 
 
 async def _merge_tasks(branches: dict[str, AsyncIterator[Any]]) -> AsyncIterator[tuple[str, Any]]:
-    """Drive each branch in its own task; yield ``(key, chunk)`` in arrival order."""
-    merged: asyncio.Queue[Any] = asyncio.Queue()
-    done = object()
+    """Drive each branch in its own task; yield ``(key, chunk)`` in arrival order, each
+    branch at most one chunk ahead of the consumer; closing cancels every branch."""
+    merged: asyncio.Queue[tuple[str, int, Any]] = asyncio.Queue()
+    slots = {key: asyncio.Semaphore(1) for key in branches}
 
     async def worker(key: str, it: AsyncIterator[Any]) -> None:
         try:
             async for chunk in it:
-                await merged.put((key, chunk))
+                await slots[key].acquire()
+                merged.put_nowait((key, _CHUNK, chunk))
         except BaseException as exc:
-            await merged.put((key, exc))
+            merged.put_nowait((key, _ERROR, exc))
             if isinstance(exc, asyncio.CancelledError):
                 raise
         finally:
             await aclose(it)
-            merged.put_nowait((key, done))
+            merged.put_nowait((key, _DONE, None))
 
     tasks = [asyncio.ensure_future(worker(k, it)) for k, it in branches.items()]
     try:
         remaining = len(tasks)
         while remaining:
-            key, item = await merged.get()
-            if item is done:
+            key, kind, item = await merged.get()
+            if kind == _DONE:
                 remaining -= 1
-            elif isinstance(item, BaseException):
+            elif kind == _ERROR:
                 raise item
             else:
+                slots[key].release()
                 yield key, item
     finally:
         for task in tasks:
@@ -318,34 +334,71 @@ async def _merge_tasks(branches: dict[str, AsyncIterator[Any]]) -> AsyncIterator
 
 
 class RunnablePassthrough(StreamingStep[Input, Input], Generic[Input]):
-    """Passes its input through unchanged (optionally calling ``func`` on it)."""
+    """Passes its input through unchanged. ``func`` (sync or async, optionally taking
+    ``config``) is called with the whole input once it has passed."""
 
-    def __init__(
-        self, func: Callable[[Any], Any] | None = None, *, name: str | None = None
-    ) -> None:
+    def __init__(self, func: Callable[..., Any] | None = None, *, name: str | None = None) -> None:
         self.func = func
         self.name = name
+
+    def _notify(self, value: Any, config: RunnableConfig) -> None:
+        if self.func is not None:
+            out = _call_with_config(self.func, value, config)
+            if inspect.isawaitable(out):
+                run_sync(_awaited(out))
+
+    async def _anotify(self, value: Any, config: RunnableConfig) -> None:
+        func = self.func
+        if func is None:
+            return
+        if is_async_callable(func):
+            await _call_with_config(func, value, config)
+        else:
+            await run_in_thread(_call_with_config, func, value, config)
 
     def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Input:
         """Return the input."""
 
         def identity(value: Any, run: Run, cfg: RunnableConfig) -> Any:
-            if self.func is not None:
-                self.func(value)
+            self._notify(value, cfg)
             return value
 
         return call_with_config(self, identity, input, config)  # type: ignore[no-any-return]
 
+    async def ainvoke(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Input:
+        """Return the input."""
+
+        async def identity(value: Any, run: Run, cfg: RunnableConfig) -> Any:
+            await self._anotify(value, cfg)
+            return value
+
+        return await acall_with_config(self, identity, input, config)
+
     def _transform(
         self, source: Iterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
     ) -> Iterator[Any]:
-        yield from source
+        if self.func is None:
+            yield from source
+            return
+        seen: list[Any] = []
+        for chunk in source:
+            seen.append(chunk)
+            yield chunk
+        if seen:
+            self._notify(aggregate(seen), config)
 
     async def _atransform(
         self, source: AsyncIterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
     ) -> AsyncIterator[Any]:
+        seen: list[Any] = []
         async for chunk in source:
+            if self.func is not None:
+                seen.append(chunk)
             yield chunk
+        if seen:
+            await self._anotify(aggregate(seen), config)
 
     @classmethod
     def assign(cls, **kwargs: Any) -> RunnableAssign:  # type: ignore[override]
@@ -353,8 +406,20 @@ class RunnablePassthrough(StreamingStep[Input, Input], Generic[Input]):
         return RunnableAssign(RunnableParallel(kwargs))
 
 
+def _call_with_config(func: Callable[..., Any], value: Any, config: RunnableConfig) -> Any:
+    return func(value, config=config) if accepts_param(func, "config") else func(value)
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
 class RunnableAssign(StreamingStep[dict[str, Any], dict[str, Any]]):
-    """Adds the outputs of a parallel map to a dict input."""
+    """Adds the outputs of a parallel map to a dict input.
+
+    While streaming, the input's keys pass through as they arrive (keys the map computes
+    are left to the map); the map then runs on the whole input and streams its keys.
+    """
 
     def __init__(self, mapper: RunnableParallel[Any]) -> None:
         self.mapper = mapper
@@ -382,21 +447,29 @@ class RunnableAssign(StreamingStep[dict[str, Any], dict[str, Any]]):
         """Async ``invoke``."""
         return await acall_with_config(self, self._ainvoke, input, config)
 
+    def _passed(self, chunk: Any, seen: list[Any]) -> AddableDict | None:
+        """The part of an input chunk that passes straight through (``None``: nothing)."""
+        seen.append(self._check(chunk))
+        kept = AddableDict({k: v for k, v in chunk.items() if k not in self.mapper.steps})
+        return kept or None
+
     def _transform(
         self, source: Iterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
     ) -> Iterator[Any]:
-        total = gather(self, source, bool(config.get("strict")))
-        if total is EMPTY:
-            return
-        yield AddableDict(self._check(total))
-        yield from self.mapper.stream(total, config)
+        seen: list[Any] = []
+        for chunk in source:
+            if (kept := self._passed(chunk, seen)) is not None:
+                yield kept
+        if seen:
+            yield from self.mapper.stream(aggregate(seen), config)
 
     async def _atransform(
         self, source: AsyncIterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        total = await agather(self, source, bool(config.get("strict")))
-        if total is EMPTY:
-            return
-        yield AddableDict(self._check(total))
-        async for chunk in self.mapper.astream(total, config):
-            yield chunk
+        seen: list[Any] = []
+        async for chunk in source:
+            if (kept := self._passed(chunk, seen)) is not None:
+                yield kept
+        if seen:
+            async for out in self.mapper.astream(aggregate(seen), config):
+                yield out
