@@ -92,7 +92,9 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     thread_safe: bool = True
     """Whether one instance may generate in several threads at once."""
     bridge_buffer: int = 8
-    """Chunks a sync ``_stream`` may run ahead of an async consumer."""
+    """Chunks a sync ``_stream`` may run ahead of an async consumer. A provider that holds
+    a shared lock while it yields should allow a whole generation, or an async consumer
+    that calls the same model before finishing the stream would wait on itself."""
     _has: ClassVar[dict[str, bool]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -132,10 +134,12 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     def _identifying_params(self) -> dict[str, Any]:
         return {k: getattr(self, k, None) for k in declared_fields(type(self), BaseLLM)}
 
-    def _call(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> str:
+    def _call(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> str | Generation:
         raise NotImplementedError
 
-    async def _acall(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> str:
+    async def _acall(
+        self, prompt: str, stop: list[str] | None = None, **kwargs: Any
+    ) -> str | Generation:
         raise NotImplementedError
 
     def _stream(
@@ -199,7 +203,9 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
             return fn(prompt, stop=stop, run_manager=manager, **kwargs)
         return fn(prompt, stop=stop, **kwargs)
 
-    def _usage(self, prompt: str, text: str) -> tuple[int, int]:
+    def count_usage(self, prompt: str, text: str) -> tuple[int, int]:
+        """(prompt tokens, completion tokens) when the provider reported no usage (a run
+        cut short, or a backend that sends none). Override to count as the model does."""
         return self.get_num_tokens(prompt), self.get_num_tokens(text)
 
     def _outcome(
@@ -210,7 +216,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         reason = "cancelled" if is_cancel(exc) else "error"
         info = state.info
         if info is None or not isinstance(info.get("usage"), Usage):
-            info = outcome_info(info, reason, *self._usage(prompt, text))
+            info = outcome_info(info, reason, *self.count_usage(prompt, text))
         else:
             info = outcome_info(info, reason, 0, 0)
         error = exc if reason == "cancelled" else typed_error(exc, text, info["usage"])
@@ -226,7 +232,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
             return tail, {}, None
         info = state.info
         has_usage = info is not None and isinstance(info.get("usage"), Usage)
-        counts = (0, 0) if has_usage else self._usage(prompt, state.text)
+        counts = (0, 0) if has_usage else self.count_usage(prompt, state.text)
         added = final_info(info, *counts)
         if added and "finish_reason" not in added and info is not None:
             # the final chunk repeats the reason (last wins when chunks add up), not usage

@@ -146,13 +146,13 @@ class FakeLLM(LLM):
             self._chunk(tokens, i, prompt, reason)
         return Generation("".join(tokens), self._info(prompt, len(tokens), reason))
 
-    def _call(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:  # type: ignore[override]
+    def _call(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:
         tokens, reason = self._script(kwargs)
         if self.delay:
             time.sleep(self.delay * len(tokens))
         return self._whole(prompt, tokens, reason)
 
-    async def _acall(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:  # type: ignore[override]
+    async def _acall(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:
         tokens, reason = self._script(kwargs)
         if self.delay:
             await _sleep(self.delay * len(tokens))

@@ -162,8 +162,9 @@ class LlamaCpp(LLM):
             raise InvalidInputError(f"text must be a str, got {type(text).__name__}")
         return self._engine.count(text)
 
-    def _usage(self, prompt: str, text: str) -> tuple[int, int]:
-        # for runs cut short: count the prompt as the model saw it (chat template included)
+    def count_usage(self, prompt: str, text: str) -> tuple[int, int]:
+        """Token counts for a run cut short: the prompt as the model saw it (chat template
+        included) and the text so far."""
         return len(self._engine.prompt_tokens(prompt, self.chat)), self.get_num_tokens(text)
 
     def _settings(self, kwargs: dict[str, Any]) -> Settings:
@@ -194,10 +195,10 @@ class LlamaCpp(LLM):
             lambda: _handing_off(self._stream(prompt, stop, **kwargs)), maxsize=self.bridge_buffer
         )
 
-    def _call(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:  # type: ignore[override]
+    def _call(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:
         return _whole(list(self._stream(prompt, stop, **kwargs)))
 
-    async def _acall(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:  # type: ignore[override]
+    async def _acall(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:
         # through the stream's worker thread, so that a cancelled task stops the model too
         return _whole([chunk async for chunk in self._astream(prompt, stop, **kwargs)])
 
