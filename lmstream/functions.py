@@ -9,6 +9,7 @@ so no combination raises for want of a twin.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from lmstream._accumulate import aggregate
 from lmstream._execution import (
     EMPTY,
     acall_with_config,
+    aclose,
     agather,
     call_with_config,
     gather,
@@ -103,9 +105,10 @@ def drive_async(it: AsyncIterator[Any]) -> Iterator[Any]:
             run_sync(_aclose(it))
 
 
-async def _aiter_sync(it: Iterator[Any]) -> AsyncIterator[Any]:
-    for item in it:  # runs on the background loop, which may block on the upstream
-        yield item
+def _aiter_sync(it: Iterator[Any]) -> AsyncIterator[Any]:
+    # the upstream may block, or need the background loop itself (async handlers, async
+    # functions upstream): it is pulled in a worker thread, never on that loop
+    return iterate_in_thread(lambda: it)
 
 
 class _SyncFromAsync:
@@ -118,24 +121,33 @@ class _SyncFromAsync:
         return self
 
     def __next__(self) -> Any:
-        import asyncio
-
         try:
             return asyncio.run_coroutine_threadsafe(_anext(self.it), self.loop).result()
         except StopAsyncIteration:
             raise StopIteration from None
 
 
-def _limited(config: RunnableConfig) -> RunnableConfig:
+def _limited(config: RunnableConfig, name: str) -> RunnableConfig:
     limit = config.get("recursion_limit", 25)
     if limit <= 0:
-        raise RecursionError(f"Recursion limit reached when invoking {config.get('run_name')}")
+        raise RecursionError(
+            f"Recursion limit reached when invoking {name}: a function kept returning runnables"
+        )
     return patch_config(config, recursion_limit=limit - 1)
+
+
+async def _apass(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """Yield from ``stream`` and close it at once when the consumer stops."""
+    try:
+        async for item in stream:
+            yield item
+    finally:
+        await aclose(stream)
 
 
 class RunnableLambda(StreamingStep[Any, Any]):
     """A function as a runnable. It waits for its whole input; if it returns a runnable,
-    that runnable is run on the same input."""
+    that runnable is run on the same input. A generator function's items stream out."""
 
     def __init__(
         self,
@@ -152,22 +164,39 @@ class RunnableLambda(StreamingStep[Any, Any]):
         self.afunc = afunc
         self.name = name or _name_of(func if func is not None else afunc)
 
-    def _sync_fn(self) -> Callable[..., Any]:
-        if self.func is not None:
-            return self.func
+    def _sync_call(self, value: Any, config: RunnableConfig) -> tuple[bool, Any]:
+        """(streams?, output) on the sync path: a generator's items come as an iterator."""
+        fn = self.func
+        if fn is not None:
+            if is_generator(fn):
+                return True, iterate_with_config(_call(fn, value, config), config)
+            return False, _call(fn, value, config)
         afunc = self.afunc
         assert afunc is not None
         if is_async_generator(afunc):
-            return lambda x, config=None: aggregate(list(drive_async(afunc(x))))
-        return lambda x, config=None: run_sync(afunc(x))
+            return True, drive_async(aiterate_with_config(_call(afunc, value, config), config))
+        return False, run_sync(_call(afunc, value, config))
+
+    async def _async_call(self, value: Any, config: RunnableConfig) -> tuple[bool, Any]:
+        """(streams?, output) on the async path: sync functions run in a worker thread."""
+        fn = self.afunc or self.func
+        assert fn is not None
+        if is_async_generator(fn):
+            return True, aiterate_with_config(_call(fn, value, config), config)
+        if is_generator(fn):
+            gen = _call(fn, value, config)
+            return True, iterate_in_thread(lambda: iterate_with_config(gen, config))
+        with use_config(config):
+            if is_async_callable(fn):
+                return False, await _call(fn, value, config)
+            return False, await run_in_thread(_call, fn, value, config)
 
     def _invoke(self, value: Any, run: Run, config: RunnableConfig) -> Any:
-        fn = self._sync_fn()
-        out = _call(fn, value, config)
-        if is_generator(fn):
-            out = aggregate(list(iterate_with_config(out, config)))
+        streams, out = self._sync_call(value, config)
+        if streams:
+            out = aggregate(list(out))
         if isinstance(out, Runnable):
-            out = out.invoke(value, _limited(config))
+            out = out.invoke(value, _limited(config, self.get_name()))
         return out
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -175,23 +204,12 @@ class RunnableLambda(StreamingStep[Any, Any]):
         return call_with_config(self, self._invoke, input, config)
 
     async def _ainvoke(self, value: Any, run: Run, config: RunnableConfig) -> Any:
-        fn = self.afunc or self.func
-        assert fn is not None
-        if is_async_generator(fn):
-            out = aggregate(
-                [x async for x in aiterate_with_config(_call(fn, value, config), config)]
-            )
-        elif is_async_callable(fn):
-            out = await _call(fn, value, config)
-        else:
-            out = await run_in_thread(self._invoke_plain, fn, value, config)
+        streams, out = await self._async_call(value, config)
+        if streams:
+            out = aggregate([item async for item in _apass(out)])
         if isinstance(out, Runnable):
-            out = await out.ainvoke(value, _limited(config))
+            out = await out.ainvoke(value, _limited(config, self.get_name()))
         return out
-
-    def _invoke_plain(self, fn: Callable[..., Any], value: Any, config: RunnableConfig) -> Any:
-        out = _call(fn, value, config)
-        return aggregate(list(iterate_with_config(out, config))) if is_generator(fn) else out
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Call the function on ``input`` (async functions natively)."""
@@ -203,14 +221,12 @@ class RunnableLambda(StreamingStep[Any, Any]):
         total = gather(self, source, bool(config.get("strict")))
         if total is EMPTY:
             return
-        fn = self._sync_fn()
-        if is_generator(fn):
-            yield from iterate_with_config(_call(fn, total, config), config)
-            return
         with use_config(config):
-            out = _call(fn, total, config)
-        if isinstance(out, Runnable):
-            yield from out.stream(total, _limited(config))
+            streams, out = self._sync_call(total, config)
+        if streams:
+            yield from out
+        elif isinstance(out, Runnable):
+            yield from out.stream(total, _limited(config, self.get_name()))
         else:
             yield out
 
@@ -220,29 +236,14 @@ class RunnableLambda(StreamingStep[Any, Any]):
         total = await agather(self, source, bool(config.get("strict")))
         if total is EMPTY:
             return
-        fn = self.afunc or self.func
-        assert fn is not None
-        if is_async_generator(fn):
-            async for item in aiterate_with_config(_call(fn, total, config), config):
-                yield item
-            return
-        if is_generator(fn):
-            gen = _call(fn, total, config)
-            async for item in iterate_in_thread(lambda: iterate_with_config(gen, config)):
-                yield item
-            return
-        out = await self._ainvoke_fn(fn, total, config)
+        streams, out = await self._async_call(total, config)
         if isinstance(out, Runnable):
-            async for item in out.astream(total, _limited(config)):
-                yield item
-        else:
+            streams, out = True, out.astream(total, _limited(config, self.get_name()))
+        if not streams:
             yield out
-
-    async def _ainvoke_fn(self, fn: Callable[..., Any], value: Any, config: RunnableConfig) -> Any:
-        with use_config(config):
-            if is_async_callable(fn):
-                return await _call(fn, value, config)
-            return await run_in_thread(_call, fn, value, config)
+            return
+        async for item in _apass(out):
+            yield item
 
     def __repr__(self) -> str:
         return f"RunnableLambda({self.get_name()})"
@@ -268,11 +269,14 @@ class RunnableGenerator(StreamingStep[Any, Any]):
         self, source: Iterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
     ) -> Iterator[Any]:
         if self._sync is not None:
-            return iterate_with_config(_call(self._sync, source, config), config)
+            yield from iterate_with_config(_call(self._sync, source, config), config)
+            return
         assert self._async is not None
-        return drive_async(
-            aiterate_with_config(_call(self._async, _aiter_sync(source), config), config)
-        )
+        bridge = _aiter_sync(source)
+        try:
+            yield from drive_async(aiterate_with_config(_call(self._async, bridge, config), config))
+        finally:  # the function may stop without closing its input: stop the bridge's thread
+            run_sync(aclose(bridge))
 
     async def _atransform(
         self, source: AsyncIterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
@@ -280,15 +284,13 @@ class RunnableGenerator(StreamingStep[Any, Any]):
         if self._async is not None:
             gen = aiterate_with_config(_call(self._async, source, config), config)
         else:
-            import asyncio
-
             sync_source = _SyncFromAsync(source, asyncio.get_running_loop())
             fn = self._sync
             assert fn is not None
             gen = iterate_in_thread(
                 lambda: iterate_with_config(_call(fn, sync_source, config), config)
             )
-        async for item in gen:
+        async for item in _apass(gen):
             yield item
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
