@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("llama_cpp", reason="needs the local extra: pip install 'lmstream[local]'")
 
 from lmstream.chunks import GenerationChunk
 from lmstream.providers.llamacpp import LlamaCpp
