@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-
 from lmstream.chunks import GenerationChunk
 from lmstream.providers.llamacpp import LlamaCpp
 
