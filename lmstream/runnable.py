@@ -212,9 +212,12 @@ class Runnable(Generic[Input, Output]):
         *,
         retry_if_exception_type: tuple[type[BaseException], ...] = (Exception,),
         wait_exponential_jitter: bool = True,
+        exponential_jitter_params: dict[str, float] | None = None,
         stop_after_attempt: int = 3,
     ) -> RunnableRetry[Input, Output]:
-        """Retry failed calls. Streams retry only before their first chunk."""
+        """Retry failed calls, waiting ``initial * exp_base ** n`` (at most ``max``) plus up
+        to ``jitter`` seconds, or an error's ``retry_after`` if longer. Streams retry only
+        before their first chunk."""
         from lmstream.wrappers import RunnableRetry
 
         return RunnableRetry(
@@ -222,6 +225,7 @@ class Runnable(Generic[Input, Output]):
             retry_exception_types=retry_if_exception_type,
             wait_exponential_jitter=wait_exponential_jitter,
             max_attempt_number=stop_after_attempt,
+            exponential_jitter_params=exponential_jitter_params,
         )
 
     def with_fallbacks(

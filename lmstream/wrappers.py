@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from lmstream._execution import EMPTY, aclose, close
@@ -148,6 +148,10 @@ class _Replay:
 # when there is to be no next one.
 Policy = Callable[[int, Exception], float]
 
+# How to wait between attempts (module attributes, so tests can record the waits).
+_sleep: Callable[[float], None] = time.sleep
+_asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
 
 def _attempts(policy: Policy, make: Callable[[int], Iterator[Any]]) -> Iterator[Any]:
     attempt = 0
@@ -159,13 +163,15 @@ def _attempts(policy: Policy, make: Callable[[int], Iterator[Any]]) -> Iterator[
             close(it)
             delay = policy(attempt, exc)
             if delay > 0:
-                time.sleep(delay)
+                _sleep(delay)
             attempt += 1
             continue
-        if first is EMPTY:
-            return
-        yield first
-        yield from it
+        try:
+            if first is not EMPTY:
+                yield first
+                yield from it
+        finally:  # close now, not at garbage collection: the model must stop at once
+            close(it)
         return
 
 
@@ -181,15 +187,14 @@ async def _aattempts(
             await aclose(it)
             delay = policy(attempt, exc)
             if delay > 0:
-                await asyncio.sleep(delay)
+                await _asleep(delay)
             attempt += 1
             continue
-        if first is EMPTY:
-            return
         try:
-            yield first
-            async for chunk in it:
-                yield chunk
+            if first is not EMPTY:
+                yield first
+                async for chunk in it:
+                    yield chunk
         finally:
             await aclose(it)
         return
@@ -216,7 +221,7 @@ class _Attempting(Runnable[Input, Output], Generic[Input, Output]):
             except Exception as exc:
                 delay = policy(attempt, exc)
             if delay > 0:
-                time.sleep(delay)
+                _sleep(delay)
             attempt += 1
 
     async def ainvoke(
@@ -231,7 +236,7 @@ class _Attempting(Runnable[Input, Output], Generic[Input, Output]):
             except Exception as exc:
                 delay = policy(attempt, exc)
             if delay > 0:
-                await asyncio.sleep(delay)
+                await _asleep(delay)
             attempt += 1
 
     def stream(
@@ -266,7 +271,7 @@ class _Attempting(Runnable[Input, Output], Generic[Input, Output]):
             target, cfg = self._target(i, config)
             return target.transform(iter(replay), cfg, **kwargs)
 
-        return _attempts(self._policy(), make)
+        return _closing(_attempts(self._policy(), make), input)
 
     def atransform(
         self, input: AsyncIterator[Input], config: RunnableConfig | None = None, **kwargs: Any
@@ -278,7 +283,27 @@ class _Attempting(Runnable[Input, Output], Generic[Input, Output]):
             target, cfg = self._target(i, config)
             return target.atransform(replay.__aiter__(), cfg, **kwargs)
 
-        return _aattempts(self._policy(), make)
+        return _aclosing(_aattempts(self._policy(), make), input)
+
+
+def _closing(stream: Iterator[Any], source: Any) -> Iterator[Any]:
+    """``stream``, then its ``source`` closed at once: attempts read the source through a
+    replay buffer, which does not pass a close on."""
+    try:
+        yield from stream
+    finally:
+        close(stream)
+        close(source)
+
+
+async def _aclosing(stream: AsyncIterator[Any], source: Any) -> AsyncIterator[Any]:
+    """The async twin of ``_closing``."""
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        await aclose(stream)
+        await aclose(source)
 
 
 class RunnableRetry(_Attempting[Input, Output], Generic[Input, Output]):
