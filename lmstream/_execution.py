@@ -176,8 +176,9 @@ def transform_stream(
     source = _prepend(first, inputs)
     if listening:
         source = _recording(source, seen)
-    out = transformer(source, run, child_config(config, run.child() if listening else None))
+    out = None
     try:
+        out = transformer(source, run, child_config(config, run.child() if listening else None))
         for chunk in out:
             if listening:
                 outputs.append(chunk)
@@ -213,8 +214,9 @@ async def atransform_stream(
     source = _aprepend(first, inputs)
     if listening:
         source = _arecording(source, seen)
-    out = transformer(source, run, child_config(config, run.child() if listening else None))
+    out = None
     try:
+        out = transformer(source, run, child_config(config, run.child() if listening else None))
         async for chunk in out:
             if listening:
                 outputs.append(chunk)

@@ -13,7 +13,7 @@ import inspect
 import queue
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
@@ -173,6 +173,18 @@ class _ATee:
             yield item
 
 
+async def _gather(aws: Iterable[Awaitable[Any]]) -> list[Any]:
+    """Await all at once; when one fails, cancel the rest (their models stop) and raise."""
+    tasks = [asyncio.ensure_future(aw) for aw in aws]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 class RunnableParallel(StreamingStep[Input, dict[str, Any]], Generic[Input]):
     """Run every branch on the same input at once; the output maps keys to results."""
 
@@ -203,7 +215,7 @@ class RunnableParallel(StreamingStep[Input, dict[str, Any]], Generic[Input]):
     async def _ainvoke(self, value: Any, run: Run, config: RunnableConfig) -> dict[str, Any]:
         configs = self._configs(run, config)
         keys = list(self.steps)
-        results = await asyncio.gather(*(self.steps[k].ainvoke(value, configs[k]) for k in keys))
+        results = await _gather(self.steps[k].ainvoke(value, configs[k]) for k in keys)
         return dict(zip(keys, results, strict=True))
 
     async def ainvoke(

@@ -12,6 +12,7 @@ import pytest
 from helpers import collect, invoke_of, is_sync, stream_of, take
 
 from lmstream import (
+    BaseCallbackHandler,
     FakeLLM,
     InvalidInputError,
     PromptTemplate,
@@ -21,6 +22,7 @@ from lmstream import (
     RunnableParallel,
     RunnablePassthrough,
     RunnableSequence,
+    StreamingStep,
     StrOutputParser,
 )
 from lmstream._accumulate import aggregate
@@ -362,3 +364,84 @@ def test_assign_needs_a_dict(flavour: str) -> None:
         invoke_of(assign, flavour, "not a dict")
     with pytest.raises(InvalidInputError, match="dict"):
         collect(stream_of(assign, flavour, "not a dict"))
+
+
+async def test_a_failing_branch_cancels_the_others_on_the_async_path() -> None:
+    cancelled = asyncio.Event()
+
+    async def slow(x: Any) -> Any:
+        try:
+            await asyncio.sleep(WAIT)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return x
+
+    async def broken(x: Any) -> Any:
+        await asyncio.sleep(0)
+        raise KeyError("branch failed")
+
+    with pytest.raises(KeyError, match="branch failed"):
+        await RunnableParallel(slow=slow, broken=broken).ainvoke(1)
+    assert cancelled.is_set()
+
+
+# -- steps of one's own -----------------------------------------------------------------------
+
+
+class Exploding(StreamingStep[Any, Any]):
+    """A streaming step whose transformer fails as soon as it is called."""
+
+    def _transform(self, source: Iterator[Any], run: Any, config: Any, **kw: Any) -> Any:
+        raise KeyError("at once")
+
+    def _atransform(self, source: AsyncIterator[Any], run: Any, config: Any, **kw: Any) -> Any:
+        raise KeyError("at once")
+
+
+class Ends(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def on_chain_start(self, serialized: Any, inputs: Any, **kw: Any) -> None:
+        self.events.append(f"start:{kw['name']}")
+
+    def on_chain_end(self, outputs: Any, **kw: Any) -> None:
+        self.events.append("end")
+
+    def on_chain_error(self, error: BaseException, **kw: Any) -> None:
+        self.events.append(f"error:{type(error).__name__}")
+
+
+def test_a_step_that_fails_at_once_still_ends_its_run(flavour: str) -> None:
+    closed: list[bool] = []
+
+    def source() -> Iterator[str]:
+        try:
+            yield from "abc"
+        finally:
+            closed.append(True)
+
+    async def asource() -> AsyncIterator[str]:
+        try:
+            for char in "abc":
+                yield char
+        finally:
+            closed.append(True)
+
+    handler = Ends()
+    config = {"callbacks": [handler]}
+    step = Exploding()
+
+    async def arun() -> list[bool]:
+        with pytest.raises(KeyError, match="at once"):
+            await step.atransform(asource(), config).__anext__()
+        return list(closed)  # before the loop's own clean-up at its end
+
+    if is_sync(flavour):
+        with pytest.raises(KeyError, match="at once"):
+            list(step.transform(source(), config))
+        assert closed == [True]
+    else:
+        assert asyncio.run(arun()) == [True]
+    assert handler.events == ["start:Exploding", "error:KeyError"]
