@@ -8,6 +8,7 @@ file and ``n_ctx`` shares one ``Engine``, so the lock is per loaded model, not p
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib.metadata
 import os
@@ -199,6 +200,15 @@ def _chat_template(llama: llama_cpp.Llama) -> Jinja2ChatFormatter | None:
 
 _ENGINES: dict[tuple[str, int], Engine] = {}
 _LOADING = threading.Lock()
+
+
+@atexit.register
+def _close_all() -> None:
+    # Free the models while llama.cpp is still loaded: left to interpreter teardown,
+    # llama-cpp-python's finalizer calls into an unloaded library and prints a traceback.
+    for engine in list(_ENGINES.values()):
+        engine.llama.close()
+    _ENGINES.clear()
 
 
 def load(path: str, n_ctx: int, n_threads: int) -> Engine:
