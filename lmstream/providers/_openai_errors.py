@@ -1,0 +1,163 @@
+"""Errors of the OpenAI protocol, pure: an HTTP error status and body, an in-band
+``{"error": ...}`` or a JSON answer where an event stream was asked for, mapped to the
+typed errors of ``lmstream.errors`` (a context-length 400 recognised), and Retry-After."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from lmstream.errors import (
+    APIError,
+    APIStatusError,
+    BadRequestError,
+    ContextLengthError,
+    ProtocolError,
+    status_error,
+)
+
+__all__ = [
+    "APIContextLengthError",
+    "decoded",
+    "failure",
+    "inband_error",
+    "json_for_stream",
+    "retry_after_of",
+    "status_failure",
+    "usable",
+]
+
+_CONTEXT = re.compile(
+    r"context[ _](length|window|size)|maximum context|exceeds? the (model'?s? )?(maximum|token"
+    r" limit|context)|too many tokens|prompt is too long",
+    re.IGNORECASE,
+)
+_N_CTX = re.compile(r"(?:context length is|context window of|context size[^\d]*)\s*(\d+)", re.I)
+_PROMPT = re.compile(r"(\d+) in (?:your|the) (?:prompt|messages)|requested tokens \((\d+)\)", re.I)
+
+
+class APIContextLengthError(ContextLengthError, BadRequestError):
+    """The server said the prompt does not fit the model's context (a 400).
+
+    Both a ``ContextLengthError`` (what a local model raises for the same input) and a
+    ``BadRequestError`` carrying ``status_code`` and ``body``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int = 400,
+        body: Any = None,
+        prompt_tokens: int | None = None,
+        n_ctx: int | None = None,
+    ) -> None:
+        BadRequestError.__init__(self, message, status_code=status_code, body=body)
+        self.prompt_tokens = prompt_tokens
+        self.n_ctx = n_ctx
+
+
+def _int_of(pattern: re.Pattern[str], text: str) -> int | None:
+    match = pattern.search(text)
+    if match is None:
+        return None
+    return int(next(g for g in match.groups() if g is not None))
+
+
+def _context_error(message: str, status: int, body: Any) -> APIContextLengthError | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    if code != "context_length_exceeded" and not _CONTEXT.search(message):
+        return None
+    return APIContextLengthError(
+        message, status_code=status, body=body,
+        prompt_tokens=_int_of(_PROMPT, message), n_ctx=_int_of(_N_CTX, message),
+    )  # fmt: skip
+
+
+def _message_of(body: Any) -> str:
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            for key in ("message", "detail", "msg"):
+                if error.get(key):
+                    return str(error[key])
+        return str(error)[:500]
+    return str(body)[:500]
+
+
+def decoded(raw: bytes) -> Any:
+    """``raw`` as JSON, else as text."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+def retry_after_of(headers: Mapping[str, str]) -> float | None:
+    """Seconds the server asked us to wait (``retry-after-ms``, ``retry-after``), if any."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) * scale)
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            continue
+        return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+def status_failure(status: int, headers: Mapping[str, str], raw: bytes) -> APIStatusError:
+    """The typed error for an HTTP error answer (context length recognised in 400s)."""
+    body = decoded(raw)
+    message = f"{status}: {_message_of(body) or 'no message'}"
+    if status in (400, 413, 422):
+        error = _context_error(message, status, body)
+        if error is not None:
+            return error
+    return status_error(status, message, body=body, retry_after=retry_after_of(headers))
+
+
+def usable(status: int, headers: Mapping[str, str], stream: bool) -> bool:
+    """Whether an answer is what was asked for (else its body says what went wrong)."""
+    if not 200 <= status < 300:
+        return False
+    return not (stream and headers.get("content-type", "").startswith("application/json"))
+
+
+def failure(status: int, headers: Mapping[str, str], raw: bytes) -> tuple[APIError, float | None]:
+    """The error for an answer that is not what was asked (an error status, or JSON where
+    an event stream was asked for), and the server's Retry-After in seconds."""
+    if 200 <= status < 300:
+        return json_for_stream(raw), None
+    return status_failure(status, headers, raw), retry_after_of(headers)
+
+
+def inband_error(payload: Any) -> APIError:
+    """The typed error for an ``{"error": ...}`` sent where a result was expected."""
+    message = _message_of(payload)
+    error = payload.get("error") if isinstance(payload, dict) else None
+    code = error.get("code", error.get("status")) if isinstance(error, dict) else None
+    context = _context_error(message, 400, payload)
+    if context is not None:
+        return context
+    if isinstance(code, int) and 400 <= code < 600:
+        return status_error(code, message, body=payload)
+    return APIError(f"the server reported an error: {message}", body=payload)
+
+
+def json_for_stream(raw: bytes) -> APIError:
+    """The error for a JSON answer to a streaming request: its error, else a protocol error."""
+    body = decoded(raw)
+    if isinstance(body, dict) and body.get("error"):
+        return inband_error(body)
+    return ProtocolError("the server answered JSON, not an event stream", body=body)

@@ -1,0 +1,162 @@
+"""The OpenAI completions protocol, pure: response bytes in, chunks or typed errors out.
+
+``CompletionStream`` turns a streamed ``/v1/completions`` body into ``GenerationChunk``s.
+A stream counts as finished only when it has sent a ``finish_reason`` and ``[DONE]``;
+anything else (cut short, malformed, an in-band ``{"error": ...}``, a ``finish_reason``
+of ``"abort"``/``"error"``) raises a typed error. ``parse_completion`` does the same for
+a whole JSON body. Errors are mapped in ``_openai_errors``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lmstream._sse import SSEDecodeError, SSEDecoder, SSEEvent
+from lmstream.chunks import Generation, GenerationChunk, Usage
+from lmstream.errors import APIError, ProtocolError
+from lmstream.providers._openai_errors import decoded, inband_error
+
+__all__ = ["CompletionStream", "parse_completion"]
+
+_FAILED = frozenset({"abort", "error"})  # finish reasons that mean the server gave up
+
+
+def _usage(value: Any) -> Usage:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"usage is not an object: {value!r}"[:200])
+    try:
+        prompt = int(value.get("prompt_tokens") or 0)
+        completion = int(value.get("completion_tokens") or 0)
+        total = int(value.get("total_tokens") or prompt + completion)
+    except (TypeError, ValueError):
+        raise ProtocolError(f"usage has non-integer counts: {value!r}"[:200]) from None
+    return Usage(prompt, completion, total)
+
+
+def _choice(payload: dict[str, Any]) -> dict[str, Any] | None:
+    choices = payload.get("choices")
+    if not isinstance(choices, list):
+        if "usage" in payload:
+            return None
+        raise ProtocolError(f"a completion without choices: {payload!r}"[:200])
+    if not choices:
+        return None
+    choice = choices[0]
+    if len(choices) > 1 or not isinstance(choice, dict) or choice.get("index", 0) != 0:
+        raise ProtocolError(f"unexpected choices (n=1 was asked): {choices!r}"[:200])
+    return choice
+
+
+def _payload(data: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        raise ProtocolError(f"an event that is not JSON: {data!r}"[:200]) from None
+    if not isinstance(payload, dict):
+        raise ProtocolError(f"an event that is not a JSON object: {data!r}"[:200])
+    if payload.get("error"):
+        raise inband_error(payload)
+    return payload
+
+
+def _finish(reason: Any, payload: dict[str, Any]) -> str:
+    if not isinstance(reason, str):
+        raise ProtocolError(f"finish_reason is not a string: {reason!r}"[:200])
+    if reason in _FAILED:
+        raise APIError(f"the server ended the generation with {reason!r}", body=payload)
+    return reason
+
+
+class CompletionStream:
+    """What a streamed completion has said so far; feed it the body's bytes."""
+
+    __slots__ = ("_error", "decoder", "done", "finish_reason", "usage")
+
+    def __init__(self) -> None:
+        self.decoder = SSEDecoder()
+        self.done = False
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self._error: Exception | None = None
+
+    def feed(self, data: bytes) -> list[GenerationChunk]:
+        """The chunks these bytes complete (empty ones are skipped); stops at ``[DONE]``.
+
+        When the bytes hold chunks and then something wrong, the chunks come first and
+        ``end`` raises the error (``done`` is set), so no text is lost.
+        """
+        out: list[GenerationChunk] = []
+        try:
+            try:
+                events = self.decoder.feed(data)
+            except SSEDecodeError as exc:
+                self._error, events = exc, exc.events
+            for event in events:
+                chunk = self._event(event)
+                if chunk is not None:
+                    out.append(chunk)
+                if self.done:
+                    self._error = None  # whatever follows [DONE] is not ours to judge
+                    return out
+        except Exception as exc:
+            self._error = exc
+        if self._error is not None:
+            if not out:
+                raise self._error
+            self.done = True
+        return out
+
+    def _event(self, event: SSEEvent) -> GenerationChunk | None:
+        if event.data == "[DONE]":
+            self.done = True
+            return None
+        if event.event == "error":
+            raise inband_error(decoded(event.data.encode()))
+        if event.event != "message":
+            return None  # an event type of some extension: not ours to read
+        payload = _payload(event.data)
+        if payload.get("usage") is not None:
+            self.usage = _usage(payload["usage"])
+        choice = _choice(payload)
+        if choice is None:
+            return None
+        if choice.get("finish_reason") is not None:
+            self.finish_reason = _finish(choice["finish_reason"], payload)
+        text, logprobs = choice.get("text") or "", choice.get("logprobs")
+        if not isinstance(text, str):
+            raise ProtocolError(f"text is not a string: {text!r}"[:200])
+        if not text and logprobs is None:
+            return None
+        return GenerationChunk(text, None if logprobs is None else {"logprobs": logprobs})
+
+    def end(self) -> GenerationChunk:
+        """The last chunk (``finish_reason``, ``usage``), or why the stream is incomplete."""
+        if self._error is not None:
+            raise self._error
+        if not self.done:
+            cut = " in the middle of an event" if self.decoder.pending else ""
+            raise ProtocolError(f"the stream ended{cut} before [DONE]")
+        if self.finish_reason is None:
+            raise ProtocolError("the stream ended without a finish_reason")
+        info: dict[str, Any] = {"finish_reason": self.finish_reason}
+        if self.usage is not None:
+            info["usage"] = self.usage
+        return GenerationChunk("", info)
+
+
+def parse_completion(raw: bytes) -> Generation:
+    """A whole (non-streamed) completion body as a ``Generation``."""
+    payload = _payload(raw.decode("utf-8", "replace"))
+    choice = _choice(payload)
+    if choice is None or choice.get("finish_reason") is None:
+        raise ProtocolError(f"a completion without a finished choice: {payload!r}"[:200])
+    text = choice.get("text") or ""
+    if not isinstance(text, str):
+        raise ProtocolError(f"text is not a string: {text!r}"[:200])
+    info: dict[str, Any] = {"finish_reason": _finish(choice["finish_reason"], payload)}
+    if payload.get("usage") is not None:
+        info["usage"] = _usage(payload["usage"])
+    if choice.get("logprobs") is not None:
+        info["logprobs"] = choice["logprobs"]
+    return Generation(text, info)
