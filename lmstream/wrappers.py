@@ -15,11 +15,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
-from lmstream._execution import EMPTY, aclose, close
+from lmstream._execution import EMPTY, acall_with_config, aclose, call_with_config, close
 from lmstream._types import RunnableConfig
 from lmstream.config import merge_configs, patch_config
 from lmstream.errors import InvalidInputError
-from lmstream.runnable import Configs, Runnable
+from lmstream.runnable import Configs, Runnable, StreamingStep
+from lmstream.runs import Run
 
 __all__ = ["RunnableBinding", "RunnableRetry", "RunnableWithFallbacks"]
 
@@ -200,8 +201,12 @@ async def _aattempts(
         return
 
 
-class _Attempting(Runnable[Input, Output], Generic[Input, Output]):
-    """Shared shape of retry and fallbacks: ``_target(attempt)`` and ``_policy()``."""
+class _Attempting(StreamingStep[Input, Output], Generic[Input, Output]):
+    """Shared shape of retry and fallbacks: ``_target(attempt)`` and ``_policy()``.
+
+    Each call is one run of its own, with every attempt a child run: a failed attempt
+    ends as failed, and the call itself ends once, the way its last attempt did.
+    """
 
     def _target(
         self, attempt: int, config: RunnableConfig | None
@@ -211,99 +216,65 @@ class _Attempting(Runnable[Input, Output], Generic[Input, Output]):
     def _policy(self) -> Policy:
         raise NotImplementedError
 
-    def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
-        """Invoke, retrying or falling back on failure."""
+    def _invoke(self, value: Any, config: RunnableConfig, kwargs: dict[str, Any]) -> Any:
         policy, attempt = self._policy(), 0
         while True:
             target, cfg = self._target(attempt, config)
             try:
-                return target.invoke(input, cfg, **kwargs)
+                return target.invoke(value, cfg, **kwargs)
             except Exception as exc:
                 delay = policy(attempt, exc)
             if delay > 0:
                 _sleep(delay)
             attempt += 1
 
-    async def ainvoke(
-        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Output:
-        """Async ``invoke``."""
+    def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
+        """Invoke, retrying or falling back on failure."""
+        return call_with_config(self, lambda v, r, c: self._invoke(v, c, kwargs), input, config)  # type: ignore[no-any-return]
+
+    async def _ainvoke(self, value: Any, config: RunnableConfig, kwargs: dict[str, Any]) -> Any:
         policy, attempt = self._policy(), 0
         while True:
             target, cfg = self._target(attempt, config)
             try:
-                return await target.ainvoke(input, cfg, **kwargs)
+                return await target.ainvoke(value, cfg, **kwargs)
             except Exception as exc:
                 delay = policy(attempt, exc)
             if delay > 0:
                 await _asleep(delay)
             attempt += 1
 
-    def stream(
+    async def ainvoke(
         self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Iterator[Output]:
-        """Stream; retry or fall back only before the first chunk."""
+    ) -> Output:
+        """Async ``invoke``."""
+        return await acall_with_config(
+            self, lambda v, r, c: self._ainvoke(v, c, kwargs), input, config
+        )
 
-        def make(i: int) -> Iterator[Any]:
-            target, cfg = self._target(i, config)
-            return target.stream(input, cfg, **kwargs)
-
-        return _attempts(self._policy(), make)
-
-    def astream(
-        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Output]:
-        """Async ``stream``."""
-
-        def make(i: int) -> AsyncIterator[Any]:
-            target, cfg = self._target(i, config)
-            return target.astream(input, cfg, **kwargs)
-
-        return _aattempts(self._policy(), make)
-
-    def transform(
-        self, input: Iterator[Input], config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Iterator[Output]:
-        """Transform; input read by a failed attempt is replayed to the next one."""
-        replay = _Replay(input)
+    def _transform(
+        self, source: Iterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
+    ) -> Iterator[Any]:
+        """Stream; retry or fall back only before the first chunk. Input read by a failed
+        attempt is replayed to the next one."""
+        replay = _Replay(source)
 
         def make(i: int) -> Iterator[Any]:
             target, cfg = self._target(i, config)
             return target.transform(iter(replay), cfg, **kwargs)
 
-        return _closing(_attempts(self._policy(), make), input)
+        return _attempts(self._policy(), make)
 
-    def atransform(
-        self, input: AsyncIterator[Input], config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Output]:
-        """Async ``transform``."""
-        replay = _Replay(input)
+    def _atransform(
+        self, source: AsyncIterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        replay = _Replay(source)
 
         def make(i: int) -> AsyncIterator[Any]:
             target, cfg = self._target(i, config)
             return target.atransform(replay.__aiter__(), cfg, **kwargs)
 
-        return _aclosing(_aattempts(self._policy(), make), input)
-
-
-def _closing(stream: Iterator[Any], source: Any) -> Iterator[Any]:
-    """``stream``, then its ``source`` closed at once: attempts read the source through a
-    replay buffer, which does not pass a close on."""
-    try:
-        yield from stream
-    finally:
-        close(stream)
-        close(source)
-
-
-async def _aclosing(stream: AsyncIterator[Any], source: Any) -> AsyncIterator[Any]:
-    """The async twin of ``_closing``."""
-    try:
-        async for chunk in stream:
-            yield chunk
-    finally:
-        await aclose(stream)
-        await aclose(source)
+        return _aattempts(self._policy(), make)
 
 
 class RunnableRetry(_Attempting[Input, Output], Generic[Input, Output]):
@@ -381,10 +352,6 @@ class RunnableWithFallbacks(_Attempting[Input, Output], Generic[Input, Output]):
     def runnables(self) -> list[Runnable[Input, Output]]:
         """The runnable, then its fallbacks."""
         return [self.runnable, *self.fallbacks]
-
-    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
-        """The primary runnable's name."""
-        return self.runnable.get_name(suffix, name=name)
 
     def _target(
         self, attempt: int, config: RunnableConfig | None

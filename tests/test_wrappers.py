@@ -404,3 +404,83 @@ def test_closing_a_retried_transform_closes_its_input_at_once(flavour: str, kind
         assert closed == ["closed"]
     else:
         assert asyncio.run(run(asource())) == ["closed"]
+
+
+# -- runs -----------------------------------------------------------------------------------
+
+
+def wrap(kind: str, llm: Any) -> Runnable[Any, Any]:
+    return llm.with_retry(**FAST) if kind == "retry" else llm.with_fallbacks([FakeLLM(["ok"])])
+
+
+@pytest.mark.parametrize("kind", ["retry", "fallbacks"])
+def test_a_retried_call_is_one_run_with_its_attempts_as_children(kind: str) -> None:
+    llm = Flaky("ok", failures=1)
+    events = events_of(wrap(kind, llm), "p")
+    root = events[0]
+    assert root["event"] == "on_chain_start" and root["parent_ids"] == []
+    starts = [e for e in events if e["event"] == "on_llm_start"]
+    assert len(starts) == 2
+    assert all(e["parent_ids"] == [root["run_id"]] for e in starts)
+    assert [e["event"] for e in events if e["run_id"] == starts[0]["run_id"]] == [
+        "on_llm_start",
+        "on_llm_error",
+    ]
+    if kind == "retry":
+        assert "retry:attempt:2" in starts[1]["tags"]
+    root_events = [e["event"] for e in events if e["run_id"] == root["run_id"]]
+    assert root_events == ["on_chain_start", "on_chain_stream", "on_chain_stream", "on_chain_end"]
+    assert events[-1]["data"]["output"] == "ok"
+
+
+@pytest.mark.parametrize("kind", ["retry", "fallbacks"])
+def test_a_call_whose_attempts_all_fail_ends_once_as_failed(kind: str) -> None:
+    failing = Flaky("ab", failures=9)
+    runnable = (
+        failing.with_retry(stop_after_attempt=2, **FAST)
+        if kind == "retry"
+        else failing.with_fallbacks([Flaky("cd", failures=9)])
+    )
+    seen: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        async for event in runnable.astream_events("p"):
+            seen.append(event)
+
+    with pytest.raises(ProviderError):
+        asyncio.run(main())
+    root_id = seen[0]["run_id"]
+    assert [e["event"] for e in seen if e["run_id"] == root_id] == [
+        "on_chain_start",
+        "on_chain_error",
+    ]
+    assert [e["event"] for e in seen if e["event"].startswith("on_llm")] == [
+        "on_llm_start",
+        "on_llm_error",
+    ] * 2
+
+
+class Tree(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, Any, Any]] = []
+
+    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: Any, **kw: Any) -> None:
+        self.runs.append(("chain", run_id, kw.get("parent_run_id")))
+
+    def on_llm_start(self, serialized: Any, prompts: Any, *, run_id: Any, **kw: Any) -> None:
+        self.runs.append(("llm", run_id, kw.get("parent_run_id")))
+
+
+@pytest.mark.parametrize("kind", ["retry", "fallbacks"])
+@pytest.mark.parametrize("how", ["invoke", "stream"])
+def test_attempts_are_child_runs_on_both_paths(flavour: str, kind: str, how: str) -> None:
+    handler = Tree()
+    runnable = wrap(kind, Flaky("ok", failures=1))
+    config = {"callbacks": [handler]}
+    if how == "invoke":
+        assert invoke_of(runnable, flavour, "p", config) == "ok"
+    else:
+        assert "".join(collect(stream_of(runnable, flavour, "p", config))) == "ok"
+    (root, *attempts) = handler.runs
+    assert root[0] == "chain" and root[2] is None
+    assert [(kind_, parent) for kind_, _, parent in attempts] == [("llm", root[1])] * 2
