@@ -340,6 +340,25 @@ def test_passthrough_calls_its_function_with_the_whole_input(flavour: str) -> No
     assert seen == ["abc", "abc"]
 
 
+def test_passthrough_calls_async_functions_and_gives_them_the_config(flavour: str) -> None:
+    seen: list[Any] = []
+
+    async def record(value: Any, config: Any) -> None:
+        seen.append((value, config["metadata"].get("who")))
+
+    runnable = RunnablePassthrough(record)
+    config = {"metadata": {"who": "me"}}
+    assert invoke_of(runnable, flavour, "x", config) == "x"
+    assert collect(stream_of(runnable, flavour, "y", config)) == ["y"]
+    assert seen == [("x", "me"), ("y", "me")]
+
+
+def test_assign_after_any_runnable(flavour: str) -> None:
+    seq = RunnableLambda(lambda x: {"x": x}).assign(double=lambda d: d["x"] * 2)
+    assert invoke_of(seq, flavour, 4) == {"x": 4, "double": 8}
+    assert aggregate(collect(stream_of(seq, flavour, 4))) == {"x": 4, "double": 8}
+
+
 def test_assign_adds_keys(flavour: str) -> None:
     assign = RunnablePassthrough.assign(n=lambda d: len(d["s"]), up=lambda d: d["s"].upper())
     assert invoke_of(assign, flavour, {"s": "abc"}) == {"s": "abc", "n": 3, "up": "ABC"}

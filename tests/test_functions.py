@@ -56,6 +56,16 @@ def test_sync_and_async_functions_work_on_both_paths(flavour: str, fn: Any) -> N
     assert collect(stream_of(runnable, flavour, "ab")) == ["AB"]
 
 
+def test_a_lambda_with_both_functions_uses_each_on_its_path(flavour: str) -> None:
+    async def afunc(x: str) -> str:
+        return f"async:{x}"
+
+    runnable = RunnableLambda(lambda x: f"sync:{x}", afunc)
+    expected = "sync:a" if is_sync(flavour) else "async:a"
+    assert invoke_of(runnable, flavour, "a") == expected
+    assert collect(stream_of(runnable, flavour, "a")) == [expected]
+
+
 def test_a_lambda_takes_its_name_from_the_function() -> None:
     assert RunnableLambda(upper).get_name() == "upper"
     assert RunnableLambda(aupper).get_name() == "aupper"
