@@ -10,15 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-import queue
-import threading
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 from lmstream._accumulate import AddableDict, aggregate
-from lmstream._execution import EMPTY, acall_with_config, aclose, call_with_config, close
+from lmstream._execution import acall_with_config, aclose, call_with_config, close
+from lmstream._merge import ATee, Tee, merge_tasks, merge_threads
 from lmstream._threads import run_in_thread, run_sync
 from lmstream._types import RunnableConfig
 from lmstream._utils import accepts_param, is_async_callable
@@ -121,58 +119,6 @@ class RunnableSequence(StreamingStep[Input, Output], Generic[Input, Output]):
         return " | ".join(repr(s) for s in self.steps)
 
 
-class _Tee:
-    """Copies of one iterator for several consumer threads."""
-
-    def __init__(self, source: Iterator[Any], n: int) -> None:
-        self.source = source
-        self.lock = threading.Lock()
-        self.buffers: list[deque[Any]] = [deque() for _ in range(n)]
-        self.done = False
-
-    def branch(self, i: int) -> Iterator[Any]:
-        buf = self.buffers[i]
-        while True:
-            with self.lock:
-                if not buf:
-                    if self.done:
-                        return
-                    item = next(self.source, EMPTY)
-                    if item is EMPTY:
-                        self.done = True
-                        return
-                    for other in self.buffers:
-                        other.append(item)
-                item = buf.popleft()
-            yield item
-
-
-class _ATee:
-    """Copies of one async iterator for several consumer tasks."""
-
-    def __init__(self, source: AsyncIterator[Any], n: int) -> None:
-        self.source = source
-        self.lock = asyncio.Lock()
-        self.buffers: list[deque[Any]] = [deque() for _ in range(n)]
-        self.done = False
-
-    async def branch(self, i: int) -> AsyncIterator[Any]:
-        buf = self.buffers[i]
-        while True:
-            async with self.lock:
-                if not buf:
-                    if self.done:
-                        return
-                    item = await anext(self.source, EMPTY)
-                    if item is EMPTY:
-                        self.done = True
-                        return
-                    for other in self.buffers:
-                        other.append(item)
-                item = buf.popleft()
-            yield item
-
-
 async def _gather(aws: Iterable[Awaitable[Any]]) -> list[Any]:
     """Await all at once; when one fails, cancel the rest (their models stop) and raise."""
     tasks = [asyncio.ensure_future(aw) for aw in aws]
@@ -228,121 +174,38 @@ class RunnableParallel(StreamingStep[Input, dict[str, Any]], Generic[Input]):
         self, source: Iterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
     ) -> Iterator[Any]:
         configs = self._configs(run, config)
-        tee = _Tee(source, len(self.steps))
+        tee = Tee(source, len(self.steps))
         branches = {
             k: s.transform(tee.branch(i), configs[k]) for i, (k, s) in enumerate(self.steps.items())
         }
         if len(branches) == 1:
             ((key, it),) = branches.items()
-            for chunk in it:
-                yield AddableDict({key: chunk})
+            try:
+                for chunk in it:
+                    yield AddableDict({key: chunk})
+            finally:  # close now, not at garbage collection: the model must stop at once
+                close(it)
             return
-        yield from _merge_threads(branches)
+        yield from merge_threads(branches)
 
     async def _atransform(
         self, source: AsyncIterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
     ) -> AsyncIterator[Any]:
         configs = self._configs(run, config)
-        tee = _ATee(source, len(self.steps))
+        tee = ATee(source, len(self.steps))
         branches = {
             k: s.atransform(tee.branch(i), configs[k])
             for i, (k, s) in enumerate(self.steps.items())
         }
-        async for key, chunk in _merge_tasks(branches):
-            yield AddableDict({key: chunk})
+        merged = merge_tasks(branches)
+        try:
+            async for key, chunk in merged:
+                yield AddableDict({key: chunk})
+        finally:  # an async for does not close what it reads: the branches must stop now
+            await aclose(merged)
 
     def __repr__(self) -> str:
         return "{" + ", ".join(f"{k}: {v!r}" for k, v in self.steps.items()) + "}"
-
-
-# What a branch worker hands the consumer: a chunk, an error, or the end of the branch.
-_CHUNK, _ERROR, _DONE = range(3)
-
-
-def _merge_threads(branches: dict[str, Iterator[Any]]) -> Iterator[AddableDict]:
-    """Drive each branch in its own thread; yield ``{key: chunk}`` in arrival order.
-
-    A branch runs at most one chunk ahead of the consumer (a slot per branch), so a
-    consumer that stops early leaves nothing generating; closing waits for every branch
-    to be closed in its thread.
-    """
-    merged: queue.Queue[tuple[str, int, Any]] = queue.Queue()
-    stop = threading.Event()
-    slots = {key: threading.Semaphore(1) for key in branches}
-
-    def worker(key: str, it: Iterator[Any]) -> None:
-        try:
-            for chunk in it:
-                slots[key].acquire()
-                if stop.is_set():
-                    break
-                merged.put((key, _CHUNK, chunk))
-        except BaseException as exc:
-            merged.put((key, _ERROR, exc))
-        finally:
-            close(it)
-            merged.put((key, _DONE, None))
-
-    threads = [
-        threading.Thread(target=contextvars.copy_context().run, args=(worker, *kv), daemon=True)
-        for kv in branches.items()
-    ]
-    for t in threads:
-        t.start()
-    try:
-        remaining = len(threads)
-        while remaining:
-            key, kind, item = merged.get()
-            if kind == _DONE:
-                remaining -= 1
-            elif kind == _ERROR:
-                raise item
-            else:
-                slots[key].release()
-                yield AddableDict({key: item})
-    finally:
-        stop.set()
-        for slot in slots.values():
-            slot.release()  # wake a worker waiting for its slot: it sees the stop flag
-        for t in threads:
-            t.join()
-
-
-async def _merge_tasks(branches: dict[str, AsyncIterator[Any]]) -> AsyncIterator[tuple[str, Any]]:
-    """Drive each branch in its own task; yield ``(key, chunk)`` in arrival order, each
-    branch at most one chunk ahead of the consumer; closing cancels every branch."""
-    merged: asyncio.Queue[tuple[str, int, Any]] = asyncio.Queue()
-    slots = {key: asyncio.Semaphore(1) for key in branches}
-
-    async def worker(key: str, it: AsyncIterator[Any]) -> None:
-        try:
-            async for chunk in it:
-                await slots[key].acquire()
-                merged.put_nowait((key, _CHUNK, chunk))
-        except BaseException as exc:
-            merged.put_nowait((key, _ERROR, exc))
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-        finally:
-            await aclose(it)
-            merged.put_nowait((key, _DONE, None))
-
-    tasks = [asyncio.ensure_future(worker(k, it)) for k, it in branches.items()]
-    try:
-        remaining = len(tasks)
-        while remaining:
-            key, kind, item = await merged.get()
-            if kind == _DONE:
-                remaining -= 1
-            elif kind == _ERROR:
-                raise item
-            else:
-                slots[key].release()
-                yield key, item
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class RunnablePassthrough(StreamingStep[Input, Input], Generic[Input]):
@@ -483,5 +346,9 @@ class RunnableAssign(StreamingStep[dict[str, Any], dict[str, Any]]):
             if (kept := self._passed(chunk, seen)) is not None:
                 yield kept
         if seen:
-            async for out in self.mapper.astream(aggregate(seen), config):
-                yield out
+            mapped = self.mapper.astream(aggregate(seen), config)
+            try:
+                async for out in mapped:
+                    yield out
+            finally:
+                await aclose(mapped)

@@ -136,15 +136,6 @@ def _limited(config: RunnableConfig, name: str) -> RunnableConfig:
     return patch_config(config, recursion_limit=limit - 1)
 
 
-async def _apass(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """Yield from ``stream`` and close it at once when the consumer stops."""
-    try:
-        async for item in stream:
-            yield item
-    finally:
-        await aclose(stream)
-
-
 class RunnableLambda(StreamingStep[Any, Any]):
     """A function as a runnable. It waits for its whole input; if it returns a runnable,
     that runnable is run on the same input. A generator function's items stream out."""
@@ -206,7 +197,7 @@ class RunnableLambda(StreamingStep[Any, Any]):
     async def _ainvoke(self, value: Any, run: Run, config: RunnableConfig) -> Any:
         streams, out = await self._async_call(value, config)
         if streams:
-            out = aggregate([item async for item in _apass(out)])
+            out = aggregate([item async for item in out])
         if isinstance(out, Runnable):
             out = await out.ainvoke(value, _limited(config, self.get_name()))
         return out
@@ -242,8 +233,11 @@ class RunnableLambda(StreamingStep[Any, Any]):
         if not streams:
             yield out
             return
-        async for item in _apass(out):
-            yield item
+        try:
+            async for item in out:
+                yield item
+        finally:  # an async for does not close what it reads: the model must stop now
+            await aclose(out)
 
     def __repr__(self) -> str:
         return f"RunnableLambda({self.get_name()})"
@@ -290,8 +284,11 @@ class RunnableGenerator(StreamingStep[Any, Any]):
             gen = iterate_in_thread(
                 lambda: iterate_with_config(_call(fn, sync_source, config), config)
             )
-        async for item in _apass(gen):
-            yield item
+        try:
+            async for item in gen:
+                yield item
+        finally:
+            await aclose(gen)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """The sum of everything the generator yields."""

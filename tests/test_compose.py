@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from helpers import collect, invoke_of, is_sync, stream_of, take
+from helpers import collect, invoke_of, is_sync, stream_of
+from stream_probes import Outcomes, settle, take_then
 
 from lmstream import (
     BaseCallbackHandler,
@@ -135,10 +136,11 @@ def test_prompt_llm_parser_generator_streams_through_every_step(flavour: str, ge
 
 def test_closing_a_chain_stops_the_model(flavour: str) -> None:
     llm = FakeLLM([TEXT * 4], delay=0.001)
-    assert take(stream_of(chain(llm) | shout, flavour, {"q": "x"}), 3) == ["T", "H", "E"]
-    produced = llm.tokens_produced
+    stream = stream_of(chain(llm) | shout, flavour, {"q": "x"})
+    items, produced = take_then(stream, 3, lambda: llm.tokens_produced)
+    assert items == ["T", "H", "E"]
     assert produced <= 3 + 10
-    threading.Event().wait(0.05)  # a chance to produce more if the model were still running
+    settle()
     assert llm.tokens_produced == produced
 
 
@@ -307,11 +309,15 @@ def test_closing_a_parallel_stream_closes_every_branch(flavour: str) -> None:
 
     llms = [FakeLLM([TEXT * 4]), FakeLLM([TEXT * 4])]
     par = RunnableParallel(a=llms[0], b=llms[1], c=endless("c"), d=endless("d"))
-    assert len(take(stream_of(par, flavour, "p"), 5)) == 5
-    assert sorted(closed) == ["c", "d"]  # closed before close()/aclose() returned
-    produced = [llm.tokens_produced for llm in llms]
+
+    def probe() -> tuple[list[str], list[int]]:
+        return sorted(closed), [llm.tokens_produced for llm in llms]
+
+    items, (closed_then, produced) = take_then(stream_of(par, flavour, "p"), 5, probe)
+    assert len(items) == 5
+    assert closed_then == ["c", "d"]  # closed before close()/aclose() returned
     assert all(n < len(TEXT * 4) for n in produced)
-    threading.Event().wait(0.05)  # a chance to produce more if anything were still running
+    settle()
     assert [llm.tokens_produced for llm in llms] == produced
 
 
@@ -464,3 +470,22 @@ def test_a_step_that_fails_at_once_still_ends_its_run(flavour: str) -> None:
     else:
         assert asyncio.run(arun()) == [True]
     assert handler.events == ["start:Exploding", "error:KeyError"]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [  # streams stopped after their second chunk
+        lambda: chain(FakeLLM([TEXT])) | shout,
+        lambda: chain(FakeLLM([TEXT])) | {"a": shout, "b": RunnablePassthrough()},
+        lambda: PromptTemplate.from_template("{q}") | {"a": FakeLLM([TEXT]), "b": FakeLLM([TEXT])},
+        lambda: {"s": chain(FakeLLM([TEXT]))} | RunnablePassthrough.assign(n=lambda d: 1),
+    ],
+    ids=["sequence", "parallel_after_model", "parallel_of_models", "assign"],
+)
+def test_closing_ends_every_run_children_first(flavour: str, make: Any) -> None:
+    handler = Outcomes()
+    stream = stream_of(make(), flavour, {"q": "x"}, {"callbacks": [handler]})
+    _, (order, unended) = take_then(stream, 2, handler.snapshot)
+    assert not unended  # every run had ended, one way or the other, when close() returned
+    assert len(order) >= 2
+    handler.assert_children_first(order)

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from helpers import collect, events_of, invoke_of, is_sync, stream_of, take
+from helpers import collect, events_of, invoke_of, is_sync, stream_of
+from stream_probes import Outcomes, settle, take_then
 
 from lmstream import (
     AsyncCallbackHandler,
@@ -333,10 +334,43 @@ def test_closing_a_generator_stream_closes_the_function_and_the_model(
     flavour: str, gen: Any
 ) -> None:
     llm = FakeLLM([TEXT * 3], delay=0.001)
-    assert take(stream_of(llm | gen, flavour, "p"), 2) == ["T", "H"]
+    handler = Outcomes()
+    stream = stream_of(llm | gen, flavour, "p", {"callbacks": [handler]})
+    items, (order, unended) = take_then(stream, 2, handler.snapshot)
+    assert items == ["T", "H"]
+    assert not unended and len(order) == 3  # sequence, model and generator: all cancelled
+    handler.assert_children_first(order)
     produced = llm.tokens_produced
-    threading.Event().wait(0.05)  # a chance to go on if anything were left running
+    settle()
     assert llm.tokens_produced == produced < len(TEXT)
+
+
+def counting_forever(x: Any) -> Iterator[int]:
+    i = 0
+    while True:
+        yield i
+        i += 1
+
+
+async def acounting_forever(x: Any) -> AsyncIterator[int]:
+    i = 0
+    while True:
+        await asyncio.sleep(0)
+        yield i
+        i += 1
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [counting_forever, acounting_forever, lambda x: FakeLLM([TEXT])],
+    ids=["sync_gen", "async_gen", "returns_model"],
+)
+def test_closing_a_lambda_stream_ends_its_runs_at_once(flavour: str, fn: Any) -> None:
+    handler = Outcomes()
+    stream = stream_of(RunnableLambda(fn), flavour, "p", {"callbacks": [handler]})
+    _, (order, unended) = take_then(stream, 2, handler.snapshot)
+    assert not unended and order
+    handler.assert_children_first(order)
 
 
 def test_an_async_generator_on_the_sync_path_reads_its_input_off_the_background_loop() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from helpers import collect, events_of, invoke_of, is_sync, stream_of, take
+from stream_probes import Outcomes, settle, take_then
 
 from lmstream import (
     LLM,
@@ -353,16 +354,20 @@ def test_a_retried_model_streams_inside_a_chain(flavour: str) -> None:
     assert llm.calls == 2
 
 
-def test_closing_a_retried_stream_stops_the_model(flavour: str) -> None:
+@pytest.mark.parametrize("kind", ["retry", "fallbacks"])
+def test_closing_a_retried_stream_stops_the_model(flavour: str, kind: str) -> None:
     text = "the quick brown fox jumps over the lazy dog"
-    for runnable_of in (lambda r: r.with_retry(**FAST), lambda r: r.with_fallbacks([r])):
-        llm = FakeLLM([text], delay=0.001)
-        seq: Runnable[Any, Any] = runnable_of(llm) | StrOutputParser()
-        stream = stream_of(seq, flavour, "p")
-        assert take(stream, 2) == ["t", "h"]
-        produced = llm.tokens_produced
-        threading.Event().wait(0.05)
-        assert llm.tokens_produced == produced < len(text)
+    llm = FakeLLM([text], delay=0.001)
+    wrapped = llm.with_retry(**FAST) if kind == "retry" else llm.with_fallbacks([llm])
+    handler = Outcomes()
+    stream = stream_of(wrapped | StrOutputParser(), flavour, "p", {"callbacks": [handler]})
+    items, (order, unended) = take_then(stream, 2, handler.snapshot)
+    assert items == ["t", "h"]
+    assert not unended and len(order) == 4  # sequence, wrapper, model, parser
+    handler.assert_children_first(order)
+    produced = llm.tokens_produced
+    settle()
+    assert llm.tokens_produced == produced < len(text)
 
 
 @pytest.mark.parametrize("kind", ["retry", "fallbacks"])
