@@ -1,5 +1,11 @@
 """Pooled httpx clients for an HTTP provider, and reads bounded by a ``Call``'s deadline.
 
+httpcore's connection pool does work quadratic in its connections on every request
+(each idle connection counts all the others), so 64 requests in flight on one pool cost
+the client more than the requests themselves. The clients here spread requests over
+several pools (shards), each carrying at most ``PER_SHARD`` requests at a time; the
+first shard with room is used, so sequential calls keep reusing one connection.
+
 An async client's connections belong to the event loop that opened them, and
 ``asyncio.run`` makes a new loop each time. So there is one async client per loop, and
 it is closed by that loop on its way out: a parked async generator is registered with
@@ -10,9 +16,11 @@ the loop, and the loop's ``shutdown_asyncgens`` (which ``asyncio.run`` and
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from typing import Any
 
 import httpx
 
@@ -21,7 +29,124 @@ from lmstream.providers._watchdog import Guard
 
 __all__ = ["Clients", "aread", "read", "release"]
 
-LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+PER_SHARD = 4  # requests in flight per pool before the next pool takes over
+MAX_SHARDS = 256  # past PER_SHARD * MAX_SHARDS requests, the least busy pool takes more
+LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=2 * PER_SHARD)
+
+
+class _Shards:
+    """Which pool a request goes to, and how many each one carries."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self.pools: list[Any] = []
+        self._busy: list[int] = []
+
+    def take(self) -> int:
+        """The index of the pool for the next request (made when all are busy)."""
+        with self._lock:
+            busy = self._busy
+            i = next((k for k, n in enumerate(busy) if n < PER_SHARD), -1)
+            if i < 0 and len(busy) < MAX_SHARDS:
+                self.pools.append(self._make())
+                busy.append(0)
+                i = len(busy) - 1
+            elif i < 0:
+                i = busy.index(min(busy))
+            busy[i] += 1
+            return i
+
+    def done(self, i: int) -> None:
+        """A request of pool ``i`` has ended (its response closed)."""
+        with self._lock:
+            self._busy[i] -= 1
+
+
+class _Once:
+    """Calls ``fn`` the first time it is called."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._fn: Callable[[], None] | None = fn
+
+    def __call__(self) -> None:
+        fn, self._fn = self._fn, None
+        if fn is not None:
+            fn()
+
+
+class _Stream(httpx.SyncByteStream):
+    def __init__(self, inner: Any, done: Callable[[], None]) -> None:
+        self._inner, self._done = inner, done
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._inner)
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._done()
+
+
+class _AStream(httpx.AsyncByteStream):
+    def __init__(self, inner: Any, done: Callable[[], None]) -> None:
+        self._inner, self._done = inner, done
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._inner.__aiter__()  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            self._done()
+
+
+class _Transport(httpx.BaseTransport):
+    """Sync requests spread over several connection pools."""
+
+    def __init__(self, make: Callable[[], httpx.HTTPTransport]) -> None:
+        self.shards = _Shards(make)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        i = self.shards.take()
+        done = _Once(lambda: self.shards.done(i))
+        try:
+            response = self.shards.pools[i].handle_request(request)
+        except BaseException:
+            done()
+            raise
+        response.stream = _Stream(response.stream, done)
+        return response  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        for pool in self.shards.pools:
+            pool.close()
+
+
+class _ATransport(httpx.AsyncBaseTransport):
+    """Async requests spread over several connection pools."""
+
+    def __init__(self, make: Callable[[], httpx.AsyncHTTPTransport]) -> None:
+        self.shards = _Shards(make)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        i = self.shards.take()
+        done = _Once(lambda: self.shards.done(i))
+        try:
+            response = await self.shards.pools[i].handle_async_request(request)
+        except BaseException:
+            done()
+            raise
+        response.stream = _AStream(response.stream, done)
+        return response  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        for pool in self.shards.pools:
+            await pool.aclose()
 
 
 async def _close_with_loop(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
@@ -36,11 +161,17 @@ class Clients:
 
     def __init__(self, limits: httpx.Limits = LIMITS) -> None:
         self._limits = limits
+        self._ssl: ssl.SSLContext | None = None  # shared: making one costs milliseconds
         self._lock = threading.Lock()
         self._sync: httpx.Client | None = None
         self._async: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, AsyncGenerator[None, None]]
         ] = weakref.WeakKeyDictionary()
+
+    def _pool_args(self) -> dict[str, Any]:
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()
+        return {"verify": self._ssl, "limits": self._limits}
 
     def sync(self) -> httpx.Client:
         """The sync client (thread-safe, shared by all threads)."""
@@ -48,7 +179,8 @@ class Clients:
         if client is None:
             with self._lock:
                 if self._sync is None:
-                    self._sync = httpx.Client(limits=self._limits, timeout=None)
+                    transport = _Transport(lambda: httpx.HTTPTransport(**self._pool_args()))
+                    self._sync = httpx.Client(transport=transport, timeout=None)
                 client = self._sync
         return client
 
@@ -58,7 +190,8 @@ class Clients:
         entry = self._async.get(loop)
         if entry is not None:
             return entry[0]
-        client = httpx.AsyncClient(limits=self._limits, timeout=None)
+        transport = _ATransport(lambda: httpx.AsyncHTTPTransport(**self._pool_args()))
+        client = httpx.AsyncClient(transport=transport, timeout=None)
         closer = _close_with_loop(client)
         self._async[loop] = (client, closer)
         await closer.__anext__()  # registers it with the loop, which will close it
