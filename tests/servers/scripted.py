@@ -218,8 +218,9 @@ def echo(body: Any) -> Reply:
 class ScriptedServer:
     """The server: start it with ``with`` (or ``start()``/``stop()``)."""
 
-    def __init__(self, handler: Callable[[Any], Reply] = echo) -> None:
+    def __init__(self, handler: Callable[[Any], Reply] = echo, *, port: int = 0) -> None:
         self.handler = handler
+        self.port = port
         self.requests: list[Recorded] = []
         self._queue: list[Reply] = []
         self._lock = threading.Lock()
@@ -263,9 +264,11 @@ class ScriptedServer:
 
     def start(self) -> ScriptedServer:
         """Start serving on a free loopback port."""
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = self.port
+        if not port:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app, host="127.0.0.1", port=port, http="h11", lifespan="off",
             log_level="warning", access_log=False, timeout_graceful_shutdown=1, interface="asgi3",
@@ -384,3 +387,17 @@ async def _run(step: Step, gone: asyncio.Event, send: Any, transport: Any) -> bo
     if isinstance(step, Send):
         await send({"type": "http.response.body", "body": step.data, "more_body": True})
     return True
+
+
+def main() -> None:
+    """Serve the echo handler until killed, in a process of its own (for benchmarks):
+    ``python tests/servers/scripted.py [PORT]`` prints the base URL once it listens."""
+    import sys
+
+    with ScriptedServer(port=int(sys.argv[1]) if len(sys.argv) > 1 else 0) as server:
+        print(server.url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
