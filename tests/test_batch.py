@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from helpers import collect, is_sync
+from stream_probes import settle, take_then
 
 from lmstream import (
     BaseCallbackHandler,
@@ -364,33 +365,21 @@ def test_kwargs_reach_every_call(method: str) -> None:
 # -- closing the *_as_completed iterators ---------------------------------------------------
 
 
-@pytest.mark.parametrize("flavour_", ["sync", "async"])
-def test_closing_as_completed_stops_pending_work(flavour_: str) -> None:
-    gate = Gate(not is_sync(flavour_))
+def test_closing_as_completed_stops_pending_work(flavour: str) -> None:
+    gate = Gate(not is_sync(flavour))
 
     async def abody(x: int) -> int:
         await asyncio.sleep(0)
         return x
 
     runnable = step(gate, lambda x: x, abody)
-    inputs = list(range(20))
-    if is_sync(flavour_):
-        it = runnable.batch_as_completed(inputs, {"max_concurrency": 1})
-        first = next(it)
-        it.close()
-    else:
-
-        async def main() -> tuple[int, Any]:
-            agen = runnable.abatch_as_completed(inputs, {"max_concurrency": 1})
-            item = await agen.__anext__()
-            await agen.aclose()  # type: ignore[attr-defined]
-            return item
-
-        first = asyncio.run(main())
-    assert first == (0, 0)
-    started = len(gate.started)
+    method = "batch_as_completed" if is_sync(flavour) else "abatch_as_completed"
+    stream = getattr(runnable, method)(list(range(20)), {"max_concurrency": 1})
+    items, (started, in_flight) = take_then(stream, 1, lambda: (len(gate.started), gate.in_flight))
+    assert items == [(0, 0)]
     assert started <= 2  # the first, and at most the one in flight when it was closed
-    assert gate.in_flight == 0  # closing waited for (or cancelled) the call in flight
+    assert in_flight == 0  # closing waited for (or cancelled) the call in flight
+    settle()
     assert len(gate.started) == started
 
 
