@@ -297,6 +297,11 @@ class RunnableRetry(_Attempting[Input, Output], Generic[Input, Output]):
         self.wait_exponential_jitter = wait_exponential_jitter
         self.max_attempt_number = max_attempt_number
         params = {"initial": 1.0, "max": 60.0, "exp_base": 2.0, "jitter": 1.0}
+        unknown = set(exponential_jitter_params or {}) - set(params)
+        if unknown:
+            raise InvalidInputError(
+                f"unknown exponential_jitter_params {sorted(unknown)}; expected {sorted(params)}"
+            )
         self.jitter_params = {**params, **(exponential_jitter_params or {})}
 
     def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:

@@ -255,9 +255,11 @@ def test_retry_backs_off_exponentially_within_bounds(monkeypatch: pytest.MonkeyP
     assert all(b <= s <= b + 0.25 for b, s in zip(bases, slept, strict=True))
 
 
-def test_retry_needs_one_attempt() -> None:
+def test_retry_needs_one_attempt_and_known_jitter_params() -> None:
     with pytest.raises(InvalidInputError):
         FakeLLM(["x"]).with_retry(stop_after_attempt=0)
+    with pytest.raises(InvalidInputError, match="maximum"):
+        FakeLLM(["x"]).with_retry(exponential_jitter_params={"maximum": 1.0})
 
 
 # -- with_fallbacks -------------------------------------------------------------------------
