@@ -125,24 +125,55 @@ class RunnableBinding(Runnable[Input, Output], Generic[Input, Output]):
 
 
 class _Replay:
-    """An input stream that can be read again from the start by a later attempt."""
+    """An input stream that can be read again from the start by a later attempt.
+
+    A failure of the input itself is remembered: it is not the attempt's failure, and
+    no later attempt may run on the input cut short by it.
+    """
 
     def __init__(self, source: Any) -> None:
         self.source = source
         self.seen: list[Any] = []
+        self.failed = False
 
     def __iter__(self) -> Iterator[Any]:
         yield from list(self.seen)
-        for item in self.source:
+        it = iter(self.source)
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            except BaseException:
+                self.failed = True
+                raise
             self.seen.append(item)
             yield item
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         for item in list(self.seen):
             yield item
-        async for item in self.source:
+        it = aiter(self.source)
+        while True:
+            try:
+                item = await anext(it)
+            except StopAsyncIteration:
+                return
+            except BaseException:
+                self.failed = True
+                raise
             self.seen.append(item)
             yield item
+
+    def guard(self, policy: Policy) -> Policy:
+        """``policy``, except that a failure of the input is raised as it is."""
+
+        def guarded(attempt: int, exc: Exception) -> float:
+            if self.failed:
+                raise exc
+            return policy(attempt, exc)
+
+        return guarded
 
 
 # A policy says, for a failed attempt, how long to wait before the next one; it raises
@@ -263,7 +294,7 @@ class _Attempting(StreamingStep[Input, Output], Generic[Input, Output]):
             target, cfg = self._target(i, config)
             return target.transform(iter(replay), cfg, **kwargs)
 
-        return _attempts(self._policy(), make)
+        return _attempts(replay.guard(self._policy()), make)
 
     def _atransform(
         self, source: AsyncIterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
@@ -274,7 +305,7 @@ class _Attempting(StreamingStep[Input, Output], Generic[Input, Output]):
             target, cfg = self._target(i, config)
             return target.atransform(replay.__aiter__(), cfg, **kwargs)
 
-        return _aattempts(self._policy(), make)
+        return _aattempts(replay.guard(self._policy()), make)
 
 
 class RunnableRetry(_Attempting[Input, Output], Generic[Input, Output]):

@@ -491,3 +491,15 @@ def test_attempts_are_child_runs_on_both_paths(flavour: str, kind: str, how: str
     (root, *attempts) = handler.runs
     assert root[0] == "chain" and root[2] is None
     assert [(kind_, parent) for kind_, _, parent in attempts] == [("llm", root[1])] * 2
+
+
+@pytest.mark.parametrize("kind", ["retry", "fallbacks"])
+def test_an_error_in_the_input_stream_is_not_retried(flavour: str, kind: str) -> None:
+    # the step did not fail, its input did: another attempt would see a cut input
+    upstream = Flaky("abcdef", failures=9, fail_at=3)
+    picky = Picky(failures=0)
+    step = RunnableGenerator(picky)
+    wrapped = step.with_retry(**FAST) if kind == "retry" else step.with_fallbacks([step])
+    with pytest.raises(ProviderError, match="flaky"):
+        collect(stream_of(upstream | wrapped, flavour, "p"))
+    assert picky.runs == [["a", "b", "c"]]
