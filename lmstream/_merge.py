@@ -18,55 +18,83 @@ from lmstream._execution import EMPTY, aclose, close
 __all__ = ["ATee", "Tee", "merge_tasks", "merge_threads"]
 
 
-class Tee:
+_FETCH: Any = object()
+
+
+class _Copies:
+    """What both tees share: a buffer per branch, the end of the input, its failure."""
+
+    def __init__(self, n: int) -> None:
+        self.buffers: list[deque[Any]] = [deque() for _ in range(n)]
+        self.done = False
+        self.error: BaseException | None = None
+
+    def next_for(self, i: int) -> Any:
+        """Branch ``i``'s next item, ``EMPTY`` at the end, or ``_FETCH``: read the input.
+
+        A failed input fails every branch, so none goes on with the input cut short.
+        """
+        buf = self.buffers[i]
+        if buf:
+            return buf.popleft()
+        if self.error is not None:
+            raise self.error
+        return EMPTY if self.done else _FETCH
+
+    def got(self, item: Any) -> None:
+        """The input gave ``item`` (``EMPTY``: it ended)."""
+        if item is EMPTY:
+            self.done = True
+        else:
+            for buf in self.buffers:
+                buf.append(item)
+
+
+class Tee(_Copies):
     """Copies of one iterator for several consumer threads."""
 
     def __init__(self, source: Iterator[Any], n: int) -> None:
+        super().__init__(n)
         self.source = source
         self.lock = threading.Lock()
-        self.buffers: list[deque[Any]] = [deque() for _ in range(n)]
-        self.done = False
 
     def branch(self, i: int) -> Iterator[Any]:
-        buf = self.buffers[i]
         while True:
             with self.lock:
-                if not buf:
-                    if self.done:
-                        return
-                    item = next(self.source, EMPTY)
-                    if item is EMPTY:
-                        self.done = True
-                        return
-                    for other in self.buffers:
-                        other.append(item)
-                item = buf.popleft()
+                item = self.next_for(i)
+                if item is _FETCH:
+                    try:
+                        self.got(next(self.source, EMPTY))
+                    except BaseException as exc:
+                        self.error = exc
+                        raise
+                    item = self.next_for(i)
+            if item is EMPTY:
+                return
             yield item
 
 
-class ATee:
+class ATee(_Copies):
     """Copies of one async iterator for several consumer tasks."""
 
     def __init__(self, source: AsyncIterator[Any], n: int) -> None:
+        super().__init__(n)
         self.source = source
         self.lock = asyncio.Lock()
-        self.buffers: list[deque[Any]] = [deque() for _ in range(n)]
-        self.done = False
 
     async def branch(self, i: int) -> AsyncIterator[Any]:
-        buf = self.buffers[i]
         while True:
             async with self.lock:
-                if not buf:
-                    if self.done:
-                        return
-                    item = await anext(self.source, EMPTY)
-                    if item is EMPTY:
-                        self.done = True
-                        return
-                    for other in self.buffers:
-                        other.append(item)
-                item = buf.popleft()
+                item = self.next_for(i)
+                if item is _FETCH:
+                    try:
+                        self.got(await anext(self.source, EMPTY))
+                    except BaseException as exc:
+                        self.error = exc
+                        raise
+                    item = self.next_for(i)
+            if item is EMPTY:
+                return
             yield item
 
 

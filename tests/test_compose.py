@@ -17,6 +17,7 @@ from lmstream import (
     FakeLLM,
     InvalidInputError,
     PromptTemplate,
+    ProviderError,
     Runnable,
     RunnableGenerator,
     RunnableLambda,
@@ -27,6 +28,7 @@ from lmstream import (
     StrOutputParser,
 )
 from lmstream._accumulate import aggregate
+from lmstream._merge import ATee, Tee
 
 WAIT = 10.0
 TEXT = "the quick brown fox jumps over the lazy dog"
@@ -489,3 +491,49 @@ def test_closing_ends_every_run_children_first(flavour: str, make: Any) -> None:
     assert not unended  # every run had ended, one way or the other, when close() returned
     assert len(order) >= 2
     handler.assert_children_first(order)
+
+
+def test_a_failing_input_fails_every_branch_of_a_parallel_step(flavour: str) -> None:
+    upstream = FakeLLM(["abcdef"], error_after=3)
+    seen: list[Any] = []
+
+    def record(x: str) -> str:
+        seen.append(x)
+        return x
+
+    par = upstream | {"copy": RunnablePassthrough(), "record": record}
+    with pytest.raises(ProviderError):
+        collect(stream_of(par, flavour, "p"))
+    assert seen == []  # never called on the input cut short
+
+
+def failing_input() -> Iterator[str]:
+    yield "a"
+    raise KeyError("input failed")
+
+
+async def afailing_input() -> AsyncIterator[str]:
+    yield "a"
+    raise KeyError("input failed")
+
+
+def test_a_tee_fails_every_copy_when_its_input_fails() -> None:
+    tee = Tee(failing_input(), 2)
+    first, second = tee.branch(0), tee.branch(1)
+    assert next(first) == "a"
+    with pytest.raises(KeyError):
+        next(first)
+    assert next(second) == "a"
+    with pytest.raises(KeyError):  # not a quiet end: that would be a cut input
+        next(second)
+
+
+async def test_an_async_tee_fails_every_copy_when_its_input_fails() -> None:
+    tee = ATee(afailing_input(), 2)
+    first, second = tee.branch(0), tee.branch(1)
+    assert await anext(first) == "a"
+    with pytest.raises(KeyError):
+        await anext(first)
+    assert await anext(second) == "a"
+    with pytest.raises(KeyError):
+        await anext(second)
