@@ -22,16 +22,21 @@ __all__ = ["CompletionStream", "parse_completion"]
 _FAILED = frozenset({"abort", "error"})  # finish reasons that mean the server gave up
 
 
+def _count(usage: dict[str, Any], key: str) -> int:
+    value = usage.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ProtocolError(f"usage has a bad {key}: {value!r}"[:200])
+    return value
+
+
 def _usage(value: Any) -> Usage:
     if not isinstance(value, dict):
         raise ProtocolError(f"usage is not an object: {value!r}"[:200])
-    try:
-        prompt = int(value.get("prompt_tokens") or 0)
-        completion = int(value.get("completion_tokens") or 0)
-        total = int(value.get("total_tokens") or prompt + completion)
-    except (TypeError, ValueError):
-        raise ProtocolError(f"usage has non-integer counts: {value!r}"[:200]) from None
-    return Usage(prompt, completion, total)
+    prompt, completion = _count(value, "prompt_tokens"), _count(value, "completion_tokens")
+    total = _count(value, "total_tokens") if value.get("total_tokens") is not None else None
+    return Usage(prompt, completion, prompt + completion if total is None else total)
 
 
 def _choice(payload: dict[str, Any]) -> dict[str, Any] | None:
@@ -46,6 +51,15 @@ def _choice(payload: dict[str, Any]) -> dict[str, Any] | None:
     if len(choices) > 1 or not isinstance(choice, dict) or choice.get("index", 0) != 0:
         raise ProtocolError(f"unexpected choices (n=1 was asked): {choices!r}"[:200])
     return choice
+
+
+def _text(choice: dict[str, Any]) -> str:
+    text = choice.get("text")
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise ProtocolError(f"text is not a string: {text!r}"[:200])
+    return text
 
 
 def _payload(data: str) -> dict[str, Any]:
@@ -123,9 +137,7 @@ class CompletionStream:
             return None
         if choice.get("finish_reason") is not None:
             self.finish_reason = _finish(choice["finish_reason"], payload)
-        text, logprobs = choice.get("text") or "", choice.get("logprobs")
-        if not isinstance(text, str):
-            raise ProtocolError(f"text is not a string: {text!r}"[:200])
+        text, logprobs = _text(choice), choice.get("logprobs")
         if not text and logprobs is None:
             return None
         return GenerationChunk(text, None if logprobs is None else {"logprobs": logprobs})
@@ -151,9 +163,7 @@ def parse_completion(raw: bytes) -> Generation:
     choice = _choice(payload)
     if choice is None or choice.get("finish_reason") is None:
         raise ProtocolError(f"a completion without a finished choice: {payload!r}"[:200])
-    text = choice.get("text") or ""
-    if not isinstance(text, str):
-        raise ProtocolError(f"text is not a string: {text!r}"[:200])
+    text = _text(choice)
     info: dict[str, Any] = {"finish_reason": _finish(choice["finish_reason"], payload)}
     if payload.get("usage") is not None:
         info["usage"] = _usage(payload["usage"])
