@@ -53,31 +53,51 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
 # -- part 1: per-chunk cost ----------------------------------------------------------------
 
 
-def _cases(
-    url: str, prompt: str, n: int, loop: asyncio.AbstractEventLoop
-) -> tuple[Callable[[], Any], dict[str, Callable[[], int]]]:
+Cases = dict[str, Callable[[], int]]
+"""Each runs one stream and returns how many text chunks it read."""
+
+
+def _sdk_cases(url: str, prompt: str, n: int, loop: asyncio.AbstractEventLoop) -> tuple[Any, Cases]:
     import openai
 
-    ours = OpenAI(MODEL, base_url=url, api_key="sk-bench", max_tokens=n, max_retries=0)
     sdk = openai.OpenAI(base_url=url, api_key="sk-bench", max_retries=0)
     asdk = openai.AsyncOpenAI(base_url=url, api_key="sk-bench", max_retries=0)
-    params = {"model": MODEL, "prompt": prompt, "max_tokens": n, "stream": True,
-              "stream_options": {"include_usage": True}}  # fmt: skip
-    floor = httpx.Client(timeout=None)
 
     def sdk_stream() -> int:
         chunks = sdk.completions.create(
-            model=MODEL, prompt=prompt, max_tokens=n, stream=True,
+            model=MODEL,
+            prompt=prompt,
+            max_tokens=n,
+            stream=True,
             stream_options={"include_usage": True},
-        )  # fmt: skip
+        )
         return len([c for c in chunks if c.choices and c.choices[0].text])
 
     async def asdk_stream() -> int:
         chunks = await asdk.completions.create(
-            model=MODEL, prompt=prompt, max_tokens=n, stream=True,
+            model=MODEL,
+            prompt=prompt,
+            max_tokens=n,
+            stream=True,
             stream_options={"include_usage": True},
-        )  # fmt: skip
+        )
         return len([c async for c in chunks if c.choices and c.choices[0].text])
+
+    def close() -> None:
+        loop.run_until_complete(asdk.close())
+        sdk.close()
+
+    return close, {
+        "sdk stream": sdk_stream,
+        "sdk async stream": lambda: loop.run_until_complete(asdk_stream()),
+    }
+
+
+def _our_cases(url: str, prompt: str, n: int, loop: asyncio.AbstractEventLoop) -> tuple[Any, Cases]:
+    ours = OpenAI(MODEL, base_url=url, api_key="sk-bench", max_tokens=n, max_retries=0)
+    floor = httpx.Client(timeout=None)
+    params = {"model": MODEL, "prompt": prompt, "max_tokens": n, "stream": True,
+              "stream_options": {"include_usage": True}}  # fmt: skip
 
     async def ours_astream() -> int:
         return len([c async for c in ours.astream(prompt)])
@@ -91,21 +111,14 @@ def _cases(
                         count += 1
         return count
 
-    async def close() -> None:
-        await asdk.close()
-        await ours.aclose()
-
-    def close_all() -> None:
-        loop.run_until_complete(close())
+    def close() -> None:
+        loop.run_until_complete(ours.aclose())
         ours.close()
-        sdk.close()
         floor.close()
 
-    return close_all, {
+    return close, {
         "lmstream stream": lambda: len(list(ours.stream(prompt))),
-        "sdk stream": sdk_stream,
         "lmstream astream": lambda: loop.run_until_complete(ours_astream()),
-        "sdk async stream": lambda: loop.run_until_complete(asdk_stream()),
         "floor (httpx+sse+json)": floor_stream,
     }
 
@@ -121,7 +134,9 @@ def per_chunk(url: str, n: int, rounds: int, repeat: int) -> dict[str, list[tupl
     """Per round and case: (wall µs per chunk, client CPU µs per chunk)."""
     prompt = " ".join(f"w{i}" for i in range(n))
     loop = asyncio.new_event_loop()
-    close, cases = _cases(url, prompt, n, loop)
+    close_ours, ours = _our_cases(url, prompt, n, loop)
+    close_sdk, sdk = _sdk_cases(url, prompt, n, loop)
+    cases = {**ours, **sdk}
     for fn in cases.values():  # warm up: connections, imports, caches
         assert fn() >= n - 1
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
@@ -130,7 +145,8 @@ def per_chunk(url: str, n: int, rounds: int, repeat: int) -> dict[str, list[tupl
         for name in names[r % len(names) :] + names[: r % len(names)]:
             wall, cpu, chunks = _measure(cases[name], repeat)
             results[name].append((wall / chunks * 1e6, cpu / chunks * 1e6))
-    close()
+    close_ours()
+    close_sdk()
     loop.run_until_complete(loop.shutdown_asyncgens())
     loop.close()
     return results

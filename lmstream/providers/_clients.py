@@ -27,7 +27,7 @@ import httpx
 from lmstream.providers._http import Call
 from lmstream.providers._watchdog import Guard
 
-__all__ = ["Clients", "aread", "read", "release"]
+__all__ = ["Clients", "afinish", "aread", "finish", "read"]
 
 PER_SHARD = 4  # requests in flight per pool before the next pool takes over
 MAX_SHARDS = 256  # past PER_SHARD * MAX_SHARDS requests, the least busy pool takes more
@@ -233,7 +233,20 @@ async def aread(chunks: AsyncIterator[bytes], call: Call, guard: Guard | None) -
         guard.disarm()
 
 
-def release(guard: Guard | None) -> None:
-    """Let the deadline thread forget ``guard``'s socket."""
+def finish(guard: Guard | None, response: httpx.Response, chunks: Any = None) -> None:
+    """Done with a response: the deadline thread forgets its socket, then it is closed
+    (which, mid-body, closes the connection: the server sees the client go)."""
     if guard is not None:
         guard.release()
+    if chunks is not None:
+        chunks.close()
+    response.close()
+
+
+async def afinish(guard: Guard | None, response: httpx.Response, chunks: Any = None) -> None:
+    """Async ``finish``."""
+    if guard is not None:
+        guard.release()
+    if chunks is not None:
+        await chunks.aclose()
+    await response.aclose()

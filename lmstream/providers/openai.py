@@ -32,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from lmstream import __version__
 from lmstream.errors import APIError
 from lmstream.llm import LLM
-from lmstream.providers._clients import Clients, aread, read, release
+from lmstream.providers._clients import Clients, afinish, aread, finish, read
 from lmstream.providers._http import Call
 from lmstream.providers._openai_errors import failure, usable
 from lmstream.providers._openai_params import build_call, check, check_base_url, merged
@@ -165,10 +165,7 @@ class OpenAI(LLM):
         response = self._send(call)
         guard, chunks, state = call.watch(response), response.iter_bytes(), CompletionStream()
         try:
-            while not state.done:
-                data = read(chunks, call, guard)
-                if data is None:
-                    break
+            while not state.done and (data := read(chunks, call, guard)) is not None:
                 for chunk in state.feed(data):
                     yield chunk
                     call.handed_on()
@@ -176,9 +173,7 @@ class OpenAI(LLM):
         except httpx.HTTPError as exc:
             raise call.error(exc, guard) from exc
         finally:
-            release(guard)
-            chunks.close()  # type: ignore[attr-defined]
-            response.close()
+            finish(guard, response, chunks)
 
     def _stream(
         self, prompt: str, stop: list[str] | None = None, **kwargs: Any
@@ -204,8 +199,7 @@ class OpenAI(LLM):
         except httpx.HTTPError as exc:
             raise call.error(exc, guard) from exc
         finally:
-            release(guard)
-            response.close()
+            finish(guard, response)
         return parse_completion(raw)
 
     def _call(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:
@@ -239,10 +233,7 @@ class OpenAI(LLM):
         response = await self._asend(call)
         guard, chunks, state = call.watch(response), response.aiter_bytes(), CompletionStream()
         try:
-            while not state.done:
-                data = await aread(chunks, call, guard)
-                if data is None:
-                    break
+            while not state.done and (data := await aread(chunks, call, guard)) is not None:
                 for chunk in state.feed(data):
                     yield chunk
                     call.handed_on()
@@ -250,9 +241,7 @@ class OpenAI(LLM):
         except httpx.HTTPError as exc:
             raise call.error(exc, guard) from exc
         finally:
-            release(guard)
-            await chunks.aclose()  # type: ignore[attr-defined]
-            await response.aclose()
+            await afinish(guard, response, chunks)
 
     async def _astream(
         self, prompt: str, stop: list[str] | None = None, **kwargs: Any
@@ -280,8 +269,7 @@ class OpenAI(LLM):
         except httpx.HTTPError as exc:
             raise call.error(exc, guard) from exc
         finally:
-            release(guard)
-            await response.aclose()
+            await afinish(guard, response)
         return parse_completion(raw)
 
     async def _acall(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:
