@@ -83,7 +83,7 @@ def call_with_config(
     config = ensure_config(config)
     run = Run(config, owner=owner, name=owner.get_name(), run_type=run_type, inputs=input)
     run.start()
-    child = child_config(config, run.child() if run.listening else None)
+    child = child_config(config, run.child())
     try:
         with use_config(child):
             output = func(input, run, child)
@@ -106,7 +106,7 @@ async def acall_with_config(
     config = ensure_config(config)
     run = Run(config, owner=owner, name=owner.get_name(), run_type=run_type, inputs=input)
     await run.astart()
-    child = child_config(config, run.child() if run.listening else None)
+    child = child_config(config, run.child())
     try:
         with use_config(child):
             output = await func(input, run, child)
@@ -178,7 +178,7 @@ def transform_stream(
         source = _recording(source, seen)
     out = None
     try:
-        out = transformer(source, run, child_config(config, run.child() if listening else None))
+        out = transformer(source, run, child_config(config, run.child()))
         for chunk in out:
             if listening:
                 outputs.append(chunk)
@@ -216,7 +216,7 @@ async def atransform_stream(
         source = _arecording(source, seen)
     out = None
     try:
-        out = transformer(source, run, child_config(config, run.child() if listening else None))
+        out = transformer(source, run, child_config(config, run.child()))
         async for chunk in out:
             if listening:
                 outputs.append(chunk)

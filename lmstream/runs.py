@@ -37,7 +37,9 @@ class _StreamingInput:
 
 
 STREAMING_INPUT: Any = _StreamingInput()
-_PLACEHOLDER = {"input": ""}  # what handlers see for STREAMING_INPUT, as in the reference
+_PLACEHOLDER = {"input": ""}
+SILENT = CallbackManager([])
+"""The callbacks of runs inside a run that nobody listens to."""  # what handlers see for STREAMING_INPUT, as in the reference
 
 _SERIALIZED: dict[type, dict[str, Any]] = {}
 
@@ -136,7 +138,10 @@ class Run:
         return self._chunk(chunk)
 
     def child(self, tag: str | None = None) -> CallbackManager:
-        """The callbacks for a child run: inherited handlers, this run as parent."""
+        """The callbacks for a child run: inherited handlers, this run as parent (when
+        nobody listens, a shared empty manager: the child is inside a run, unwatched)."""
+        if not self.listening:
+            return SILENT
         return CallbackManager(
             self.inherited,
             parent_run_id=self.id,

@@ -254,13 +254,6 @@ def test_a_nested_stream_inside_a_function_streams_its_events_live(how: str) -> 
     assert produced_at_event[0] < len(TEXT)  # seen while the model was still generating
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="events._parent raises CallbackError whenever config['callbacks'] is not a "
-    "CallbackManager with a parent id; runs nobody listens to pass callbacks=None to their "
-    "children (so they never make a run id), so a function inside such a run is taken "
-    "for code outside any run",
-)
 def test_custom_events_inside_a_run_nobody_listens_to_are_dropped(flavour: str) -> None:
     def step(x: str) -> str:
         dispatch_custom_event("progress", {"x": x})
