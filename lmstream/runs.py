@@ -37,9 +37,9 @@ class _StreamingInput:
 
 
 STREAMING_INPUT: Any = _StreamingInput()
-_PLACEHOLDER = {"input": ""}
+_PLACEHOLDER = {"input": ""}  # what handlers see for STREAMING_INPUT, as in the reference
 SILENT = CallbackManager([])
-"""The callbacks of runs inside a run that nobody listens to."""  # what handlers see for STREAMING_INPUT, as in the reference
+"""The callbacks of runs inside a run that nobody listens to."""
 
 _SERIALIZED: dict[type, dict[str, Any]] = {}
 
