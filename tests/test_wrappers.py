@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flaky import FAST, Flaky, drain
+from failing_runnables import FAST, Flaky, drain
 from helpers import collect, events_of, invoke_of, stream_of
 
 from lmstream import (

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from flaky import FAST, Flaky, Picky
+from failing_runnables import FAST, Flaky, Picky
 from helpers import collect, events_of, invoke_of, is_sync, stream_of, take
 from stream_probes import Outcomes, settle, take_then
 
