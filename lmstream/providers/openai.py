@@ -34,11 +34,11 @@ from lmstream.errors import APIError
 from lmstream.llm import LLM
 from lmstream.providers._clients import Clients, afinish, aread, finish, read
 from lmstream.providers._http import Call
-from lmstream.providers._openai_errors import failure, usable
+from lmstream.providers._openai_errors import APIContextLengthError, failure, usable
 from lmstream.providers._openai_params import build_call, check, check_base_url, merged
 from lmstream.providers._openai_wire import CompletionStream, parse_completion
 
-__all__ = ["OpenAI"]
+__all__ = ["APIContextLengthError", "OpenAI"]
 
 _SETTINGS = (
     "model", "temperature", "max_tokens", "top_p", "seed", "n", "logprobs", "extra_body",

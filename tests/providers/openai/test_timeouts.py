@@ -56,6 +56,15 @@ def test_keep_alives_do_not_count_as_chunks(
     assert _timeout(make_llm(first_token_timeout=0.4), flavour).phase == "first_token"
 
 
+def test_keep_alives_do_not_reset_the_idle_clock(
+    scripted: ScriptedServer, make_llm: Make, flavour: str
+) -> None:
+    first, *_ = frames(["a"])
+    scripted.script(Reply(steps=[Send(first), *[Send(b": ping\n\n", 0.05)] * 200]))
+    exc = _timeout(make_llm(idle_timeout=0.4), flavour)
+    assert exc.phase == "idle" and exc.partial_text == "a"
+
+
 def test_a_stall_after_the_first_chunk_is_idle(
     scripted: ScriptedServer, make_llm: Make, flavour: str
 ) -> None:
