@@ -1,0 +1,73 @@
+"""The providers the reliability suite runs against, each with a token counter on the
+model's side of any HTTP hop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from lmstream import BaseCallbackHandler, FakeLLM
+
+
+class Ends(BaseCallbackHandler):
+    """Counts LLM runs that ended, however they ended."""
+
+    def __init__(self) -> None:
+        self.ended = 0
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        self.ended += 1
+
+    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+        self.ended += 1
+
+    def on_llm_cancel(self, response: Any, **kwargs: Any) -> None:
+        self.ended += 1
+
+
+class Subject:
+    """A provider under test and how to read its model's progress."""
+
+    def __init__(
+        self,
+        llm: Any,
+        produced: Callable[[], int],
+        *,
+        limit: int = 400,
+        in_flight: int = 0,
+        soak: int = 1000,
+        settled: Callable[[], int] | None = None,
+        open_connections: Callable[[], int] = lambda: 0,
+        pool_connections: int = 0,
+    ) -> None:
+        self.llm = llm
+        self.produced = produced
+        self.prompt = "Write a long story about the sea."
+        self.limit = limit
+        self.in_flight = in_flight
+        self.soak = soak
+        self._settled = settled
+        self.open_connections = open_connections
+        self.pool_connections = pool_connections
+
+    def settled(self) -> int:
+        """The counter once the model side has seen the stop."""
+        return self._settled() if self._settled is not None else self.produced()
+
+
+@contextmanager
+def fake() -> Iterator[Subject]:
+    llm = FakeLLM(["x" * 1000], delay=0.001)
+    yield Subject(llm, lambda: llm.tokens_produced)
+
+
+@contextmanager
+def llamacpp() -> Iterator[Subject]:
+    from lmstream.providers.llamacpp import LlamaCpp
+
+    llm = LlamaCpp(temperature=0, seed=7)
+    yield Subject(llm, lambda: llm.tokens_generated, soak=300)
+
+
+PROVIDERS: dict[str, Callable[[], Any]] = {"fake": fake, "llamacpp": llamacpp}
