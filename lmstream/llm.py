@@ -40,7 +40,7 @@ from lmstream.config import ensure_config
 from lmstream.errors import InvalidInputError, StreamingUnsupportedError
 from lmstream.prompts import prompt_to_string
 from lmstream.runnable import Runnable
-from lmstream.runs import Run, llm_result
+from lmstream.runs import SILENT, Run, llm_result
 
 __all__ = ["LLM", "BaseLLM"]
 
@@ -183,7 +183,8 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         self, prompt: str, config: RunnableConfig, stop: list[str] | None, kwargs: dict[str, Any]
     ) -> Run:
         inputs = {"prompts": [prompt]}
-        if not config.get("callbacks") and not self.callbacks:
+        callbacks = config.get("callbacks")
+        if not self.callbacks and (not callbacks or callbacks is SILENT):
             return Run(config, owner=self, name=self.get_name(), run_type="llm", inputs=inputs)
         extra = {
             "invocation_params": {**self.asdict(), "stop": stop, **kwargs},
