@@ -17,8 +17,14 @@ Replies queued with ``script`` are used in order, one per request; when the queu
 empty, ``handler(body)`` answers (by default ``echo``: the prompt back, word by word).
 
 Reply builders: ``stream`` (a streamed completion, optionally split at odd byte
-boundaries, paced, cut short), ``sse`` (raw frames), ``error`` (an OpenAI-shaped error
-body), ``completion`` (a whole JSON completion). Steps: ``Send``, ``Stall``, ``Reset``.
+boundaries, paced, cut short, followed by more steps), ``frames``/``sse`` (raw frames),
+``error`` (an OpenAI-shaped error body, with headers such as Retry-After), ``completion``
+(a whole JSON completion). Steps: ``Send``, ``Stall``, ``Reset``; ``Reply(delay=...)``
+holds the status line back. For example, 429 twice then success:
+``server.script(*[error(429, headers={"retry-after": "0"})] * 2, stream(["ok"]))``.
+
+Also ``python tests/servers/scripted.py [PORT]`` serves ``echo`` in a process of its own
+and prints its base URL (the benchmarks use it).
 """
 
 from __future__ import annotations
