@@ -4,11 +4,9 @@ result or one exception per input, input order kept; ``*_as_completed`` yields
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +15,9 @@ from lmstream.config import get_config_list
 from lmstream.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    import asyncio
+    from concurrent.futures import Future
+
     from lmstream.runnable import Runnable
 
 __all__ = ["abatch", "abatch_as_completed", "batch", "batch_as_completed"]
@@ -52,6 +53,8 @@ def _window_threads(
     input starts as soon as one finishes. The first failure (without ``return_exceptions``)
     stops starting new calls and propagates once the calls in flight are done; so does
     closing the iterator."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
     base = contextvars.copy_context()
     pool = ThreadPoolExecutor(max_workers=min(workers, len(items)))
     waiting = iter(range(len(items)))
@@ -155,6 +158,8 @@ async def _window(
 ) -> None:
     """Run every input through at most ``workers`` concurrent calls; the first failure
     (without ``return_exceptions``) cancels the rest and propagates."""
+    import asyncio
+
     indices = iter(range(len(items)))
 
     async def worker() -> None:
@@ -213,6 +218,8 @@ async def _acompleted(
     return_exceptions: bool,
     kwargs: dict[str, Any],
 ) -> AsyncIterator[tuple[int, Any]]:
+    import asyncio
+
     done: asyncio.Queue[Any] = asyncio.Queue()
     runner = asyncio.ensure_future(
         _window(runnable, items, configs, workers, return_exceptions, kwargs,

@@ -7,7 +7,7 @@ consumer stops, so cancellation travels down to the model before it is reported.
 
 from __future__ import annotations
 
-import asyncio
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,12 +35,16 @@ __all__ = [
 
 T = TypeVar("T")
 _EMPTY: Any = object()
-CANCELLING = (GeneratorExit, KeyboardInterrupt, asyncio.CancelledError)
+_STOPS = (GeneratorExit, KeyboardInterrupt)
 
 
 def is_cancel(exc: BaseException) -> bool:
     """Whether ``exc`` means the consumer stopped (not a failure)."""
-    return isinstance(exc, CANCELLING)
+    if isinstance(exc, _STOPS):
+        return True
+    # asyncio is imported lazily: when it was never imported, nothing was cancelled by it
+    aio = sys.modules.get("asyncio")
+    return aio is not None and isinstance(exc, aio.CancelledError)
 
 
 def close(it: Any) -> None:

@@ -4,16 +4,19 @@ ahead of the consumer (threads on the sync path, tasks on the async path)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import queue
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmstream._accumulate import AddableDict
 from lmstream._execution import EMPTY, aclose, close
+
+if TYPE_CHECKING:
+    import asyncio
+
 
 __all__ = ["ATee", "Tee", "merge_tasks", "merge_threads"]
 
@@ -78,6 +81,8 @@ class ATee(_Copies):
     """Copies of one async iterator for several consumer tasks."""
 
     def __init__(self, source: AsyncIterator[Any], n: int) -> None:
+        import asyncio
+
         super().__init__(n)
         self.source = source
         self.lock = asyncio.Lock()
@@ -154,6 +159,8 @@ def merge_threads(branches: dict[str, Iterator[Any]]) -> Iterator[AddableDict]:
 async def merge_tasks(branches: dict[str, AsyncIterator[Any]]) -> AsyncIterator[tuple[str, Any]]:
     """Drive each branch in its own task; yield ``(key, chunk)`` in arrival order, each
     branch at most one chunk ahead of the consumer; closing cancels every branch."""
+    import asyncio
+
     merged: asyncio.Queue[tuple[str, int, Any]] = asyncio.Queue()
     slots = {key: asyncio.Semaphore(1) for key in branches}
 

@@ -9,13 +9,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
+
 
 __all__ = ["iterate_in_thread", "run_in_thread", "run_sync"]
 
@@ -28,10 +31,13 @@ class _BackgroundLoop:
     """One daemon thread running an event loop, started on first use."""
 
     def __init__(self) -> None:
+
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def loop(self) -> asyncio.AbstractEventLoop:
+        import asyncio
+
         with self._lock:
             if self._loop is None or self._loop.is_closed():
                 loop = asyncio.new_event_loop()
@@ -48,6 +54,8 @@ _BACKGROUND = _BackgroundLoop()
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion from sync code on the shared background loop."""
+    import asyncio
+
     loop = _BACKGROUND.loop()
     try:
         running = asyncio.get_running_loop()
@@ -62,12 +70,16 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 
 async def _in_context(ctx: contextvars.Context, coro: Coroutine[Any, Any, T]) -> T:
     # create_task copies the current context; inside ctx.run that is the caller's context
+    import asyncio
+
     task = ctx.run(asyncio.get_running_loop().create_task, coro)
     return await task
 
 
 async def run_in_thread(fn: Callable[..., T], *args: Any) -> T:
     """Run a blocking ``fn`` in a worker thread with the current context."""
+    import asyncio
+
     return await asyncio.to_thread(fn, *args)
 
 
@@ -80,6 +92,7 @@ class _Channel(Generic[T]):
     """A bounded buffer from one producer thread to one async consumer."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, maxsize: int) -> None:
+
         self.loop = loop
         self.maxsize = maxsize
         self.items: deque[T] = deque()
@@ -165,6 +178,8 @@ async def iterate_in_thread(
     producer is told at once, stops before producing another item, closes its iterator in
     its own thread, and the consumer waits for that cleanup before returning.
     """
+    import asyncio
+
     loop = asyncio.get_running_loop()
     channel: _Channel[T] = _Channel(loop, maxsize)
     ctx = contextvars.copy_context()

@@ -7,12 +7,9 @@ branch at once and yields ``{key: chunk}`` as each branch produces output.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from lmstream._accumulate import AddableDict, aggregate
 from lmstream._execution import acall_with_config, aclose, call_with_config, close
@@ -24,6 +21,10 @@ from lmstream.config import child_config
 from lmstream.errors import InvalidInputError
 from lmstream.runnable import Runnable, StreamingStep, coerce_to_runnable
 from lmstream.runs import Run
+
+if TYPE_CHECKING:
+    pass
+
 
 __all__ = ["RunnableAssign", "RunnableParallel", "RunnablePassthrough", "RunnableSequence"]
 
@@ -121,6 +122,8 @@ class RunnableSequence(StreamingStep[Input, Output], Generic[Input, Output]):
 
 async def _gather(aws: Iterable[Awaitable[Any]]) -> list[Any]:
     """Await all at once; when one fails, cancel the rest (their models stop) and raise."""
+    import asyncio
+
     tasks = [asyncio.ensure_future(aw) for aw in aws]
     try:
         return await asyncio.gather(*tasks)
@@ -145,6 +148,8 @@ class RunnableParallel(StreamingStep[Input, dict[str, Any]], Generic[Input]):
         configs = self._configs(run, config)
         if len(self.steps) == 1:
             return {k: s.invoke(value, configs[k]) for k, s in self.steps.items()}
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=len(self.steps)) as pool:
             futures = {
                 k: pool.submit(contextvars.copy_context().run, s.invoke, value, configs[k])
@@ -219,7 +224,7 @@ class RunnablePassthrough(StreamingStep[Input, Input], Generic[Input]):
     def _notify(self, value: Any, config: RunnableConfig) -> None:
         if self.func is not None:
             out = _call_with_config(self.func, value, config)
-            if inspect.isawaitable(out):
+            if hasattr(out, "__await__"):
                 run_sync(_awaited(out))
 
     async def _anotify(self, value: Any, config: RunnableConfig) -> None:

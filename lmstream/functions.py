@@ -9,9 +9,8 @@ so no combination raises for want of a twin.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmstream._accumulate import aggregate
 from lmstream._execution import (
@@ -28,6 +27,10 @@ from lmstream._utils import accepts_param, is_async_callable, is_async_generator
 from lmstream.config import ambient, patch_config, use_config
 from lmstream.runnable import Runnable, StreamingStep
 from lmstream.runs import Run
+
+if TYPE_CHECKING:
+    pass
+
 
 __all__ = ["RunnableGenerator", "RunnableLambda"]
 
@@ -121,6 +124,8 @@ class _SyncFromAsync:
         return self
 
     def __next__(self) -> Any:
+        import asyncio
+
         try:
             return asyncio.run_coroutine_threadsafe(_anext(self.it), self.loop).result()
         except StopAsyncIteration:
@@ -275,6 +280,8 @@ class RunnableGenerator(StreamingStep[Any, Any]):
     async def _atransform(
         self, source: AsyncIterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
     ) -> AsyncIterator[Any]:
+        import asyncio
+
         if self._async is not None:
             gen = aiterate_with_config(_call(self._async, source, config), config)
         else:

@@ -9,10 +9,9 @@ streaming: the input it consumed before failing is replayed to the next attempt.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from lmstream._execution import EMPTY, acall_with_config, aclose, call_with_config, close
@@ -182,7 +181,12 @@ Policy = Callable[[int, Exception], float]
 
 # How to wait between attempts (module attributes, so tests can record the waits).
 _sleep: Callable[[float], None] = time.sleep
-_asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+async def _asleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
 
 
 def _attempts(policy: Policy, make: Callable[[int], Iterator[Any]]) -> Iterator[Any]:
