@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import asyncio
 
 
-__all__ = ["iterate_in_thread", "run_in_thread", "run_sync"]
+__all__ = ["StopRequested", "iterate_in_thread", "run_in_thread", "run_sync", "stop_requested"]
 
 T = TypeVar("T")
 
@@ -149,14 +149,33 @@ class _Channel(Generic[T]):
             return waiter
 
 
+class StopRequested(Exception):
+    """Raised by a producer that saw ``stop_requested()``: it ends the stream quietly."""
+
+
+_WORKER = threading.local()
+
+
+def stop_requested() -> bool:
+    """In a worker thread of ``iterate_in_thread``: whether its consumer has gone away.
+
+    A producer that blocks before its first item (waiting for a lock, say) can poll this
+    and raise ``StopRequested`` instead of starting work nobody will read."""
+    channel = getattr(_WORKER, "channel", None)
+    return channel is not None and channel.cancelled
+
+
 def _produce(channel: _Channel[T], make_iter: Callable[[], Iterator[T]]) -> None:
     error: BaseException | None = None
     iterator: Iterator[T] | None = None
+    _WORKER.channel = channel
     try:
         iterator = make_iter()
         for item in iterator:
             if not channel.put(item):
                 break
+    except StopRequested:
+        pass
     except BaseException as exc:  # delivered to the consumer, which re-raises it
         error = exc
     finally:

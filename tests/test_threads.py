@@ -4,6 +4,7 @@ and ``run_sync`` from sync code and from inside a running loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 from collections.abc import Iterator
@@ -294,3 +295,32 @@ async def test_run_in_thread_runs_elsewhere_with_the_context() -> None:
     thread, value = await run_in_thread(where)
     assert thread is not threading.current_thread()
     assert value == "caller"
+
+
+def test_a_producer_waiting_before_its_first_item_can_see_the_consumer_leave() -> None:
+    from lmstream._threads import StopRequested, iterate_in_thread, stop_requested
+
+    never = threading.Event()
+    gave_up = threading.Event()
+    started = threading.Event()
+
+    def blocked() -> Iterator[int]:
+        started.set()
+        while not never.wait(0.01):  # like waiting for a model's lock
+            if stop_requested():
+                gave_up.set()
+                raise StopRequested
+        yield 1
+
+    async def main() -> None:
+        stream = iterate_in_thread(blocked)
+        task = asyncio.ensure_future(stream.__anext__())
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await stream.aclose()
+
+    asyncio.run(main())
+    assert gave_up.wait(5)

@@ -19,6 +19,7 @@ from typing import Any
 import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+from lmstream._threads import StopRequested, stop_requested
 from lmstream.errors import ContextLengthError, ModelLoadError, ProviderError
 
 __all__ = [
@@ -97,7 +98,10 @@ class FairLock:
             entry[1].acquire()
             self._waiters.append(entry)
         try:
-            entry[1].acquire()
+            # wait in short slices: a stream whose consumer left gives up its place in line
+            while not entry[1].acquire(timeout=0.05):
+                if stop_requested():
+                    raise StopRequested
         except BaseException:
             with self._mutex:
                 queued = entry in self._waiters

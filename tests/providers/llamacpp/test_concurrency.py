@@ -4,6 +4,7 @@ and each model file is loaded once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -128,3 +129,23 @@ def test_another_spelling_of_the_path_shares_the_model(tmp_path: Path) -> None:
     assert LlamaCpp(model_path=link).client is default.client
     relative = os.path.relpath(default.model_path)
     assert LlamaCpp(model_path=relative).client is default.client
+
+
+def test_a_queued_stream_whose_consumer_leaves_never_runs(llm: LlamaCpp, long_prompt: str) -> None:
+    async def main() -> tuple[int, int]:
+        first = llm.astream(long_prompt, max_tokens=60)
+        await first.__anext__()  # the first stream holds the model
+        queued = asyncio.ensure_future(llm.astream(long_prompt, max_tokens=60).__anext__())
+        await asyncio.sleep(0.2)  # the second waits for the model's lock
+        queued.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await queued
+        left_at = llm.tokens_generated
+        rest = [c async for c in first]
+        return left_at, len(rest)
+
+    start = llm.tokens_generated
+    left_at, rest = asyncio.run(main())
+    # the cancelled stream returned while the first was still running, and made no token
+    assert left_at - start < 60
+    assert llm.tokens_generated - start <= 60
