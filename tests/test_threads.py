@@ -315,8 +315,7 @@ def test_a_producer_waiting_before_its_first_item_can_see_the_consumer_leave() -
     async def main() -> None:
         stream = iterate_in_thread(blocked)
         task = asyncio.ensure_future(stream.__anext__())
-        while not started.is_set():
-            await asyncio.sleep(0.01)
+        await asyncio.to_thread(started.wait)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -145,7 +145,7 @@ def test_a_queued_stream_whose_consumer_leaves_never_runs(llm: LlamaCpp, long_pr
         return left_at, len(rest)
 
     start = llm.tokens_generated
-    left_at, rest = asyncio.run(main())
+    left_at, _ = asyncio.run(main())
     # the cancelled stream returned while the first was still running, and made no token
     assert left_at - start < 60
     assert llm.tokens_generated - start <= 60
