@@ -20,6 +20,7 @@ from lmstream.compose import (
 from lmstream.config import ensure_config, get_config_list, merge_configs, patch_config
 from lmstream.errors import (
     APIConnectionError,
+    APIContextLengthError,
     APIError,
     APIStatusError,
     APITimeoutError,
@@ -81,6 +82,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "LLM",
     "APIConnectionError",
+    "APIContextLengthError",
     "APIError",
     "APIStatusError",
     "APITimeoutError",

@@ -5,6 +5,7 @@
     LMStreamError
     ├── InvalidInputError            (also ValueError and TypeError) bad prompt, config, params
     │   └── ContextLengthError       the prompt does not fit the model's context
+    │       └── APIContextLengthError    ... as a server said it (also a BadRequestError)
     ├── StreamingUnsupportedError    strict streaming: a step would buffer the stream
     ├── ModelLoadError               a model file is missing, unreadable or corrupt
     ├── CallbackError                no parent run to dispatch a custom event to
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APIConnectionError",
+    "APIContextLengthError",
     "APIError",
     "APIStatusError",
     "APITimeoutError",
@@ -201,6 +203,27 @@ class APITimeoutError(APIError):
 
 class ProtocolError(APIError):
     """The server broke the protocol: a malformed stream, or one cut before its end."""
+
+
+class APIContextLengthError(ContextLengthError, BadRequestError):
+    """The server said the prompt does not fit the model's context (a 400).
+
+    Both a ``ContextLengthError`` (what a local model raises for the same input) and a
+    ``BadRequestError`` carrying ``status_code`` and ``body``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int = 400,
+        body: Any = None,
+        prompt_tokens: int | None = None,
+        n_ctx: int | None = None,
+    ) -> None:
+        BadRequestError.__init__(self, message, status_code=status_code, body=body)
+        self.prompt_tokens = prompt_tokens
+        self.n_ctx = n_ctx
 
 
 _STATUS: dict[int, type[APIStatusError]] = {

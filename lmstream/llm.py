@@ -327,6 +327,9 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         prompt = prompt_to_string(input)
         if kwargs:
             _check_kwargs(kwargs)
+        if stop is None:  # the instance's stop sequences are enforced too
+            own = getattr(self, "stop", None)
+            stop = own if isinstance(own, (str, list, tuple)) else None
         return prompt, ensure_config(config), check_stop(stop)
 
     def validate(self, input: LanguageModelInput, *, stop: Any = None, **kwargs: Any) -> str:

@@ -240,3 +240,15 @@ def test_a_stop_sequence_ends_the_generation(flavour: str) -> None:
 def test_held_back_text_is_released_at_the_end(flavour: str) -> None:
     chunks = collect(stream_of(FakeLLM([["ab", "E"]]), flavour, "p", stop=["EN"]))
     assert chunks == ["ab", "E"]
+
+
+def test_an_instance_stop_is_enforced_like_a_call_stop(flavour: str) -> None:
+    class WithStop(LLM):
+        stop = ["STOP"]  # noqa: RUF012 - a provider's default, read per call
+
+        def _stream(self, prompt: str, stop: Any = None, **kw: Any) -> Iterator[GenerationChunk]:
+            yield from (GenerationChunk(t) for t in ("a ", "ST", "OP", " b"))
+
+    assert "".join(collect(stream_of(WithStop(), flavour, "p"))) == "a "
+    assert invoke_of(WithStop(), flavour, "p") == "a "
+    assert invoke_of(WithStop(), flavour, "p", stop=["b"]) == "a STOP "  # a call's stop wins

@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from lmstream.errors import (
+    APIContextLengthError,
     APIError,
     APIStatusError,
-    BadRequestError,
-    ContextLengthError,
     ProtocolError,
     status_error,
 )
@@ -38,27 +37,6 @@ _CONTEXT = re.compile(
 )
 _N_CTX = re.compile(r"(?:context length is|context window of|context size[^\d]*)\s*(\d+)", re.I)
 _PROMPT = re.compile(r"(\d+) in (?:your|the) (?:prompt|messages)|requested tokens \((\d+)\)", re.I)
-
-
-class APIContextLengthError(ContextLengthError, BadRequestError):
-    """The server said the prompt does not fit the model's context (a 400).
-
-    Both a ``ContextLengthError`` (what a local model raises for the same input) and a
-    ``BadRequestError`` carrying ``status_code`` and ``body``.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int = 400,
-        body: Any = None,
-        prompt_tokens: int | None = None,
-        n_ctx: int | None = None,
-    ) -> None:
-        BadRequestError.__init__(self, message, status_code=status_code, body=body)
-        self.prompt_tokens = prompt_tokens
-        self.n_ctx = n_ctx
 
 
 def _int_of(pattern: re.Pattern[str], text: str) -> int | None:

@@ -21,7 +21,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 from lmstream._llmcore import check_stop
-from lmstream._types import RunnableConfig
 from lmstream.chunks import Generation, GenerationChunk
 
 try:
@@ -109,12 +108,6 @@ class OpenAI(LLM):
     @property
     def _llm_type(self) -> str:
         return "openai"
-
-    def _prepare(
-        self, input: Any, config: RunnableConfig | None, stop: Any, kwargs: dict[str, Any]
-    ) -> tuple[str, RunnableConfig, list[str] | None]:
-        # the base enforces only per-call stop sequences; the instance's apply too
-        return super()._prepare(input, config, self.stop if stop is None else stop, kwargs)
 
     def _plan(self, prompt: str, stop: list[str] | None, kw: dict[str, Any], stream: bool) -> Call:
         # read at each call: settings assigned after construction apply, as in LangChain
