@@ -93,7 +93,7 @@ class Call:
 
     __slots__ = (
         "_attempt_at", "_send_phases", "_total_at", "_wait_at", "attempts", "first",
-        "headers", "json", "limits", "policy", "retry_after", "url", "yielded",
+        "headers", "json", "limits", "policy", "retry_after", "stream", "url", "yielded",
     )  # fmt: skip
 
     def __init__(
@@ -103,8 +103,12 @@ class Call:
         headers: dict[str, str],
         limits: TimeLimits,
         policy: RetryPolicy,
+        *,
+        stream: bool | None = None,
     ) -> None:
         self.url, self.json, self.headers = url, json, headers
+        self.stream = bool(json.get("stream")) if stream is None else stream
+        """Whether the answer is an event stream (else one JSON body)."""
         self.limits, self.policy = limits, policy
         now = time.monotonic()
         self._total_at = now + limits.total if limits.total is not None else _INF

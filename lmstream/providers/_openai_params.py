@@ -9,7 +9,7 @@ from typing import Any
 from lmstream.errors import InvalidInputError
 from lmstream.providers._http import Call, RetryPolicy, TimeLimits
 
-__all__ = ["BODY", "CLIENT", "build_call", "check", "check_base_url", "merged"]
+__all__ = ["BODY", "CLIENT", "build_call", "check", "check_base_url", "limits_of", "merged"]
 
 
 def _num(v: Any) -> bool:
@@ -84,7 +84,7 @@ def merged(settings: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[st
     return {**settings, **overrides}
 
 
-def _limits(s: Mapping[str, Any]) -> TimeLimits:
+def limits_of(s: Mapping[str, Any]) -> TimeLimits:
     return TimeLimits(
         s["connect_timeout"], s["first_token_timeout"], s["idle_timeout"], s["timeout"]
     )
@@ -110,4 +110,4 @@ def build_call(
         body.update(settings["extra_body"])
     policy = RetryPolicy(settings["max_retries"], settings["retry_backoff"])
     accept = "text/event-stream" if stream else "application/json"
-    return Call(url, body, {**headers, "Accept": accept}, _limits(settings), policy)
+    return Call(url, body, {**headers, "Accept": accept}, limits_of(settings), policy)

@@ -13,27 +13,22 @@ once, so the server sees the disconnect and can stop generating.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 from lmstream._llmcore import check_stop
-from lmstream.chunks import Generation, GenerationChunk
+from lmstream.chunks import Generation
 
 try:
-    import httpx
+    import httpx  # noqa: F401 - the clear message when the extra is missing
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the OpenAI provider needs httpx: pip install 'lmstream[openai]'") from exc
 
 from lmstream import __version__
-from lmstream.errors import APIError
-from lmstream.llm import LLM
-from lmstream.providers._clients import Clients, afinish, aread, finish, read
+from lmstream.errors import APIContextLengthError
+from lmstream.providers._clients import Clients
 from lmstream.providers._http import Call
-from lmstream.providers._openai_errors import APIContextLengthError, failure, usable
+from lmstream.providers._http_llm import HTTPLLM, Wire
 from lmstream.providers._openai_params import build_call, check, check_base_url, merged
 from lmstream.providers._openai_wire import CompletionStream, parse_completion
 
@@ -46,7 +41,7 @@ _SETTINGS = (
 )  # fmt: skip
 
 
-class OpenAI(LLM):
+class OpenAI(HTTPLLM):
     """An LLM served by any OpenAI-compatible ``/v1/completions`` endpoint."""
 
     model: str = "gpt-3.5-turbo-instruct"
@@ -116,162 +111,8 @@ class OpenAI(LLM):
         url = f"{self.base_url}/completions"
         return build_call(url, self._headers, settings, prompt, stop, stream)
 
-    # -- clients -------------------------------------------------------------------------
+    def _wire(self) -> Wire:
+        return CompletionStream()
 
-    def close(self) -> None:
-        """Close the sync client's connections (a later call opens new ones)."""
-        self._clients.close()
-
-    async def aclose(self) -> None:
-        """Close the connections of the async client of the running event loop."""
-        await self._clients.aclose()
-
-    def __enter__(self) -> OpenAI:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> OpenAI:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    # -- sync ----------------------------------------------------------------------------
-
-    def _send(self, call: Call) -> httpx.Response:
-        client = self._clients.sync()
-        try:
-            response = client.send(call.request(client), stream=True)
-            if usable(response.status_code, response.headers, call.json["stream"]):
-                return response
-            try:
-                raw = response.read()
-            finally:
-                response.close()
-        except httpx.HTTPError as exc:
-            raise call.error(exc) from exc
-        raise call.failed(*failure(response.status_code, response.headers, raw))
-
-    def _stream_once(self, call: Call) -> Iterator[GenerationChunk]:
-        response = self._send(call)
-        guard, chunks, state = call.watch(response), response.iter_bytes(), CompletionStream()
-        try:
-            while not state.done and (data := read(chunks, call, guard)) is not None:
-                for chunk in state.feed(data):
-                    yield chunk
-                    call.handed_on()
-            yield state.end()
-        except httpx.HTTPError as exc:
-            raise call.error(exc, guard) from exc
-        finally:
-            finish(guard, response, chunks)
-
-    def _stream(
-        self, prompt: str, stop: list[str] | None = None, **kwargs: Any
-    ) -> Iterator[GenerationChunk]:
-        call = self._plan(prompt, stop, kwargs, True)
-        while True:
-            try:
-                yield from self._stream_once(call)
-                return
-            except APIError as error:
-                delay = call.retry_delay(error)
-                if delay is None:
-                    raise
-            time.sleep(delay)
-
-    def _fetch(self, call: Call) -> Generation:
-        response = self._send(call)
-        guard = call.watch(response)
-        try:
-            if guard is not None:
-                guard.arm(*call.deadline())
-            raw = response.read()
-        except httpx.HTTPError as exc:
-            raise call.error(exc, guard) from exc
-        finally:
-            finish(guard, response)
+    def _parse(self, raw: bytes) -> Generation:
         return parse_completion(raw)
-
-    def _call(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:
-        call = self._plan(prompt, stop, kwargs, False)
-        while True:
-            try:
-                return self._fetch(call)
-            except APIError as error:
-                delay = call.retry_delay(error)
-                if delay is None:
-                    raise
-            time.sleep(delay)
-
-    # -- async ---------------------------------------------------------------------------
-
-    async def _asend(self, call: Call) -> httpx.Response:
-        client = await self._clients.current()
-        try:
-            response = await client.send(call.request(client), stream=True)
-            if usable(response.status_code, response.headers, call.json["stream"]):
-                return response
-            try:
-                raw = await response.aread()
-            finally:
-                await response.aclose()
-        except httpx.HTTPError as exc:
-            raise call.error(exc) from exc
-        raise call.failed(*failure(response.status_code, response.headers, raw))
-
-    async def _astream_once(self, call: Call) -> AsyncGenerator[GenerationChunk, None]:
-        response = await self._asend(call)
-        guard, chunks, state = call.watch(response), response.aiter_bytes(), CompletionStream()
-        try:
-            while not state.done and (data := await aread(chunks, call, guard)) is not None:
-                for chunk in state.feed(data):
-                    yield chunk
-                    call.handed_on()
-            yield state.end()
-        except httpx.HTTPError as exc:
-            raise call.error(exc, guard) from exc
-        finally:
-            await afinish(guard, response, chunks)
-
-    async def _astream(
-        self, prompt: str, stop: list[str] | None = None, **kwargs: Any
-    ) -> AsyncIterator[GenerationChunk]:
-        call = self._plan(prompt, stop, kwargs, True)
-        while True:
-            try:
-                async with contextlib.aclosing(self._astream_once(call)) as chunks:
-                    async for chunk in chunks:
-                        yield chunk
-                return
-            except APIError as error:
-                delay = call.retry_delay(error)
-                if delay is None:
-                    raise
-            await asyncio.sleep(delay)
-
-    async def _afetch(self, call: Call) -> Generation:
-        response = await self._asend(call)
-        guard = call.watch(response)
-        try:
-            if guard is not None:
-                guard.arm(*call.deadline())
-            raw = await response.aread()
-        except httpx.HTTPError as exc:
-            raise call.error(exc, guard) from exc
-        finally:
-            await afinish(guard, response)
-        return parse_completion(raw)
-
-    async def _acall(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:
-        call = self._plan(prompt, stop, kwargs, False)
-        while True:
-            try:
-                return await self._afetch(call)
-            except APIError as error:
-                delay = call.retry_delay(error)
-                if delay is None:
-                    raise
-            await asyncio.sleep(delay)

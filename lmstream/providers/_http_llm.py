@@ -1,0 +1,216 @@
+"""The I/O of HTTP providers, shared: one request per call with time limits per phase,
+retries before the first chunk, and the response closed the moment the consumer stops.
+
+A provider says what to send (``_plan``: a ``Call``) and how to read the answer
+(``_wire()``: an object fed the streamed body's bytes, returning chunks, with ``done`` and
+``end()``; ``_parse(raw)``: a whole JSON answer). Sync runs on ``httpx.Client`` and async
+on ``httpx.AsyncClient``, natively; one pooled client per instance (per event loop for
+async), made on first use and released by ``close()``/``aclose()`` or a ``with`` block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+
+from lmstream.chunks import Generation, GenerationChunk
+from lmstream.errors import APIError
+from lmstream.llm import LLM
+from lmstream.providers._clients import Clients, afinish, aread, finish, read
+from lmstream.providers._http import Call
+from lmstream.providers._openai_errors import failure, usable
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["HTTPLLM", "Wire"]
+
+
+class Wire(Protocol):
+    """Reads one streamed answer: ``feed`` bytes, get chunks; ``end`` gives the last one."""
+
+    done: bool
+
+    def feed(self, data: bytes) -> list[GenerationChunk]: ...
+
+    def end(self) -> GenerationChunk: ...
+
+
+class HTTPLLM(LLM):
+    """Base of the providers that talk HTTP."""
+
+    _clients: Clients
+
+    def _plan(self, prompt: str, stop: list[str] | None, kw: dict[str, Any], stream: bool) -> Call:
+        raise NotImplementedError
+
+    def _wire(self) -> Wire:
+        raise NotImplementedError
+
+    def _parse(self, raw: bytes) -> Generation:
+        raise NotImplementedError
+
+    # -- clients -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the sync client's connections (a later call opens new ones)."""
+        self._clients.close()
+
+    async def aclose(self) -> None:
+        """Close the connections of the async client of the running event loop."""
+        await self._clients.aclose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- sync ----------------------------------------------------------------------------
+
+    def _send(self, call: Call) -> httpx.Response:
+        client = self._clients.sync()
+        try:
+            response = client.send(call.request(client), stream=True)
+            if usable(response.status_code, response.headers, call.stream):
+                return response
+            try:
+                raw = response.read()
+            finally:
+                response.close()
+        except httpx.HTTPError as exc:
+            raise call.error(exc) from exc
+        raise call.failed(*failure(response.status_code, response.headers, raw))
+
+    def _stream_once(self, call: Call) -> Iterator[GenerationChunk]:
+        response = self._send(call)
+        guard, chunks, state = call.watch(response), response.iter_bytes(), self._wire()
+        try:
+            while not state.done and (data := read(chunks, call, guard)) is not None:
+                for chunk in state.feed(data):
+                    yield chunk
+                    call.handed_on()
+            yield state.end()
+        except httpx.HTTPError as exc:
+            raise call.error(exc, guard) from exc
+        finally:
+            finish(guard, response, chunks)
+
+    def _stream(
+        self, prompt: str, stop: list[str] | None = None, **kwargs: Any
+    ) -> Iterator[GenerationChunk]:
+        call = self._plan(prompt, stop, kwargs, True)
+        while True:
+            try:
+                yield from self._stream_once(call)
+                return
+            except APIError as error:
+                delay = call.retry_delay(error)
+                if delay is None:
+                    raise
+            time.sleep(delay)
+
+    def _fetch(self, call: Call) -> Generation:
+        response = self._send(call)
+        guard = call.watch(response)
+        try:
+            if guard is not None:
+                guard.arm(*call.deadline())
+            raw = response.read()
+        except httpx.HTTPError as exc:
+            raise call.error(exc, guard) from exc
+        finally:
+            finish(guard, response)
+        return self._parse(raw)
+
+    def _call(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:
+        call = self._plan(prompt, stop, kwargs, False)
+        while True:
+            try:
+                return self._fetch(call)
+            except APIError as error:
+                delay = call.retry_delay(error)
+                if delay is None:
+                    raise
+            time.sleep(delay)
+
+    # -- async ---------------------------------------------------------------------------
+
+    async def _asend(self, call: Call) -> httpx.Response:
+        client = await self._clients.current()
+        try:
+            response = await client.send(call.request(client), stream=True)
+            if usable(response.status_code, response.headers, call.stream):
+                return response
+            try:
+                raw = await response.aread()
+            finally:
+                await response.aclose()
+        except httpx.HTTPError as exc:
+            raise call.error(exc) from exc
+        raise call.failed(*failure(response.status_code, response.headers, raw))
+
+    async def _astream_once(self, call: Call) -> AsyncGenerator[GenerationChunk, None]:
+        response = await self._asend(call)
+        guard, chunks, state = call.watch(response), response.aiter_bytes(), self._wire()
+        try:
+            while not state.done and (data := await aread(chunks, call, guard)) is not None:
+                for chunk in state.feed(data):
+                    yield chunk
+                    call.handed_on()
+            yield state.end()
+        except httpx.HTTPError as exc:
+            raise call.error(exc, guard) from exc
+        finally:
+            await afinish(guard, response, chunks)
+
+    async def _astream(
+        self, prompt: str, stop: list[str] | None = None, **kwargs: Any
+    ) -> AsyncIterator[GenerationChunk]:
+        call = self._plan(prompt, stop, kwargs, True)
+        while True:
+            try:
+                async with contextlib.aclosing(self._astream_once(call)) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
+                return
+            except APIError as error:
+                delay = call.retry_delay(error)
+                if delay is None:
+                    raise
+            await asyncio.sleep(delay)
+
+    async def _afetch(self, call: Call) -> Generation:
+        response = await self._asend(call)
+        guard = call.watch(response)
+        try:
+            if guard is not None:
+                guard.arm(*call.deadline())
+            raw = await response.aread()
+        except httpx.HTTPError as exc:
+            raise call.error(exc, guard) from exc
+        finally:
+            await afinish(guard, response)
+        return self._parse(raw)
+
+    async def _acall(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> Generation:
+        call = self._plan(prompt, stop, kwargs, False)
+        while True:
+            try:
+                return await self._afetch(call)
+            except APIError as error:
+                delay = call.retry_delay(error)
+                if delay is None:
+                    raise
+            await asyncio.sleep(delay)
