@@ -53,6 +53,7 @@ from lmstream.wrappers import RunnableBinding, RunnableRetry, RunnableWithFallba
 if _typing.TYPE_CHECKING:
     from lmstream.providers.llamacpp import LlamaCpp as LlamaCpp
     from lmstream.providers.openai import OpenAI as OpenAI
+    from lmstream.providers.remote import RemoteLLM as RemoteLLM
 
 __version__ = "0.1.0"
 
@@ -61,6 +62,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "LlamaCpp": "lmstream.providers.llamacpp",
     "OpenAI": "lmstream.providers.openai",
+    "RemoteLLM": "lmstream.providers.remote",
 }
 
 

@@ -72,6 +72,10 @@ _BUILTIN = [
         "httpx", "openai",
     ),
     ProviderInfo(
+        "remote", "lmstream.providers.remote:RemoteLLM", "url",
+        "a model served by lmstream serve (remote:http://host:8000)", "httpx", "openai",
+    ),
+    ProviderInfo(
         "fake", "lmstream.providers.fake:FakeLLM", None,
         "scripted responses for tests and demos (fake:<text> answers <text>)",
     ),

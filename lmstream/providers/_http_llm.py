@@ -55,6 +55,12 @@ class HTTPLLM(LLM):
     def _parse(self, raw: bytes) -> Generation:
         raise NotImplementedError
 
+    def _failure(
+        self, status: int, headers: httpx.Headers, raw: bytes
+    ) -> tuple[APIError, float | None]:
+        """The typed error for an error answer, and the Retry-After it gave."""
+        return failure(status, headers, raw)
+
     # -- clients -------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -91,7 +97,7 @@ class HTTPLLM(LLM):
                 response.close()
         except httpx.HTTPError as exc:
             raise call.error(exc) from exc
-        raise call.failed(*failure(response.status_code, response.headers, raw))
+        raise call.failed(*self._failure(response.status_code, response.headers, raw))
 
     def _stream_once(self, call: Call) -> Iterator[GenerationChunk]:
         response = self._send(call)
@@ -101,7 +107,9 @@ class HTTPLLM(LLM):
                 for chunk in state.feed(data):
                     yield chunk
                     call.handed_on()
-            yield state.end()
+            last = state.end()
+            if last.text or last.generation_info:
+                yield last
         except httpx.HTTPError as exc:
             raise call.error(exc, guard) from exc
         finally:
@@ -159,7 +167,7 @@ class HTTPLLM(LLM):
                 await response.aclose()
         except httpx.HTTPError as exc:
             raise call.error(exc) from exc
-        raise call.failed(*failure(response.status_code, response.headers, raw))
+        raise call.failed(*self._failure(response.status_code, response.headers, raw))
 
     async def _astream_once(self, call: Call) -> AsyncGenerator[GenerationChunk, None]:
         response = await self._asend(call)
@@ -169,7 +177,9 @@ class HTTPLLM(LLM):
                 for chunk in state.feed(data):
                     yield chunk
                     call.handed_on()
-            yield state.end()
+            last = state.end()
+            if last.text or last.generation_info:
+                yield last
         except httpx.HTTPError as exc:
             raise call.error(exc, guard) from exc
         finally:

@@ -86,7 +86,13 @@ async def invoke(body: InvokeRequest, request: Request) -> Response:
         async with served.gate.slot():
             return await _generate(served, body.input, config, kwargs, log)  # type: ignore[arg-type]
 
-    finished, chunk = await until_disconnect(request.receive, work())
+    try:
+        finished, chunk = await until_disconnect(request.receive, work())
+    except HTTPError as answer:
+        # the typed error as well, so a RemoteLLM raises what the model raised
+        if answer.__cause__ is not None and not isinstance(answer.__cause__, HTTPError):
+            answer.body["error"]["lmstream"] = error_dict(answer.__cause__)
+        raise
     if not finished or chunk is None:
         log.outcome = "cancelled"
         return Response(status_code=499)
