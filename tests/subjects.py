@@ -71,3 +71,61 @@ def llamacpp() -> Iterator[Subject]:
 
 
 PROVIDERS: dict[str, Callable[[], Any]] = {"fake": fake, "llamacpp": llamacpp}
+
+
+def established_to(port: int) -> int:
+    """TCP connections in ESTABLISHED state whose local port is ``port`` (server side)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                rows = fh.readlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                count += 1
+    return count
+
+
+@contextmanager
+def _through_server(make_client: Callable[[str], Any]) -> Iterator[Subject]:
+    from server_runner import running  # the lmstream server on loopback, in a thread
+
+    ends = Ends()
+    far = FakeLLM(["x" * 2000], delay=0.002, callbacks=[ends])
+    with running({"m": far}) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        client = make_client(server.url)
+
+        def settled() -> int:
+            from helpers import wait_until
+
+            target = ends.ended + 1 if far.tokens_produced else ends.ended
+            wait_until(lambda: ends.ended >= target, timeout=10)
+            return far.tokens_produced
+
+        yield Subject(
+            client, lambda: far.tokens_produced, limit=2000, in_flight=4, soak=1000,
+            settled=settled, open_connections=lambda: established_to(port), pool_connections=16,
+        )  # fmt: skip
+
+
+@contextmanager
+def openai() -> Iterator[Subject]:
+    from lmstream.providers.openai import OpenAI
+
+    with _through_server(lambda url: OpenAI("m", base_url=url + "/v1", api_key="x")) as s:
+        yield s
+
+
+@contextmanager
+def remote() -> Iterator[Subject]:
+    from lmstream.providers.remote import RemoteLLM
+
+    with _through_server(RemoteLLM) as s:
+        yield s
+
+
+PROVIDERS.update({"openai": openai, "remote": remote})
