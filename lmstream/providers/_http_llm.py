@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -54,6 +55,16 @@ class HTTPLLM(LLM):
 
     def _parse(self, raw: bytes) -> Generation:
         raise NotImplementedError
+
+    def _connect(self, api_key: str | None, key_variable: str) -> None:
+        """Headers (the key from ``api_key`` or the environment) and the pooled clients."""
+        from lmstream import __version__
+
+        key = api_key if api_key is not None else os.environ.get(key_variable)
+        self._headers = {"User-Agent": f"lmstream/{__version__}"}
+        if key:
+            self._headers["Authorization"] = f"Bearer {key}"
+        self._clients = Clients()
 
     def _failure(
         self, status: int, headers: httpx.Headers, raw: bytes

@@ -24,9 +24,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the OpenAI provider needs httpx: pip install 'lmstream[openai]'") from exc
 
-from lmstream import __version__
 from lmstream.errors import APIContextLengthError
-from lmstream.providers._clients import Clients
 from lmstream.providers._http import Call
 from lmstream.providers._http_llm import HTTPLLM, Wire
 from lmstream.providers._openai_params import build_call, check, check_base_url, merged
@@ -94,11 +92,7 @@ class OpenAI(HTTPLLM):
         )
         stops = check_stop(stop)
         super().__init__(**kwargs, **settings, base_url=url, stop=stops)
-        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        self._headers = {"User-Agent": f"lmstream/{__version__}"}
-        if key:
-            self._headers["Authorization"] = f"Bearer {key}"
-        self._clients = Clients()
+        self._connect(api_key, "OPENAI_API_KEY")
 
     @property
     def _llm_type(self) -> str:

@@ -11,7 +11,6 @@ so the server stops the model.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 try:
@@ -19,10 +18,9 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("RemoteLLM needs httpx: pip install 'lmstream[openai]'") from exc
 
-from lmstream import __version__, errors
+from lmstream import errors
 from lmstream._sse import SSEDecodeError, SSEDecoder
 from lmstream.chunks import Generation, GenerationChunk, Usage
-from lmstream.providers._clients import Clients
 from lmstream.providers._http import Call, RetryPolicy
 from lmstream.providers._http_llm import HTTPLLM, Wire
 from lmstream.providers._openai_params import check, check_base_url, limits_of
@@ -163,11 +161,7 @@ class RemoteLLM(HTTPLLM):
             **kwargs, url=check_base_url(url), model=model,
             **{name: given[name] for name in _CLIENT},
         )  # fmt: skip
-        key = api_key if api_key is not None else os.environ.get("LMSTREAM_API_KEY")
-        self._headers = {"User-Agent": f"lmstream/{__version__}"}
-        if key:
-            self._headers["Authorization"] = f"Bearer {key}"
-        self._clients = Clients()
+        self._connect(api_key, "LMSTREAM_API_KEY")
 
     @property
     def _llm_type(self) -> str:
