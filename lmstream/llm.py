@@ -22,8 +22,6 @@ from typing import Any, ClassVar
 from lmstream._accumulate import TextState
 from lmstream._execution import aclose, close, is_cancel
 from lmstream._llmcore import (
-    AsyncRunManager,
-    RunManager,
     check_stop,
     declared_fields,
     final_info,
@@ -31,13 +29,12 @@ from lmstream._llmcore import (
     outcome_info,
     typed_error,
 )
-from lmstream._threads import iterate_in_thread, run_in_thread, run_sync
+from lmstream._llmsources import acomplete, asource, complete, source
 from lmstream._types import LanguageModelInput, RunnableConfig
-from lmstream._utils import accepts_param
 from lmstream.callbacks import drain_async
 from lmstream.chunks import Generation, GenerationChunk, LLMResult, Usage, merge_info
 from lmstream.config import ensure_config
-from lmstream.errors import InvalidInputError, StreamingUnsupportedError
+from lmstream.errors import InvalidInputError
 from lmstream.prompts import prompt_to_string
 from lmstream.runnable import Runnable
 from lmstream.runs import SILENT, Run, llm_result
@@ -59,27 +56,6 @@ def _check_kwargs(kwargs: dict[str, Any]) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, kind) or value < low:  # type: ignore[operator]
             raise InvalidInputError(f"{key} must be a number >= {low}, got {value!r}")
-
-
-def _as_chunk(out: Any) -> GenerationChunk:
-    if isinstance(out, Generation):
-        return GenerationChunk(out.text, out.generation_info)
-    if not isinstance(out, str):
-        raise TypeError(f"a provider returned {type(out).__name__}, expected str")
-    return GenerationChunk(out)
-
-
-def _join(chunks: Iterator[GenerationChunk]) -> GenerationChunk:
-    texts, info = [], None
-    for chunk in chunks:
-        texts.append(chunk.text)
-        if chunk.generation_info:
-            info = merge_info(info, chunk.generation_info)
-    return GenerationChunk("".join(texts), info)
-
-
-async def _ajoin(chunks: AsyncIterator[GenerationChunk]) -> GenerationChunk:
-    return _join(iter([c async for c in chunks]))
 
 
 class BaseLLM(Runnable[LanguageModelInput, str]):
@@ -197,13 +173,6 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
             local_callbacks=self.callbacks, extra=extra,
         )  # fmt: skip
 
-    def _hook(
-        self, fn: Any, prompt: str, stop: Any, manager: RunManager, kwargs: dict[str, Any]
-    ) -> Any:
-        if accepts_param(fn, "run_manager"):
-            return fn(prompt, stop=stop, run_manager=manager, **kwargs)
-        return fn(prompt, stop=stop, **kwargs)
-
     def count_usage(self, prompt: str, text: str) -> tuple[int, int]:
         """(prompt tokens, completion tokens) when the provider reported no usage (a run
         cut short, or a backend that sends none). Override to count as the model does."""
@@ -239,85 +208,6 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
             # the final chunk repeats the reason (last wins when chunks add up), not usage
             added["finish_reason"] = info["finish_reason"]
         return tail, added, llm_result(state.text, merge_info(info, added))
-
-    # -- sources of chunks ----------------------------------------------------------------
-
-    def _unstreamable(self, config: RunnableConfig, flavour: str) -> None:
-        if config.get("strict"):
-            raise StreamingUnsupportedError(
-                f"{self.get_name()} cannot {flavour}: it would return the whole text as one "
-                "chunk (strict streaming is on)"
-            )
-
-    def _source(
-        self, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any], config: RunnableConfig
-    ) -> Iterator[GenerationChunk]:
-        if self.can_stream and self._has["_stream"]:
-            return self._hook(self._stream, prompt, stop, RunManager(run, reports=False), kwargs)  # type: ignore[no-any-return]
-        self._unstreamable(config, "stream")
-        return iter((self._complete(prompt, stop, run, kwargs),))
-
-    def _asource(
-        self, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any], config: RunnableConfig
-    ) -> AsyncIterator[GenerationChunk]:
-        if self.can_stream and self._has["_astream"]:
-            manager: RunManager = AsyncRunManager(run, reports=False)
-            source: AsyncIterator[GenerationChunk] = self._hook(
-                self._astream, prompt, stop, manager, kwargs
-            )
-            return source
-        if self.can_stream and self._has["_stream"]:
-            manager = RunManager(run, reports=False)
-            return iterate_in_thread(
-                lambda: self._hook(self._stream, prompt, stop, manager, kwargs),
-                maxsize=self.bridge_buffer,
-            )
-        self._unstreamable(config, "astream")
-        return self._aone(prompt, stop, run, kwargs)
-
-    async def _aone(
-        self, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any]
-    ) -> AsyncIterator[GenerationChunk]:
-        yield await self._acomplete(prompt, stop, run, kwargs)
-
-    def _complete(
-        self, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any]
-    ) -> GenerationChunk:
-        has = self._has
-        if has["_call"]:
-            return _as_chunk(
-                self._hook(self._call, prompt, stop, RunManager(run, reports=True), kwargs)
-            )
-        if has["_acall"]:
-            manager = AsyncRunManager(run, reports=True)
-            return _as_chunk(run_sync(self._hook(self._acall, prompt, stop, manager, kwargs)))
-        if has["_stream"]:
-            return _join(
-                self._hook(self._stream, prompt, stop, RunManager(run, reports=False), kwargs)
-            )
-        manager = AsyncRunManager(run, reports=False)
-        return run_sync(_ajoin(self._hook(self._astream, prompt, stop, manager, kwargs)))
-
-    async def _acomplete(
-        self, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any]
-    ) -> GenerationChunk:
-        has = self._has
-        manager: RunManager
-        if has["_acall"]:
-            manager = AsyncRunManager(run, reports=True)
-            return _as_chunk(await self._hook(self._acall, prompt, stop, manager, kwargs))
-        if has["_call"]:
-            manager = RunManager(run, reports=True)
-            return _as_chunk(
-                await run_in_thread(self._hook, self._call, prompt, stop, manager, kwargs)
-            )
-        if has["_astream"]:
-            manager = AsyncRunManager(run, reports=False)
-            return await _ajoin(self._hook(self._astream, prompt, stop, manager, kwargs))
-        manager = RunManager(run, reports=False)
-        return await run_in_thread(
-            lambda: _join(self._hook(self._stream, prompt, stop, manager, kwargs))
-        )
 
     # -- the public interface -------------------------------------------------------------
 
@@ -358,7 +248,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         run = self._new_run(prompt, cfg, stop, kwargs)
         run.start()
         try:
-            chunk = self._complete(prompt, stop, run, kwargs)
+            chunk = complete(self, prompt, stop, run, kwargs)
         except BaseException as exc:
             cancelled, partial, error = self._outcome(TextState(), prompt, exc)
             run.cancel(partial) if cancelled else run.fail(error, partial)
@@ -382,7 +272,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         run = self._new_run(prompt, cfg, stop, kwargs)
         await run.astart()
         try:
-            chunk = await self._acomplete(prompt, stop, run, kwargs)
+            chunk = await acomplete(self, prompt, stop, run, kwargs)
         except BaseException as exc:
             cancelled, partial, error = self._outcome(TextState(), prompt, exc)
             await (run.acancel(partial) if cancelled else run.afail(error, partial))
@@ -458,19 +348,19 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     ) -> Iterator[Any]:
         run = self._new_run(prompt, config, stop, kwargs)
         run.start()
-        state, source = TextState(stop), None
+        state, chunks = TextState(stop), None
         try:
-            source = self._source(prompt, stop, run, kwargs, config)
+            chunks = source(self, prompt, stop, run, kwargs, config)
             if as_text and not run.listening and not state.stops:
                 append = state.parts.append  # the plain path: text out, nothing else to do
-                for chunk in source:
+                for chunk in chunks:
                     if chunk.generation_info:
                         state.info = merge_info(state.info, chunk.generation_info)
                     append(chunk.text)
                     if chunk.text:
                         yield chunk.text
             else:
-                for chunk in source:
+                for chunk in chunks:
                     out = state.feed(chunk)
                     if out is not None:
                         if run.listening:
@@ -482,11 +372,11 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
                     if state.stopped:
                         break
         except BaseException as exc:
-            close(source)
+            close(chunks)
             if (error := self._settle(run, state, prompt, exc)) is exc:
                 raise
             raise error from exc
-        close(source)
+        close(chunks)
         yield from self._finish(run, state, prompt, as_text)
 
     def _finish(self, run: Run, state: TextState, prompt: str, as_text: bool) -> Iterator[Any]:
@@ -508,19 +398,19 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     ) -> AsyncIterator[Any]:
         run = self._new_run(prompt, config, stop, kwargs)
         await run.astart()
-        state, source = TextState(stop), None
+        state, chunks = TextState(stop), None
         try:
-            source = self._asource(prompt, stop, run, kwargs, config)
+            chunks = asource(self, prompt, stop, run, kwargs, config)
             if as_text and not run.listening and not state.stops:
                 append = state.parts.append  # the plain path: text out, nothing else to do
-                async for chunk in source:
+                async for chunk in chunks:
                     if chunk.generation_info:
                         state.info = merge_info(state.info, chunk.generation_info)
                     append(chunk.text)
                     if chunk.text:
                         yield chunk.text
             else:
-                async for chunk in source:
+                async for chunk in chunks:
                     out = state.feed(chunk)
                     if out is not None:
                         if run.listening and (pending := run.report_chunk(out)):
@@ -532,11 +422,11 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
                     if state.stopped:
                         break
         except BaseException as exc:
-            await aclose(source)
+            await aclose(chunks)
             if (error := await self._asettle(run, state, prompt, exc)) is exc:
                 raise
             raise error from exc
-        await aclose(source)
+        await aclose(chunks)
         async for item in self._afinish(run, state, prompt, as_text):
             yield item
 

@@ -1,0 +1,127 @@
+"""Where an LLM's chunks come from: the provider's hooks, and the fallbacks between them.
+
+``source``/``asource`` give the chunk stream for ``stream``/``astream``: ``_stream`` (or
+``_astream``) when the provider has it, a sync ``_stream`` through one worker thread for
+``astream``, else one chunk from the non-streaming path. ``complete``/``acomplete`` give
+the whole generation for ``invoke``/``ainvoke``, from whichever hook the provider has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from lmstream._llmcore import AsyncRunManager, RunManager
+from lmstream._threads import iterate_in_thread, run_in_thread, run_sync
+from lmstream._types import RunnableConfig
+from lmstream._utils import accepts_param
+from lmstream.chunks import Generation, GenerationChunk, merge_info
+from lmstream.errors import StreamingUnsupportedError
+from lmstream.runs import Run
+
+if TYPE_CHECKING:
+    from lmstream.llm import BaseLLM
+
+__all__ = ["acomplete", "asource", "call_hook", "complete", "source"]
+
+
+def _as_chunk(out: Any) -> GenerationChunk:
+    if isinstance(out, Generation):
+        return GenerationChunk(out.text, out.generation_info)
+    if not isinstance(out, str):
+        raise TypeError(f"a provider returned {type(out).__name__}, expected str")
+    return GenerationChunk(out)
+
+
+def _join(chunks: Iterator[GenerationChunk]) -> GenerationChunk:
+    texts, info = [], None
+    for chunk in chunks:
+        texts.append(chunk.text)
+        if chunk.generation_info:
+            info = merge_info(info, chunk.generation_info)
+    return GenerationChunk("".join(texts), info)
+
+
+async def _ajoin(chunks: AsyncIterator[GenerationChunk]) -> GenerationChunk:
+    return _join(iter([c async for c in chunks]))
+
+
+def call_hook(fn: Any, prompt: str, stop: Any, manager: RunManager, kwargs: dict[str, Any]) -> Any:
+    if accepts_param(fn, "run_manager"):
+        return fn(prompt, stop=stop, run_manager=manager, **kwargs)
+    return fn(prompt, stop=stop, **kwargs)
+
+
+def unstreamable(llm: BaseLLM, config: RunnableConfig, flavour: str) -> None:
+    if config.get("strict"):
+        raise StreamingUnsupportedError(
+            f"{llm.get_name()} cannot {flavour}: it would return the whole text as one "
+            "chunk (strict streaming is on)"
+        )
+
+
+def source(
+    llm: BaseLLM, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any], config: RunnableConfig
+) -> Iterator[GenerationChunk]:
+    if llm.can_stream and llm._has["_stream"]:
+        return call_hook(llm._stream, prompt, stop, RunManager(run, reports=False), kwargs)  # type: ignore[no-any-return]
+    unstreamable(llm, config, "stream")
+    return iter((complete(llm, prompt, stop, run, kwargs),))
+
+
+def asource(
+    llm: BaseLLM, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any], config: RunnableConfig
+) -> AsyncIterator[GenerationChunk]:
+    if llm.can_stream and llm._has["_astream"]:
+        manager: RunManager = AsyncRunManager(run, reports=False)
+        source: AsyncIterator[GenerationChunk] = call_hook(
+            llm._astream, prompt, stop, manager, kwargs
+        )
+        return source
+    if llm.can_stream and llm._has["_stream"]:
+        manager = RunManager(run, reports=False)
+        return iterate_in_thread(
+            lambda: call_hook(llm._stream, prompt, stop, manager, kwargs),
+            maxsize=llm.bridge_buffer,
+        )
+    unstreamable(llm, config, "astream")
+    return one_chunk(llm, prompt, stop, run, kwargs)
+
+
+async def one_chunk(
+    llm: BaseLLM, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any]
+) -> AsyncIterator[GenerationChunk]:
+    yield await acomplete(llm, prompt, stop, run, kwargs)
+
+
+def complete(
+    llm: BaseLLM, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any]
+) -> GenerationChunk:
+    has = llm._has
+    if has["_call"]:
+        return _as_chunk(call_hook(llm._call, prompt, stop, RunManager(run, reports=True), kwargs))
+    if has["_acall"]:
+        manager = AsyncRunManager(run, reports=True)
+        return _as_chunk(run_sync(call_hook(llm._acall, prompt, stop, manager, kwargs)))
+    if has["_stream"]:
+        return _join(call_hook(llm._stream, prompt, stop, RunManager(run, reports=False), kwargs))
+    manager = AsyncRunManager(run, reports=False)
+    return run_sync(_ajoin(call_hook(llm._astream, prompt, stop, manager, kwargs)))
+
+
+async def acomplete(
+    llm: BaseLLM, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any]
+) -> GenerationChunk:
+    has = llm._has
+    manager: RunManager
+    if has["_acall"]:
+        manager = AsyncRunManager(run, reports=True)
+        return _as_chunk(await call_hook(llm._acall, prompt, stop, manager, kwargs))
+    if has["_call"]:
+        manager = RunManager(run, reports=True)
+        return _as_chunk(await run_in_thread(call_hook, llm._call, prompt, stop, manager, kwargs))
+    if has["_astream"]:
+        manager = AsyncRunManager(run, reports=False)
+        return await _ajoin(call_hook(llm._astream, prompt, stop, manager, kwargs))
+    manager = RunManager(run, reports=False)
+    return await run_in_thread(lambda: _join(call_hook(llm._stream, prompt, stop, manager, kwargs)))
