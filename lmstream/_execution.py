@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from lmstream._accumulate import aggregate
 from lmstream._types import RunnableConfig
+from lmstream.callbacks import drain_async
 from lmstream.config import child_config, ensure_config, use_config
 from lmstream.errors import StreamingUnsupportedError
 from lmstream.runs import STREAMING_INPUT, Run
@@ -224,7 +225,8 @@ async def atransform_stream(
         async for chunk in out:
             if listening:
                 outputs.append(chunk)
-                await run.achunk(chunk)
+                if pending := run.report_chunk(chunk):  # await only async handlers' work
+                    await drain_async(pending, "chunk")
             yield chunk
     except BaseException as exc:
         await aclose(out)
