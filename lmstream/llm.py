@@ -354,11 +354,12 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
             if as_text and not run.listening and not state.stops:
                 append = state.parts.append  # the plain path: text out, nothing else to do
                 for chunk in chunks:
-                    if chunk.generation_info:
+                    text = chunk.text
+                    append(text)
+                    if chunk.generation_info is not None:
                         state.info = merge_info(state.info, chunk.generation_info)
-                    append(chunk.text)
-                    if chunk.text:
-                        yield chunk.text
+                    if text:
+                        yield text
             else:
                 for chunk in chunks:
                     out = state.feed(chunk)
@@ -377,6 +378,11 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
                 raise
             raise error from exc
         close(chunks)
+        if as_text and not run.listening:  # nobody sees the outcome data: just the tail
+            run.end(None)
+            if (tail := state.flush()) or not state.text:
+                yield tail
+            return
         yield from self._finish(run, state, prompt, as_text)
 
     def _finish(self, run: Run, state: TextState, prompt: str, as_text: bool) -> Iterator[Any]:
@@ -397,18 +403,20 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         self, prompt: str, config: RunnableConfig, stop: Any, kwargs: dict[str, Any], as_text: bool
     ) -> AsyncIterator[Any]:
         run = self._new_run(prompt, config, stop, kwargs)
-        await run.astart()
+        if run.listening:
+            await run.astart()
         state, chunks = TextState(stop), None
         try:
             chunks = asource(self, prompt, stop, run, kwargs, config)
             if as_text and not run.listening and not state.stops:
                 append = state.parts.append  # the plain path: text out, nothing else to do
                 async for chunk in chunks:
-                    if chunk.generation_info:
+                    text = chunk.text
+                    append(text)
+                    if chunk.generation_info is not None:
                         state.info = merge_info(state.info, chunk.generation_info)
-                    append(chunk.text)
-                    if chunk.text:
-                        yield chunk.text
+                    if text:
+                        yield text
             else:
                 async for chunk in chunks:
                     out = state.feed(chunk)
@@ -427,6 +435,11 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
                 raise
             raise error from exc
         await aclose(chunks)
+        if as_text and not run.listening:  # nobody sees the outcome data: just the tail
+            run.end(None)
+            if (tail := state.flush()) or not state.text:
+                yield tail
+            return
         async for item in self._afinish(run, state, prompt, as_text):
             yield item
 
