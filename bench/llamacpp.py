@@ -20,12 +20,14 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from lmstream.providers.llamacpp import LlamaCpp
 
 PROMPT = "Write a long story about a lighthouse keeper who finds a message in a bottle."
+RAW = "raw create_completion"
 
 
 @dataclass
@@ -106,14 +108,14 @@ def _paths(
     llm: LlamaCpp, max_tokens: int, loop: asyncio.AbstractEventLoop
 ) -> dict[str, Callable[[], Timing]]:
     return {
-        "raw create_completion": lambda: run_raw(llm, PROMPT, max_tokens),
+        RAW: lambda: run_raw(llm, PROMPT, max_tokens),
         "LlamaCpp.stream": lambda: run_stream(llm, PROMPT, max_tokens),
         "LlamaCpp.astream": lambda: run_astream(llm, PROMPT, max_tokens, loop),
     }
 
 
-def compare(rounds: int, max_tokens: int, n_threads: int | None) -> None:
-    """Interleave raw, stream and astream runs and print the ratios.
+def measure(rounds: int, max_tokens: int, n_threads: int | None) -> dict[str, Any]:
+    """Interleave raw, stream and astream runs; the figures of each path, as data.
 
     Throughput comes from ``rounds`` full runs; time to first token from 8x as many
     runs of 2 tokens, which are short enough to repeat until the noise settles.
@@ -124,18 +126,38 @@ def compare(rounds: int, max_tokens: int, n_threads: int | None) -> None:
     long = _interleave(_paths(llm, max_tokens, loop), rounds)
     short = _interleave(_paths(llm, 2, loop), rounds * 8)
     loop.close()
-    raw = long["raw create_completion"]
-    same = all(t.text == raw[0].text for ts in long.values() for t in ts)
-    print(f"model {llm.model_name}, n_threads={llm.n_threads}, {tokens} tokens per run, "
-          f"{rounds} rounds (+{rounds * 8} for TTFT), identical text: {same}")  # fmt: skip
+    raw = long[RAW]
+    paths = {
+        name: {
+            "tokens_per_s": tokens / statistics.median(t.total for t in long[name]),
+            "ratio": _ratio(raw, long[name]),
+            "cpu_ratio": statistics.median(
+                r.cpu / t.cpu for r, t in zip(raw, long[name], strict=True)
+            ),
+            "ttft_ms": statistics.median(t.ttft for t in short[name]) * 1000,
+            "ttft_overhead_ms": _overhead(short[RAW], short[name]),
+        }
+        for name in long
+    }
+    return {
+        "model": llm.model_name, "n_threads": llm.n_threads, "tokens": tokens,
+        "rounds": rounds, "ttft_rounds": rounds * 8,
+        "identical_text": all(t.text == raw[0].text for ts in long.values() for t in ts),
+        "paths": paths,
+    }  # fmt: skip
+
+
+def compare(rounds: int, max_tokens: int, n_threads: int | None) -> None:
+    """Print ``measure``'s figures as a table."""
+    found = measure(rounds, max_tokens, n_threads)
+    print(f"model {found['model']}, n_threads={found['n_threads']}, {found['tokens']} tokens "
+          f"per run, {rounds} rounds (+{found['ttft_rounds']} for TTFT), identical text: "
+          f"{found['identical_text']}")  # fmt: skip
     print(f"{'path':24} {'tok/s':>7} {'ratio':>6} {'CPU ratio':>9} {'TTFT ms':>8} "
           f"{'TTFT overhead ms':>17}")  # fmt: skip
-    for name in long:
-        rate = tokens / statistics.median(t.total for t in long[name])
-        cpu = statistics.median(r.cpu / t.cpu for r, t in zip(raw, long[name], strict=True))
-        print(f"{name:24} {rate:7.1f} {_ratio(raw, long[name]):6.3f} {cpu:9.3f} "
-              f"{statistics.median(t.ttft for t in short[name]) * 1000:8.2f} "
-              f"{_overhead(short['raw create_completion'], short[name]):17.2f}")  # fmt: skip
+    for name, p in found["paths"].items():
+        print(f"{name:24} {p['tokens_per_s']:7.1f} {p['ratio']:6.3f} {p['cpu_ratio']:9.3f} "
+              f"{p['ttft_ms']:8.2f} {p['ttft_overhead_ms']:17.2f}")  # fmt: skip
 
 
 def _ratio(raw: list[Timing], runs: list[Timing]) -> float:
