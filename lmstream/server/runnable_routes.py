@@ -9,7 +9,7 @@ was produced before it. ``RemoteLLM`` is the client.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from lmstream._accumulate import aggregate
-from lmstream._execution import is_cancel
+from lmstream._execution import aclose, is_cancel
 from lmstream._json import error_dict, to_jsonable
 from lmstream._types import RunnableConfig
 from lmstream._utils import uuid7
@@ -138,7 +138,35 @@ def _error_frame(exc: BaseException) -> bytes:
     return frame(error_dict(exc), event="error")
 
 
-async def _chunk_frames(
+async def _framed(
+    source: AsyncIterator[Any],
+    ticket: Ticket,
+    log: RequestLog,
+    counts: Callable[[Any], bool],
+    head: bytes = b"",
+) -> AsyncIterator[bytes]:
+    """One ``data`` frame per item, then ``end``, or ``error`` with what went wrong; the
+    source is closed the moment the client leaves, so the model stops with it."""
+    try:
+        await ticket.wait()
+        if head:
+            yield head
+        async for item in source:
+            if counts(item):
+                log.token()
+            yield frame(to_jsonable(item), event="data")
+        yield frame({}, event="end")
+    except BaseException as exc:
+        log.outcome = "cancelled" if is_cancel(exc) else "failed"
+        if is_cancel(exc):
+            raise
+        yield _error_frame(exc)
+    finally:
+        await aclose(source)
+        ticket.release()
+
+
+def _chunk_frames(
     served: ServedModel,
     body: InvokeRequest,
     kwargs: dict[str, Any],
@@ -146,48 +174,22 @@ async def _chunk_frames(
     log: RequestLog,
 ) -> AsyncIterator[bytes]:
     run_id = uuid7()
-    config = {**_config(body.config), "run_id": run_id}
-    try:
-        await ticket.wait()
-        yield frame({"run_id": str(run_id)}, event="metadata")
-        async for chunk in served.llm.astream_chunks(body.input, config, **kwargs):  # type: ignore[arg-type]
-            log.token(bool(chunk.text))
-            yield frame(to_jsonable(chunk), event="data")
-        yield frame({}, event="end")
-    except BaseException as exc:
-        log.outcome = "cancelled" if is_cancel(exc) else "failed"
-        if is_cancel(exc):
-            raise
-        yield _error_frame(exc)
-    finally:
-        ticket.release()
+    config: RunnableConfig = {**_config(body.config), "run_id": run_id}
+    chunks = served.llm.astream_chunks(body.input, config, **kwargs)
+    head = frame({"run_id": str(run_id)}, event="metadata")
+    return _framed(chunks, ticket, log, lambda chunk: bool(chunk.text), head)
 
 
-async def _event_frames(
+def _event_frames(
     served: ServedModel,
     body: EventsRequest,
     kwargs: dict[str, Any],
     ticket: Ticket,
     log: RequestLog,
 ) -> AsyncIterator[bytes]:
-    events = served.llm.astream_events(
-        body.input, _config(body.config), version=body.version, **kwargs
-    )
-    try:
-        await ticket.wait()
-        async for event in events:
-            if event["event"].endswith("_stream"):
-                log.token()
-            yield frame(to_jsonable(event), event="data")
-        yield frame({}, event="end")
-    except BaseException as exc:
-        log.outcome = "cancelled" if is_cancel(exc) else "failed"
-        if is_cancel(exc):
-            raise
-        yield _error_frame(exc)
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
-        ticket.release()
+    config = _config(body.config)
+    events = served.llm.astream_events(body.input, config, version=body.version, **kwargs)
+    return _framed(events, ticket, log, lambda event: event["event"].endswith("_stream"))
 
 
 def _stream_response(state: ServerState, frames: AsyncIterator[bytes], ticket: Ticket) -> Response:
