@@ -1,5 +1,5 @@
 """Benchmarks: lmstream against langchain-core and the raw floors (not part of the tests).
 
-``python -m bench`` runs every benchmark module present; ``python -m bench.core`` the core
-comparison alone. See ``docs/benchmarks.md``.
+``python -m bench`` runs them all and publishes ``docs/benchmarks.md`` with its plots;
+``python -m bench.core`` (or ``llamacpp``, ``server``, ``openai``) runs one and prints it.
 """

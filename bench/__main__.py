@@ -1,74 +1,19 @@
-"""``python -m bench``: every benchmark module present, the core comparison first.
+"""``python -m bench``: run every benchmark and publish the results (see ``bench.report``).
 
-    python -m bench                        # bench.core, then bench.llamacpp and bench.openai
-    python -m bench --quick                # other options go to bench.core
-    python -m bench --modules core,openai  # a subset of the modules
+    python -m bench                       # everything; rewrites docs/benchmarks.md and plots
+    python -m bench --quick               # fewer sizes and rounds
+    python -m bench --only core,openai    # some parts; the others keep their last results
+    python -m bench --render              # re-render the page from the saved results
 
-The other modules run with their own defaults (``python -m bench.NAME --help``). A module
-whose dependencies are missing is skipped with the reason.
+Each module also runs alone and prints its own tables: ``python -m bench.core``,
+``bench.llamacpp``, ``bench.server``, ``bench.openai`` (``--help`` for their options).
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import importlib.util
 import sys
-import traceback
 
-MODULES = ("core", "llamacpp", "openai", "server")
-
-
-def _present(name: str) -> bool:
-    return importlib.util.find_spec(f"bench.{name}") is not None
-
-
-def _run(name: str, argv: list[str]) -> bool:
-    """Import ``bench.NAME`` and call its ``main()``; whether it succeeded."""
-    try:
-        module = importlib.import_module(f"bench.{name}")
-    except ImportError as exc:
-        print(f"bench.{name}: skipped ({exc})")
-        return True
-    entry = getattr(module, "main", None)
-    if entry is None:
-        print(f"bench.{name}: skipped (no main())")
-        return True
-    saved, sys.argv = sys.argv, [f"python -m bench.{name}", *argv]
-    try:
-        code = entry()
-    except SystemExit as exc:
-        code = exc.code
-    except Exception:
-        traceback.print_exc()
-        return False
-    finally:
-        sys.argv = saved
-    return code in (None, 0)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the selected benchmark modules in turn; non-zero if one of them failed."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bench", description="Run every benchmark module present."
-    )
-    parser.add_argument("--modules", help="comma-separated modules: " + ",".join(MODULES))
-    args, rest = parser.parse_known_args(argv)
-    names = args.modules.split(",") if args.modules else list(MODULES)
-    failed = []
-    for name in names:
-        if not _present(name):
-            if args.modules:
-                print(f"bench.{name}: no such module")
-                failed.append(name)
-            continue
-        print(f"\n## bench.{name}\n", flush=True)
-        if not _run(name, rest if name == "core" else []):
-            failed.append(name)
-    if failed:
-        print(f"\nfailed: {', '.join(failed)}")
-    return 1 if failed else 0
-
+from bench.report import main
 
 if __name__ == "__main__":
     sys.exit(main())
