@@ -124,6 +124,9 @@ def fixed(results: dict[str, Any], out: Path) -> Path:
     _pairs(left, labels, lm, lc, ratios)
     left.set_yscale("log")
     left.yaxis.set_major_formatter(PLAIN)
+    left.yaxis.set_minor_formatter(
+        FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else "")
+    )
     left.legend(fontsize=8)
     left.set_ylabel("µs per call, best round (log scale)", fontsize=8)
     left.set_title("A call with a 10-token answer; batches of 100 prompts", fontsize=9)
@@ -165,7 +168,7 @@ def local_model(results: dict[str, Any], out: Path) -> Path:
     ratios = [paths[n]["ratio"] for n in names]
     _bars(right, names, ratios, colors, "{:.3f}x")
     right.axvline(0.97, color=COLORS["other"], linestyle="--", linewidth=1)
-    right.set_title("Tokens/s vs raw llama-cpp-python, median of rounds (goal ≥ 0.97)", fontsize=9)
+    right.set_title("Ratio to raw, median of per-round ratios (goal ≥ 0.97)", fontsize=9)
     fig.suptitle(
         f"Local model: {results['llamacpp']['model']}, n_threads="
         f"{results['llamacpp']['n_threads']}, {results['llamacpp']['tokens']} tokens",
