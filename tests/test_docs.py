@@ -46,11 +46,11 @@ PAGES = tool.pages()
 
 @pytest.fixture(scope="module")
 def runs() -> Iterator[dict[Path, Future[list[str]]]]:
-    """Every page's examples, two pages at a time, started once for the module."""
+    """Every page's examples, three pages at a time, started once for the module."""
     if importlib.util.find_spec("llama_cpp") is None:  # found, not imported: the pages do
         pytest.skip("the examples run the embedded model: pip install -e '.[local]'")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        yield {page.path: pool.submit(tool.run_page, page) for page in PAGES}
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        yield {page.path: pool.submit(tool.run_page, page) for page in tool.slowest_first(PAGES)}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.path.name for p in PAGES])

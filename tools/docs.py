@@ -304,10 +304,21 @@ def pages(paths: Sequence[str] = ()) -> list[Page]:
     return [page for page in map(parse, files) if page.examples]
 
 
-def run_all(selected: Sequence[Page], workers: int = 2) -> dict[Path, list[str]]:
-    """Outputs of every page, ``workers`` pages at a time."""
+def slowest_first(selected: Sequence[Page]) -> list[Page]:
+    """Pages that start processes (shell examples, a server) first, then the longest."""
+
+    def weight(page: Page) -> tuple[int, int]:
+        processes = sum(e.lang == "sh" for e in page.examples) + 3 * (page.serve_args is not None)
+        return processes, len(page.examples)
+
+    return sorted(selected, key=weight, reverse=True)
+
+
+def run_all(selected: Sequence[Page], workers: int = 3) -> dict[Path, list[str]]:
+    """Outputs of every page, ``workers`` pages at a time (most of them wait, not compute)."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return dict(zip((p.path for p in selected), pool.map(run_page, selected), strict=True))
+        futures = {page.path: pool.submit(run_page, page) for page in slowest_first(selected)}
+        return {path: future.result() for path, future in futures.items()}
 
 
 def stale(page: Page, outputs: Sequence[str]) -> str:
