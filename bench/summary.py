@@ -64,8 +64,8 @@ def median_ratio(rows: dict[str, list[Any]], a: str, b: str, field: int | None =
     """Median over rounds of ``a / b`` (``field`` picks one value of tuple rows)."""
     pairs = zip(rows[a], rows[b], strict=True)
     if field is None:
-        return statistics.median(x / y for x, y in pairs)
-    return statistics.median(x[field] / y[field] for x, y in pairs)
+        return float(statistics.median(x / y for x, y in pairs))
+    return float(statistics.median(x[field] / y[field] for x, y in pairs))
 
 
 def openai_figures(results: dict[str, Any]) -> dict[str, float]:
