@@ -178,55 +178,42 @@ def local_model(results: dict[str, Any], out: Path) -> Path:
     return _save(fig, results, out / "local-model.png")
 
 
+def _concurrency_axes(ax: Any, clients: list[int]) -> None:
+    ax.set_xscale("log")
+    ax.set_xticks(clients)
+    ax.xaxis.set_major_formatter(PLAIN)
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
+    ax.set_xlabel("concurrent streams", fontsize=8)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8)
+    ax.tick_params(labelsize=8)
+
+
 def server_load(results: dict[str, Any], out: Path) -> Path:
     """``lmstream serve`` with N concurrent SSE clients: delivered tokens/s and gaps."""
-    load = results["server"]["load"]
+    load, server = results["server"]["load"], results["server"]
     clients = [r["clients"] for r in load]
+
+    def series(key: str) -> list[float]:
+        return [r[key] for r in load]
+
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    left.plot(
-        clients,
-        [r["delivered tokens/s"] for r in load],
-        "-o",
-        color=COLORS["lmstream"],
-        label="delivered",
-    )
-    left.plot(
-        clients,
-        [r["server's own limit (tokens/s)"] for r in load],
-        ":",
-        color=COLORS["other"],
-        label="the model's pace (clients / delay)",
-    )
+    left.plot(clients, series("delivered tokens/s"), "-o", color=COLORS["lmstream"],
+              label="delivered")  # fmt: skip
+    left.plot(clients, series("server's own limit (tokens/s)"), ":", color=COLORS["other"],
+              label="the model's pace (clients / delay)")  # fmt: skip
     left.set_title("Tokens/s delivered to all clients together", fontsize=9)
-    right.plot(
-        clients, [r["p50 gap (ms)"] for r in load], "-o", color=COLORS["lmstream"], label="p50"
-    )
-    right.plot(
-        clients,
-        [r["p99 gap (ms)"] for r in load],
-        "-s",
-        color=COLORS["langchain-core"],
-        label="p99",
-    )
-    right.axhline(
-        results["server"]["delay"] * 1000,
-        color=COLORS["other"],
-        linestyle=":",
-        label="the model's delay per token",
-    )
+    right.plot(clients, series("p50 gap (ms)"), "-o", color=COLORS["lmstream"], label="p50")
+    right.plot(clients, series("p99 gap (ms)"), "-s", color=COLORS["langchain-core"],
+               label="p99")  # fmt: skip
+    right.axhline(server["delay"] * 1000, color=COLORS["other"], linestyle=":",
+                  label="the model's delay per token")  # fmt: skip
     right.set_title("Gap between a client's consecutive tokens (ms)", fontsize=9)
     for ax in (left, right):
-        ax.set_xscale("log")
-        ax.set_xticks(clients)
-        ax.xaxis.set_major_formatter(PLAIN)
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
-        ax.set_xlabel("concurrent streams", fontsize=8)
-        ax.grid(True, which="both", alpha=0.25)
-        ax.legend(fontsize=8)
-        ax.tick_params(labelsize=8)
+        _concurrency_axes(ax, clients)
     fig.suptitle(
-        f"lmstream serve, fake model: {results['server']['tokens']} tokens per stream, "
-        f"{results['server']['delay'] * 1000:.0f} ms per token",
+        f"lmstream serve, fake model: {server['tokens']} tokens per stream, "
+        f"{server['delay'] * 1000:.0f} ms per token",
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0.05, 1, 0.95))
