@@ -192,6 +192,7 @@ def transform_stream(
     except BaseException as exc:
         close(out)
         close(inputs)
+        run.inputs = aggregate(seen) if seen else run.inputs
         _settle(run, exc, aggregate(outputs))
         raise
     close(out)
@@ -231,6 +232,7 @@ async def atransform_stream(
     except BaseException as exc:
         await aclose(out)
         await aclose(inputs)
+        run.inputs = aggregate(seen) if seen else run.inputs
         await _asettle(run, exc, aggregate(outputs))
         raise
     await aclose(out)

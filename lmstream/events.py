@@ -342,8 +342,8 @@ async def astream_events(
                 if event[1] is not None:
                     raise event[1]
                 return
-            if version == "v2":
-                if rewritten is None:
+            if version == "v2" and event["event"] != "on_custom_event":
+                if rewritten is None:  # the first admitted run event gets the root's input
                     rewritten = event["run_id"]
                     event["data"] = {**event["data"], "input": input}
                 elif event["run_id"] == rewritten and event["event"].endswith(("_end", "_error")):

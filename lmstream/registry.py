@@ -76,7 +76,7 @@ _BUILTIN = [
         "a model served by lmstream serve (remote:http://host:8000)", "httpx", "openai",
     ),
     ProviderInfo(
-        "fake", "lmstream.providers.fake:FakeLLM", None,
+        "fake", "lmstream.providers.fake:FakeLLM", "responses",
         "scripted responses for tests and demos (fake:<text> answers <text>)",
     ),
 ]  # fmt: skip
@@ -128,8 +128,8 @@ def load_llm(model_id: str = DEFAULT_MODEL, **kwargs: Any) -> BaseLLM:
             f"provider {info.name!r} needs {info.requires!r}: pip install 'lmstream[{info.extra}]'"
         )
     if model is not None:
-        if info.model_arg is None:  # the fake: the id names its answer
-            kwargs.setdefault("responses", [model])
-        else:
-            kwargs.setdefault(info.model_arg, model)
+        if info.model_arg is None:
+            raise InvalidInputError(f"provider {info.name!r} takes no model part: {model_id!r}")
+        value: Any = [model] if info.name == "fake" else model  # fake:<text> answers <text>
+        kwargs.setdefault(info.model_arg, value)
     return info.factory()(**kwargs)

@@ -273,3 +273,34 @@ def test_a_non_streaming_llm_gives_one_stream_event() -> None:
     events = events_of(FakeLLM(["hey"], streaming=False), "hi")
     assert [e["event"] for e in events] == ["on_llm_start", "on_llm_stream", "on_llm_end"]
     assert events[1]["data"] == {"chunk": "hey"}
+
+
+def test_a_custom_event_first_in_the_filtered_stream_keeps_its_data() -> None:
+    def step(q: str) -> str:
+        from lmstream import dispatch_custom_event
+
+        dispatch_custom_event("progress", "searching")
+        return q
+
+    runnable = RunnableLambda(step) | FakeLLM(["ok"])
+    events = events_of(runnable, "hi", include_names=["progress"])
+    assert [(e["event"], e["data"]) for e in events] == [("on_custom_event", "searching")]
+
+
+def test_a_failing_parser_reports_the_input_it_had_read() -> None:
+    def explode(chunks: Any) -> Any:
+        for i, chunk in enumerate(chunks):
+            if i == 2:
+                raise ValueError("boom")
+            yield chunk
+
+    got: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        async for event in (FakeLLM(["abcd"]) | explode).astream_events("p"):
+            got.append(event)
+
+    with pytest.raises(ValueError, match="boom"):
+        asyncio.run(main())
+    error = next(e for e in got if e["event"] == "on_chain_error" and e["name"] == "explode")
+    assert error["data"]["input"] == "abc"

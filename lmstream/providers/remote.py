@@ -19,6 +19,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("RemoteLLM needs httpx: pip install 'lmstream[openai]'") from exc
 
 from lmstream import errors
+from lmstream._llmcore import check_stop
 from lmstream._sse import SSEDecodeError, SSEDecoder
 from lmstream.chunks import Generation, GenerationChunk, Usage
 from lmstream.providers._http import Call, RetryPolicy
@@ -133,6 +134,11 @@ class RemoteLLM(HTTPLLM):
 
     url: str = ""
     model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
     timeout: float | None = None
     connect_timeout: float | None = 5.0
     first_token_timeout: float | None = 600.0
@@ -146,6 +152,11 @@ class RemoteLLM(HTTPLLM):
         *,
         api_key: str | None = None,
         model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop: str | list[str] | None = None,
         timeout: float | None = None,
         connect_timeout: float | None = 5.0,
         first_token_timeout: float | None = 600.0,
@@ -155,11 +166,11 @@ class RemoteLLM(HTTPLLM):
         **kwargs: Any,
     ) -> None:
         given = locals()
-        for name in _CLIENT:
+        for name in (*_CALL, *_CLIENT):
             check(name, given[name])
         super().__init__(
-            **kwargs, url=check_base_url(url), model=model,
-            **{name: given[name] for name in _CLIENT},
+            **kwargs, url=check_base_url(url), model=model, stop=check_stop(stop),
+            **{name: given[name] for name in (*_CALL, *_CLIENT)},
         )  # fmt: skip
         self._connect(api_key, "LMSTREAM_API_KEY")
 
@@ -174,7 +185,10 @@ class RemoteLLM(HTTPLLM):
                     f"RemoteLLM passes on only {_CALL} and stop, not {name!r}"
                 )
             check(name, value)
-        body: dict[str, Any] = {"input": prompt, "kwargs": {**kw, "stop": stop}}
+        # the instance's generation settings are defaults a call's own arguments override
+        defaults = {name: getattr(self, name) for name in _CALL}
+        settings = {k: v for k, v in {**defaults, **kw}.items() if v is not None}
+        body: dict[str, Any] = {"input": prompt, "kwargs": {**settings, "stop": stop}}
         if self.model:
             body["model"] = self.model
         settings = {name: getattr(self, name) for name in _CLIENT}

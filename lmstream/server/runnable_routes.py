@@ -144,9 +144,11 @@ async def _framed(
     log: RequestLog,
     counts: Callable[[Any], bool],
     head: bytes = b"",
+    outcome: Callable[[], dict[str, Any]] = dict,
 ) -> AsyncIterator[bytes]:
-    """One ``data`` frame per item, then ``end``, or ``error`` with what went wrong; the
-    source is closed the moment the client leaves, so the model stops with it."""
+    """One ``data`` frame per item, then ``end`` (with ``outcome()``), or ``error`` with
+    what went wrong; the source is closed the moment the client leaves, so the model
+    stops with it."""
     try:
         await ticket.wait()
         if head:
@@ -155,7 +157,7 @@ async def _framed(
             if counts(item):
                 log.token()
             yield frame(to_jsonable(item), event="data")
-        yield frame({}, event="end")
+        yield frame(to_jsonable(outcome()), event="end")
     except BaseException as exc:
         log.outcome = "cancelled" if is_cancel(exc) else "failed"
         if is_cancel(exc):
@@ -177,7 +179,17 @@ def _chunk_frames(
     config: RunnableConfig = {**_config(body.config), "run_id": run_id}
     chunks = served.llm.astream_chunks(body.input, config, **kwargs)
     head = frame({"run_id": str(run_id)}, event="metadata")
-    return _framed(chunks, ticket, log, lambda chunk: bool(chunk.text), head)
+    seen: dict[str, Any] = {}
+
+    def counts(chunk: GenerationChunk) -> bool:
+        if chunk.generation_info:
+            seen.update(chunk.generation_info)  # the last chunk carries the outcome
+        return bool(chunk.text)
+
+    def outcome() -> dict[str, Any]:
+        return {"finish_reason": seen.get("finish_reason"), "usage": seen.get("usage")}
+
+    return _framed(chunks, ticket, log, counts, head, outcome)
 
 
 def _event_frames(

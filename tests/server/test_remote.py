@@ -91,3 +91,10 @@ def test_closing_a_remote_stream_stops_the_model_over_there(serve: Any, flavour:
 def test_remote_ids_load_a_remote_model(serve: Any) -> None:
     with serve({"m": FakeLLM(["via id"])}) as server:
         assert load_llm(f"remote:{server.url}").invoke("p") == "via id"
+
+
+def test_generation_defaults_set_on_the_instance(serve: Any, flavour: str) -> None:
+    with serve({"m": FakeLLM(["abcdef"])}) as server:
+        remote = RemoteLLM(server.url, max_tokens=3, stop=["c"])
+        assert invoke_of(remote, flavour, "p") == "ab"  # the instance's stop, cut here
+        assert invoke_of(remote, flavour, "p", max_tokens=5, stop=["z"]) == "abcde"

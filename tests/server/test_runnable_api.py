@@ -56,7 +56,10 @@ def test_stream_frames_end_explicitly(serve: Any) -> None:
     data = [f[1] for f in frames if f[0] == "data"]
     assert "".join(d["text"] for d in data) == "abc"
     assert data[-1]["generation_info"]["finish_reason"] == "stop"
-    assert frames[-1] == ("end", {})
+    event, outcome = frames[-1]
+    assert event == "end"
+    assert outcome["finish_reason"] == "stop"
+    assert outcome["usage"]["completion_tokens"] == 3
 
 
 def test_stream_errors_end_with_an_error_frame(serve: Any) -> None:
