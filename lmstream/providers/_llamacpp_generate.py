@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +106,12 @@ def _tokens(engine: Engine, prompt: list[int], settings: Settings) -> Iterator[i
     )
 
 
+def text_decoder() -> Callable[[bytes], str]:
+    """Token bytes in, whole characters out: the bytes of a character split across tokens
+    wait for the rest, so no piece of a character (and no U+FFFD) is ever handed on."""
+    return codecs.getincrementaldecoder("utf-8")("replace").decode
+
+
 def generate(
     engine: Engine, prompt: list[int], settings: Settings, stop: list[str] | None
 ) -> Iterator[GenerationChunk]:
@@ -120,7 +126,7 @@ def generate(
     if settings.max_tokens is not None:
         limit = min(limit, settings.max_tokens)
     cut = TextState(stop) if stop else None
-    decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+    decode = text_decoder()
     pieces, produced, reason, last = engine.pieces, 0, "length", ""
     tokens = _tokens(engine, prompt, settings) if limit > 0 else iter(())
     try:
