@@ -98,14 +98,14 @@ def test_keys_never_reach_an_answer_or_the_log(
         assert "sk-upstream-secret" not in repr(far) + str(far)
         with serve({"m": far}, api_keys=["sk-client-secret"]) as server:
             headers = {"Authorization": "Bearer sk-client-secret"}
-            answers = [
-                httpx.post(server.url + "/v1/completions", headers=headers,
-                           json={"model": "m", "prompt": "p", "stream": stream})
-                for stream in (False, True)
-            ] + [
-                httpx.post(server.url + path, headers=headers, json={"input": "p"})
-                for path in ("/invoke", "/stream", "/batch")
-            ] + [httpx.get(server.url + p, headers=headers) for p in ("/v1/models", "/health")]
+            client = httpx.Client(base_url=server.url, headers=headers)
+            completions = [{"model": "m", "prompt": "p", "stream": s} for s in (False, True)]
+            answers = [client.post("/v1/completions", json=body) for body in completions]
+            for path in ("/invoke", "/stream", "/batch"):
+                body = {"inputs": ["p"]} if path == "/batch" else {"input": "p"}
+                answers.append(client.post(path, json=body))
+            answers += [client.get(path) for path in ("/v1/models", "/health")]
+            client.close()
         assert upstream.requests[0].headers["authorization"] == "Bearer sk-upstream-secret"
     assert answers[0].status_code == 502  # the upstream refused: a gateway error, typed
     for answer in answers:
