@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-tokens-cap", type=int, default=4096)
     parser.add_argument("--max-body-bytes", type=int, default=1_000_000)
+    parser.add_argument("--max-batch", type=int, default=64, help="inputs per /batch request")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds streams get on shutdown")
     parser.add_argument("--log-level", default="info")
     _add_model_options(parser)
@@ -104,6 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_waiting=args.max_waiting,
         grace_seconds=args.grace,
         max_concurrency=args.max_concurrency,
+        max_batch=args.max_batch,
     )
     models, aliases = _models(args)
     app = create_app(models, settings, aliases)

@@ -90,3 +90,12 @@ def test_the_banner_names_the_keys_requirement() -> None:
         banner = proc.stderr.readline()
     assert names == ["smol"]
     assert "1 API key(s) required" in banner and "sk-test" not in banner
+
+
+def test_limits_given_on_the_command_line_apply() -> None:
+    with served("-m", "fake:x", "--max-batch", "2", "--max-body-bytes", "300") as (url, _):
+        assert httpx.post(url + "/batch", json={"inputs": ["a", "b"]}).status_code == 200
+        over = httpx.post(url + "/batch", json={"inputs": ["a", "b", "c"]})
+        big = httpx.post(url + "/invoke", json={"input": "x" * 400})
+    assert over.status_code == 400 and "at most 2 inputs" in over.json()["error"]["message"]
+    assert big.status_code == 413
