@@ -1,0 +1,259 @@
+"""The fault-injection matrix: what a server can do wrong, how each HTTP provider must end.
+
+Each ``Case`` scripts the loopback server (``servers.scripted``) in the provider's own wire
+format (OpenAI's completions SSE, or the ``/stream`` frames of ``lmstream serve``), then a
+consumer reads one stream with ``stream_chunks`` / ``astream_chunks``. ``run_cell`` returns
+what happened: the outcome (``ok`` or the error's class), the text handed on, the error's
+``partial_text``, the LLM runs' ends as callbacks saw them, and the requests the server got.
+``table`` renders the cells as the Markdown table published in ``docs/reliability.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from servers.scripted import Reply, Reset, ScriptedServer, Send, Stall, error, frames
+
+from lmstream import BaseCallbackHandler, LMStreamError
+
+TEXTS = ["Hel", "lo ", "wor", "ld."]
+FULL = "".join(TEXTS)
+HEAD = TEXTS[:2]
+PARTIAL = "".join(HEAD)
+PROVIDERS = {"openai": "OpenAI", "remote": "RemoteLLM"}
+FLAVOURS = ("sync", "async")
+_SSE = {"content-type": "text/event-stream"}
+
+
+# -- the two wire formats --------------------------------------------------------------
+
+
+def _remote_frame(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+class Wire:
+    """Builds a provider's answers: all of ``texts`` (``ok``), or the head of a stream
+    followed by something else (``head``), and the provider's in-band error frame."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+
+    def head(self, texts: list[str]) -> list[bytes]:
+        if self.provider == "openai":
+            return frames(texts, finish_reason=None, usage=None, done=False)
+        out = [_remote_frame("metadata", {"run_id": "0190a8d2-0000-7000-8000-000000000000"})]
+        out += [_remote_frame("data", {"text": t, "generation_info": None}) for t in texts]
+        return out
+
+    def tail(self, texts: list[str]) -> list[bytes]:
+        """What ends a complete answer of ``texts``: finish reason, usage, terminator."""
+        if self.provider == "openai":
+            return frames([], usage=(3, len(texts)))
+        usage = {
+            "prompt_tokens": 3,
+            "completion_tokens": len(texts),
+            "total_tokens": 3 + len(texts),
+        }
+        outcome = {"finish_reason": "stop", "usage": usage}
+        return [_remote_frame("data", {"text": "", "generation_info": outcome}),
+                _remote_frame("end", outcome)]  # fmt: skip
+
+    def in_band_error(self) -> bytes:
+        if self.provider == "openai":
+            body = {"error": {"message": "overloaded", "type": "server_error", "code": 503}}
+            return f"data: {json.dumps(body)}\n\n".encode()
+        body = {"type": "ProviderError", "message": "overloaded", "partial_text": PARTIAL}
+        return _remote_frame("error", body)
+
+    def malformed(self) -> bytes:
+        return (
+            b"data: {not json\n\n" if self.provider == "openai" else b"event: data\ndata: {no\n\n"
+        )
+
+    def reply(self, parts: list[bytes], *then: Send | Stall | Reset) -> Reply:
+        return Reply(headers=dict(_SSE), steps=[*(Send(p) for p in parts), *then])
+
+    def ok(self) -> Reply:
+        return self.reply([*self.head(TEXTS), *self.tail(TEXTS)])
+
+
+# -- the cases -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """One fault: how the server behaves, and the outcome every provider and flavour must
+    reach (``ok``, or the error's class name), the text it keeps, the requests it makes."""
+
+    name: str
+    server: str
+    script: Callable[[Wire], list[Reply]] | None
+    outcome: str
+    text: str
+    requests: int
+    settings: dict[str, Any] = field(default_factory=dict)
+    consumer_delay: float = 0.0
+
+
+CASES = [
+    Case("connection refused", "nothing listens on the port", None,
+         "APIConnectionError", "", 0),
+    Case("reset before the first chunk", "headers, then a TCP reset; then a good answer",
+         lambda w: [Reply(headers=dict(_SSE), steps=[Reset()]), w.ok()], "ok", FULL, 2),
+    Case("reset mid-stream", "two chunks, then a TCP reset",
+         lambda w: [w.reply(w.head(HEAD), Reset())], "APIConnectionError", PARTIAL, 1),
+    Case("closed mid-stream", "two chunks, then the connection closes without a reset",
+         lambda w: [w.reply(w.head(HEAD), Reset(rst=False))], "APIConnectionError", PARTIAL, 1),
+    Case("stall past the idle limit", "two chunks, then silence (idle limit 0.3 s)",
+         lambda w: [w.reply(w.head(HEAD), Stall())], "APITimeoutError", PARTIAL, 1,
+         {"idle_timeout": 0.3}),
+    Case("no first chunk in time", "headers, then silence (first-token limit 0.3 s, no retries)",
+         lambda w: [w.reply([], Stall())], "APITimeoutError", "", 1,
+         {"first_token_timeout": 0.3, "max_retries": 0}),
+    Case("in-band error", "two chunks, then the protocol's error event",
+         lambda w: [w.reply([*w.head(HEAD), w.in_band_error()])], "in-band", PARTIAL, 1),
+    Case("malformed SSE", "two chunks, then a frame that is not JSON",
+         lambda w: [w.reply([*w.head(HEAD), w.malformed()])], "ProtocolError", PARTIAL, 1),
+    Case("no terminator", "two chunks, then the body ends cleanly without the end marker",
+         lambda w: [w.reply(w.head(HEAD))], "ProtocolError", PARTIAL, 1),
+    Case("429 then success", "429 with Retry-After: 0, then a good answer",
+         lambda w: [error(429, headers={"retry-after": "0"}, type="rate_limit_error"), w.ok()],
+         "ok", FULL, 2),
+    Case("5xx then success", "503, then a good answer",
+         lambda w: [error(503), w.ok()], "ok", FULL, 2),
+    Case("401", "401 with an OpenAI-shaped error body",
+         lambda w: [error(401, "bad key", type="invalid_request_error")],
+         "AuthenticationError", "", 1),
+    Case("slow consumer", "a good answer; the consumer takes 0.3 s per chunk (idle limit 0.2 s)",
+         lambda w: [w.ok()], "ok", FULL, 1, {"idle_timeout": 0.2}, 0.3),
+]  # fmt: skip
+IN_BAND = {"openai": "ServerError", "remote": "ProviderError"}
+
+
+def expected_outcome(case: Case, provider: str) -> str:
+    """The outcome ``case`` must reach with ``provider``."""
+    return IN_BAND[provider] if case.outcome == "in-band" else case.outcome
+
+
+# -- running one cell ------------------------------------------------------------------
+
+
+class Ends(BaseCallbackHandler):
+    """How the LLM runs ended, in order: ``end``, ``error`` or ``cancel``."""
+
+    def __init__(self) -> None:
+        self.ends: list[str] = []
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        self.ends.append("end")
+
+    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+        self.ends.append("error")
+
+    def on_llm_cancel(self, response: Any, **kwargs: Any) -> None:
+        self.ends.append("cancel")
+
+
+@dataclass
+class Cell:
+    """What one stream did."""
+
+    outcome: str
+    text: str
+    finish_reason: str | None
+    error: LMStreamError | None
+    ends: list[str]
+    requests: int
+    phase: str | None = None
+
+    def render(self) -> str:
+        what = "ok" if self.error is None else f"`{self.outcome}`"
+        if self.phase:
+            what += f" ({self.phase})"
+        kept = f", keeps {self.text!r}" if self.error is not None and self.text else ""
+        plural = "" if self.requests == 1 else "s"
+        return f"{what}{kept}, {self.requests} request{plural}"
+
+
+def _make(provider: str, url: str, settings: dict[str, Any]) -> Any:
+    options = {"retry_backoff": 0.001, **settings}
+    if provider == "openai":
+        from lmstream.providers.openai import OpenAI
+
+        return OpenAI("scripted", base_url=url, api_key="sk-scripted", **options)
+    from lmstream.providers.remote import RemoteLLM
+
+    return RemoteLLM(url.removesuffix("/v1"), api_key="sk-scripted", **options)
+
+
+def _consume_sync(llm: Any, case: Case, config: Any) -> tuple[list[Any], BaseException | None]:
+    chunks: list[Any] = []
+    try:
+        for chunk in llm.stream_chunks("Say hello", config):
+            chunks.append(chunk)
+            time.sleep(case.consumer_delay)
+    except LMStreamError as exc:
+        return chunks, exc
+    finally:
+        llm.close()
+    return chunks, None
+
+
+async def _consume_async(
+    llm: Any, case: Case, config: Any
+) -> tuple[list[Any], BaseException | None]:
+    chunks: list[Any] = []
+    try:
+        async for chunk in llm.astream_chunks("Say hello", config):
+            chunks.append(chunk)
+            await asyncio.sleep(case.consumer_delay)
+    except LMStreamError as exc:
+        return chunks, exc
+    finally:
+        await llm.aclose()
+    return chunks, None
+
+
+def run_cell(server: ScriptedServer, refused_url: str, case: Case, provider: str,
+             flavour: str) -> Cell:  # fmt: skip
+    """Script the server for ``case``, read one stream, and say what happened."""
+    server.reset_log()
+    server.handler = lambda body: error(418, "an unscripted request")
+    url = refused_url if case.script is None else server.url
+    if case.script is not None:
+        server.script(*case.script(Wire(provider)))
+    llm, ends = _make(provider, url, case.settings), Ends()
+    config = {"callbacks": [ends]}
+    if flavour == "sync":
+        chunks, exc = _consume_sync(llm, case, config)
+    else:
+        chunks, exc = asyncio.run(_consume_async(llm, case, config))
+    info: dict[str, Any] = {}
+    for chunk in chunks:
+        info.update(chunk.generation_info or {})
+    requests = 0 if case.script is None else len(server.requests)
+    error_ = exc if isinstance(exc, LMStreamError) else None
+    return Cell(
+        "ok" if exc is None else type(exc).__name__, "".join(c.text for c in chunks),
+        info.get("finish_reason"), error_, ends.ends, requests, getattr(exc, "phase", None),
+    )  # fmt: skip
+
+
+# -- the published table ---------------------------------------------------------------
+
+
+def table(cells: dict[tuple[str, str, str], Cell]) -> str:
+    """The Markdown table of every case, provider and flavour."""
+    columns = [(p, f) for p in PROVIDERS for f in FLAVOURS]
+    head = ["Fault", "What the server does", *(f"{PROVIDERS[p]} {f}" for p, f in columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for case in CASES:
+        row = [case.name, case.server, *(cells[case.name, p, f].render() for p, f in columns)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
