@@ -11,15 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from subjects import PROVIDERS, Subject
 
 TAKE = 3
 WAYS = ["break", "close", "aclose", "task-cancel", "events-consumer-stops"]
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
+BLOCK = re.compile(r"(<!-- cancel:start -->\n)(.*?)(\n<!-- cancel:end -->)", re.DOTALL)
+AFTER: dict[tuple[str, str], int] = {}
+"""Tokens the model produced after the consumer stopped, by provider and way."""
+LEAKS: dict[str, str] = {}
+"""What 1,000 cancelled streams left behind, by provider."""
 
 
 def _stop_sync(subject: Subject, way: str) -> int:
@@ -97,6 +105,7 @@ def test_the_model_stops_within_one_token(provider: str, way: str) -> None:
         time.sleep(0.2)  # long enough for a runaway generation to show itself
         assert subject.produced() == ended  # nothing runs after the stream returned
     assert at_stop - start >= TAKE
+    AFTER[provider, way] = ended - at_stop
     assert ended - at_stop <= 1 + subject.in_flight
     assert ended - start < subject.limit // 2
 
@@ -129,6 +138,11 @@ def test_a_thousand_cancelled_streams_leave_nothing_behind(provider: str) -> Non
         tasks_before, tasks_after = asyncio.run(many())
         subject.settled()
         assert _wait(lambda: threading.active_count() <= threads)
+        LEAKS[provider] = (
+            f"{subject.soak} streams: threads {threads}→{threading.active_count()}, "
+            f"tasks {tasks_before}→{tasks_after}, fds {fds}→{_open_fds()}, "
+            f"server connections {subject.open_connections()}"
+        )
         assert tasks_after == tasks_before
         assert _open_fds() <= fds
         assert subject.open_connections() <= subject.pool_connections
@@ -139,3 +153,31 @@ def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
     while time.monotonic() < deadline and not condition():
         time.sleep(0.02)
     return condition()
+
+
+def _table() -> str:
+    head = ["Provider", *WAYS, "after the cancelled streams"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for provider in PROVIDERS:
+        row = [provider, *(str(AFTER[provider, way]) for way in WAYS), LEAKS[provider]]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def test_the_published_figures_are_within_the_bounds() -> None:
+    """The table in docs/reliability.md: this run's figures with ``LMSTREAM_WRITE_DOCS=1``;
+    otherwise a published run's, which must cover every provider and way, within bounds."""
+    page = PAGE.read_text(encoding="utf-8")
+    match = BLOCK.search(page)
+    assert match is not None, f"{PAGE} has no <!-- cancel:start --> ... <!-- cancel:end --> block"
+    complete = len(AFTER) == len(PROVIDERS) * len(WAYS) and len(LEAKS) == len(PROVIDERS)
+    if os.environ.get("LMSTREAM_WRITE_DOCS") == "1" and complete:
+        PAGE.write_text(BLOCK.sub(lambda m: m[1] + _table() + m[3], page), encoding="utf-8")
+        return
+    rows = {line.split(" | ")[0].strip("| "): line.strip("|").split(" | ")
+            for line in match[2].splitlines()[2:]}  # fmt: skip
+    assert set(rows) == set(PROVIDERS)
+    for provider, cells in rows.items():
+        assert all(0 <= int(cell) <= 1 for cell in cells[1 : 1 + len(WAYS)]), (provider, cells)
+        counts = re.findall(r"(\d+)→(\d+)", cells[-1])
+        assert len(counts) == 3 and all(int(b) <= int(a) for a, b in counts), cells[-1]
