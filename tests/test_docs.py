@@ -102,6 +102,27 @@ def test_a_stale_output_block_is_reported(tmp_path: Path) -> None:
     assert tool.stale(page, ["goodbye", ""]) == ""
 
 
+MODEL_PAGE = PAGE.replace("<!-- run -->", "<!-- run: model -->", 1)
+
+
+@pytest.mark.parametrize("same_model", [True, False])
+def test_model_outputs_are_compared_where_the_model_writes_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, same_model: bool
+) -> None:
+    monkeypatch.setattr(tool, "model_outputs_comparable", lambda: same_model)
+    page = tool.parse(tmp_path / "page.md", MODEL_PAGE)
+    assert page.examples[0].options == ("model",)
+    assert bool(tool.stale(page, ["other words", ""])) is same_model
+    assert tool.stale(page, ["", ""]) != ""  # printing nothing is stale anywhere
+    assert tool.stale(page, ["goodbye", "printed"]) != ""  # the other examples as usual
+
+
+def test_the_pages_say_on_which_model_they_were_written() -> None:
+    marked = [e for page in PAGES for e in page.examples if "model" in e.options]
+    assert len(marked) >= 20  # the pages that show the embedded model at work
+    assert tool.FINGERPRINT.read_text(encoding="utf-8").strip()
+
+
 def test_rewriting_adds_replaces_and_removes_output_blocks(tmp_path: Path) -> None:
     page = tool.parse(tmp_path / "page.md", PAGE)
     text = tool.rewrite(page, ["", "added"])
