@@ -35,12 +35,17 @@ def test_multibyte_output_streams_whole_characters(
     assert _splits_characters(llm, text)  # so some characters came in pieces
     assert "\ufffd" not in text
     assert invoke_of(llm, flavour, prompt, max_tokens=24) == text
-    # llama-cpp-python's non-streaming chat completion decodes all bytes at once
+    # llama-cpp-python's non-streaming chat completion decodes all bytes at once; where the
+    # token budget ends inside a character it generates past the budget to finish it,
+    # while lmstream keeps to the budget and leaves the unfinished character out
     whole = llm.client.create_chat_completion(
         [{"role": "user", "content": prompt}], max_tokens=24, temperature=0.0,
         top_p=llm.top_p, top_k=llm.top_k, repeat_penalty=llm.repeat_penalty,
     )  # fmt: skip
-    assert whole["choices"][0]["message"]["content"] == text
+    reference = whole["choices"][0]["message"]["content"]
+    assert reference == text or (
+        reference.startswith(text) and whole["usage"]["completion_tokens"] > 24
+    ), (reference, text)
 
 
 def _scripted(llm: LlamaCpp, monkeypatch: pytest.MonkeyPatch, text: str) -> list[int]:
