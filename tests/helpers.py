@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+
+from lmstream import BaseCallbackHandler
 
 
 def _collect_async(agen: AsyncIterator[Any]) -> list[Any]:
@@ -81,3 +84,30 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class Outcomes(BaseCallbackHandler):
+    """Records LLM runs as callbacks see them: each start's first prompt, and how each run
+    ended (``finished``, ``failed`` or ``cancelled``), in order; safe across threads."""
+
+    def __init__(self) -> None:
+        self.starts: list[str] = []
+        self.outcomes: list[str] = []
+        self._lock = threading.Lock()
+
+    def on_llm_start(self, serialized: Any, prompts: list[str], **kwargs: Any) -> None:
+        with self._lock:
+            self.starts.append(prompts[0] if prompts else "")
+
+    def _ended(self, outcome: str) -> None:
+        with self._lock:
+            self.outcomes.append(outcome)
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        self._ended("finished")
+
+    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+        self._ended("failed")
+
+    def on_llm_cancel(self, response: Any, **kwargs: Any) -> None:
+        self._ended("cancelled")

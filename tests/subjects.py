@@ -7,27 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from lmstream import BaseCallbackHandler, FakeLLM
-
-
-class Ends(BaseCallbackHandler):
-    """Counts LLM runs that started, and those that ended, however they ended."""
-
-    def __init__(self) -> None:
-        self.started = 0
-        self.ended = 0
-
-    def on_llm_start(self, serialized: Any, prompts: Any, **kwargs: Any) -> None:
-        self.started += 1
-
-    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-        self.ended += 1
-
-    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
-        self.ended += 1
-
-    def on_llm_cancel(self, response: Any, **kwargs: Any) -> None:
-        self.ended += 1
+from lmstream import FakeLLM
 
 
 class Subject:
@@ -95,9 +75,10 @@ def established_to(port: int) -> int:
 
 @contextmanager
 def _through_server(make_client: Callable[[str], Any]) -> Iterator[Subject]:
+    from helpers import Outcomes
     from server_runner import running  # the lmstream server on loopback, in a thread
 
-    ends = Ends()
+    ends = Outcomes()
     far = FakeLLM(["x" * 2000], delay=0.002, callbacks=[ends])
     with running({"m": far}) as server:
         port = int(server.url.rsplit(":", 1)[1])
@@ -106,7 +87,7 @@ def _through_server(make_client: Callable[[str], Any]) -> Iterator[Subject]:
         def settled() -> int:
             from helpers import wait_until
 
-            wait_until(lambda: ends.ended >= ends.started, timeout=10)
+            wait_until(lambda: len(ends.outcomes) >= len(ends.starts), timeout=10)
             return far.tokens_produced
 
         yield Subject(

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from helpers import Outcomes
 from servers.scripted import Reply, Reset, ScriptedServer, Send, Stall, error, frames
 
-from lmstream import BaseCallbackHandler, LMStreamError
+from lmstream import LMStreamError
 
 TEXTS = ["Hel", "lo ", "wor", "ld."]
 FULL = "".join(TEXTS)
@@ -144,22 +145,6 @@ def expected_outcome(case: Case, provider: str) -> str:
 # -- running one cell ------------------------------------------------------------------
 
 
-class Ends(BaseCallbackHandler):
-    """How the LLM runs ended, in order: ``end``, ``error`` or ``cancel``."""
-
-    def __init__(self) -> None:
-        self.ends: list[str] = []
-
-    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-        self.ends.append("end")
-
-    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
-        self.ends.append("error")
-
-    def on_llm_cancel(self, response: Any, **kwargs: Any) -> None:
-        self.ends.append("cancel")
-
-
 @dataclass
 class Cell:
     """What one stream did."""
@@ -228,7 +213,7 @@ def run_cell(server: ScriptedServer, refused_url: str, case: Case, provider: str
     url = refused_url if case.script is None else server.url
     if case.script is not None:
         server.script(*case.script(Wire(provider)))
-    llm, ends = _make(provider, url, case.settings), Ends()
+    llm, ends = _make(provider, url, case.settings), Outcomes()
     config = {"callbacks": [ends]}
     if flavour == "sync":
         chunks, exc = _consume_sync(llm, case, config)
@@ -241,7 +226,7 @@ def run_cell(server: ScriptedServer, refused_url: str, case: Case, provider: str
     error_ = exc if isinstance(exc, LMStreamError) else None
     return Cell(
         "ok" if exc is None else type(exc).__name__, "".join(c.text for c in chunks),
-        info.get("finish_reason"), error_, ends.ends, requests, getattr(exc, "phase", None),
+        info.get("finish_reason"), error_, ends.outcomes, requests, getattr(exc, "phase", None),
     )  # fmt: skip
 
 

@@ -65,11 +65,11 @@ def test_each_fault_ends_in_one_typed_outcome(
     assert got.requests == case.requests
     if got.error is None:
         assert got.finish_reason == "stop"
-        assert got.ends == ["end"]
+        assert got.ends == ["finished"]
     else:
         assert isinstance(got.error, GenerationError)
         assert got.error.partial_text == got.text  # what was handed on is kept
-        assert got.ends == ["error"]
+        assert got.ends == ["failed"]
 
 
 def test_timeouts_say_which_limit_ran_out(server: ScriptedServer, refused: str) -> None:

@@ -4,34 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from typing import Any
 
 import httpx
-from helpers import is_sync, wait_until
+from helpers import Outcomes, is_sync, wait_until
 
-from lmstream import BaseCallbackHandler, FakeLLM
-
-
-class Ends(BaseCallbackHandler):
-    def __init__(self) -> None:
-        self.starts: list[str] = []
-        self.outcomes: list[str] = []
-        self.lock = threading.Lock()
-
-    def on_llm_start(self, serialized: Any, prompts: list[str], **kw: Any) -> None:
-        with self.lock:
-            self.starts.append(prompts[0])
-
-    def on_llm_end(self, response: Any, **kw: Any) -> None:
-        self.outcomes.append("finished")
-
-    def on_llm_cancel(self, response: Any, **kw: Any) -> None:
-        self.outcomes.append("cancelled")
-
-    def on_llm_error(self, error: BaseException, **kw: Any) -> None:
-        self.outcomes.append("failed")
-
+from lmstream import FakeLLM
 
 STREAM = {"model": "m", "prompt": "p", "stream": True, "max_tokens": 400}
 
@@ -50,7 +28,7 @@ def read_first_frame_and_leave(url: str, flavour: str, path: str, body: dict[str
 
 
 def test_a_client_leaving_a_stream_stops_the_model(serve: Any, flavour: str) -> None:
-    ends = Ends()
+    ends = Outcomes()
     llm = FakeLLM(["x" * 400], delay=0.01, callbacks=[ends])
     with serve({"m": llm}) as server:
         read_first_frame_and_leave(server.url, flavour, "/v1/completions", STREAM)
@@ -63,7 +41,7 @@ def test_a_client_leaving_a_stream_stops_the_model(serve: Any, flavour: str) -> 
 
 
 def test_a_client_leaving_a_runnable_stream_stops_the_model(serve: Any, flavour: str) -> None:
-    ends = Ends()
+    ends = Outcomes()
     llm = FakeLLM(["y" * 400], delay=0.01, callbacks=[ends])
     with serve({"m": llm}) as server:
         read_first_frame_and_leave(server.url, flavour, "/stream_events", {"input": "p"})
@@ -72,7 +50,7 @@ def test_a_client_leaving_a_runnable_stream_stops_the_model(serve: Any, flavour:
 
 
 def test_a_client_giving_up_on_a_plain_request_stops_the_model(serve: Any) -> None:
-    ends = Ends()
+    ends = Outcomes()
     llm = FakeLLM(["z" * 100], delay=0.05, callbacks=[ends])
     with serve({"m": llm}) as server:
         with contextlib.suppress(httpx.TimeoutException):
@@ -109,7 +87,7 @@ def test_many_concurrent_streams_are_all_complete(serve: Any) -> None:
 
 
 def test_a_serializing_model_queues_fairly_and_turns_away_the_overflow(serve: Any) -> None:
-    ends = Ends()
+    ends = Outcomes()
     llm = FakeLLM(["abcdefghij"], delay=0.03, callbacks=[ends])
     llm.thread_safe = False  # like llama.cpp: one generation at a time
 
