@@ -80,7 +80,7 @@ class EventFilter:
 class _Info:
     __slots__ = (
         "admitted", "as_text", "kind", "llm", "metadata", "name", "parent_ids", "rid", "root",
-        "stream_event", "tags",
+        "stream_event", "tags", "template",
     )  # fmt: skip
 
     def __init__(self, run: Run, rid: str, parent_ids: list[str], root: bool, admitted: bool):
@@ -95,6 +95,7 @@ class _Info:
         self.metadata = run.metadata
         self.stream_event = f"on_{self.kind}_stream"
         self.as_text = False  # whether stream chunks are sent as text (set by the stream)
+        self.template: dict[str, Any] = {}  # a stream event but its data, made once per run
 
 
 class EventStream:
@@ -124,21 +125,32 @@ class EventStream:
         self.runs: dict[Run, _Info] = {}
         self.ids: dict[UUID, _Info] = {}
         self.root_seen = False
+        self.rewritten: str | None = None  # v2: the run whose first event got the root input
 
     # -- the queue ----------------------------------------------------------------------
 
     def _push(self, event: Any) -> None:
         self.queue.append(event)
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if threading.get_ident() == self.thread:
-                if not waiter.done():
-                    waiter.set_result(None)
-            else:
-                self.loop.call_soon_threadsafe(_wake, waiter)
+        if self.waiter is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is None:
+            return
+        if threading.get_ident() == self.thread:
+            if not waiter.done():
+                waiter.set_result(None)
+        else:
+            self.loop.call_soon_threadsafe(_wake, waiter)
 
     def _event(self, info: _Info, event: str, data: dict[str, Any]) -> dict[str, Any]:
+        if not self.v1:  # the first run event carries the root's input; its end does not
+            if self.rewritten is None:
+                self.rewritten = info.rid
+                data = {**data, "input": self.root_input}
+            elif info.rid == self.rewritten and event.endswith(("_end", "_error")):
+                data = {k: v for k, v in data.items() if k != "input"}
         return {
             "event": event,
             "name": info.name,
@@ -167,6 +179,11 @@ class EventStream:
         self.runs[run] = info
         self.ids[run.id] = info
         if admitted:
+            info.template = {
+                "event": info.stream_event, "name": info.name, "run_id": info.rid,
+                "tags": info.tags, "metadata": info.metadata,
+                "parent_ids": [] if self.v1 else info.parent_ids,
+            }  # fmt: skip
             self._push(self._event(info, f"on_{info.kind}_start", self._start_data(run, info)))
 
     def _start_data(self, run: Run, info: _Info) -> dict[str, Any]:
@@ -181,17 +198,11 @@ class EventStream:
         info = self.runs.get(run)
         if info is None or not info.admitted:
             return
-        self._push(
-            {
-                "event": info.stream_event,
-                "name": info.name,
-                "run_id": info.rid,
-                "tags": info.tags,
-                "metadata": info.metadata,
-                "parent_ids": [] if self.v1 else info.parent_ids,
-                "data": {"chunk": chunk.text if info.as_text else chunk},
-            }
-        )
+        event = info.template.copy()
+        event["data"] = {"chunk": chunk.text if info.as_text else chunk}
+        self.queue.append(event)  # _push, inlined on the per-token path
+        if self.waiter is not None:
+            self._wake()
 
     def run_finished(
         self, run: Run, outcome: str, payload: Any, error: BaseException | None
@@ -326,7 +337,6 @@ async def astream_events(
     sink = EventStream(version, root_id, filters, loop, dict(cfg), input)  # type: ignore[arg-type]
     _attach(cfg, sink)
     task = loop.create_task(_produce(runnable, input, cfg, kwargs, sink))
-    rewritten: str | None = None
     try:
         while True:
             queue = sink.queue
@@ -342,12 +352,6 @@ async def astream_events(
                 if event[1] is not None:
                     raise event[1]
                 return
-            if version == "v2" and event["event"] != "on_custom_event":
-                if rewritten is None:  # the first admitted run event gets the root's input
-                    rewritten = event["run_id"]
-                    event["data"] = {**event["data"], "input": input}
-                elif event["run_id"] == rewritten and event["event"].endswith(("_end", "_error")):
-                    event["data"] = {k: v for k, v in event["data"].items() if k != "input"}
             yield event
     finally:
         if not task.done():

@@ -135,7 +135,14 @@ class Run:
 
     def report_chunk(self, chunk: Any) -> Pending:
         """Report a chunk; the coroutines of async handlers are returned, not awaited."""
-        return self._chunk(chunk)
+        for sink in self.sinks:
+            sink.run_chunk(self, chunk)
+        if self.is_llm and self.handlers:
+            return dispatch(
+                self.handlers, "on_llm_new_token", "ignore_llm", chunk.text, chunk=chunk,
+                **self._ids(),
+            )  # fmt: skip
+        return []
 
     def child(self, tag: str | None = None) -> CallbackManager:
         """The callbacks for a child run: inherited handlers, this run as parent (when
@@ -171,16 +178,6 @@ class Run:
             metadata=self.metadata, name=self.name, run_type=self.run_type, **self._ids(),
         )  # fmt: skip
 
-    def _chunk(self, chunk: Any) -> Pending:
-        for sink in self.sinks:
-            sink.run_chunk(self, chunk)
-        if self.is_llm and self.handlers:
-            return dispatch(
-                self.handlers, "on_llm_new_token", "ignore_llm", chunk.text, chunk=chunk,
-                **self._ids(),
-            )  # fmt: skip
-        return []
-
     def _finish(self, outcome: str, payload: Any, error: BaseException | None) -> Pending:
         if self.outcome is not None:
             return []
@@ -211,7 +208,7 @@ class Run:
 
     def chunk(self, chunk: Any) -> None:
         """Report a chunk of streamed output."""
-        if pending := self._chunk(chunk):
+        if pending := self.report_chunk(chunk):
             drain(pending, "chunk")
 
     def end(self, output: Any) -> None:
@@ -236,7 +233,7 @@ class Run:
 
     async def achunk(self, chunk: Any) -> None:
         """Report a chunk of streamed output."""
-        if pending := self._chunk(chunk):
+        if pending := self.report_chunk(chunk):
             await drain_async(pending, "chunk")
 
     async def aend(self, output: Any) -> None:
