@@ -3,7 +3,7 @@
 PYTHON ?= .venv/bin/python
 BENCH_PYTHON ?= .venv-bench/bin/python
 
-.PHONY: docs docs-outputs docs-check docs-serve bench bench-quick
+.PHONY: docs docs-outputs docs-check docs-serve bench bench-quick reliability
 
 # Re-run every example in docs/ (rewriting the output blocks), then build the site.
 docs: docs-outputs
@@ -18,6 +18,10 @@ docs-check:
 
 docs-serve:
 	$(PYTHON) -m mkdocs serve
+
+# Re-run the reliability suite and rewrite the tables of docs/reliability.md from the run.
+reliability:
+	LMSTREAM_WRITE_DOCS=1 $(PYTHON) -m pytest tests/reliability
 
 # Run every benchmark; rewrites docs/benchmarks.md, its plots and the README headline.
 bench: .venv-bench/.installed
