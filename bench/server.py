@@ -40,6 +40,13 @@ def _port() -> int:
 @contextlib.contextmanager
 def serving(model: str, *options: str) -> Iterator[str]:
     """``lmstream serve`` in a subprocess; yields its base URL."""
+    with serving_process(model, *options) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def serving_process(model: str, *options: str) -> Iterator[tuple[str, int]]:
+    """``lmstream serve`` in a subprocess; yields its base URL and its pid."""
     port = _port()
     command = [sys.executable, "-m", "lmstream", "serve", "-m", model, "--port", str(port),
                "--log-level", "warning", "--max-waiting", "1000", *options]  # fmt: skip
@@ -54,7 +61,7 @@ def serving(model: str, *options: str) -> Iterator[str]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"the server for {model} did not start")
             time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=60)

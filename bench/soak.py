@@ -16,53 +16,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import random
 import re
-import socket
-import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
+from bench.server import serving_process
+
 TOKENS = 30
 EXPECTED = " ".join(f"w{i}" for i in range(TOKENS))
 BODY = {"model": "m", "prompt": "p", "stream": True, "max_tokens": TOKENS}
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def server(delay: float) -> Iterator[tuple[str, int]]:
-    """``lmstream serve`` on the fake model; yields (url, pid)."""
-    port = _port()
-    command = [sys.executable, "-m", "lmstream", "serve", "-m", "fake:" + EXPECTED,
-               "--option", f"delay={delay}", "--option", 'chunking="word"', "--port", str(port),
-               "--max-waiting", "10000", "--log-level", "warning"]  # fmt: skip
-    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + "/health").status_code == 200:
-                    break
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.1)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
 
 
 def rss_kib(pid: int) -> int:
@@ -183,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     random.seed(args.seed)
-    with server(args.delay) as (url, pid):
+    options = ("--option", f"delay={args.delay}", "--option", 'chunking="word"', "--max-waiting",
+               "10000")  # fmt: skip
+    with serving_process("fake:" + EXPECTED, *options) as (url, pid):
         result = asyncio.run(soak(url, pid, args.streams, args.concurrency))
     report(result, args.streams)
     bad = [o for o in result["outcomes"] if o.split(": ")[1].split()[0].isupper()]
