@@ -16,7 +16,6 @@ from lmstream.errors import InvalidInputError
 
 if TYPE_CHECKING:
     import asyncio
-    from concurrent.futures import Future
 
     from lmstream.runnable import Runnable
 
@@ -48,38 +47,60 @@ def _window_threads(
     workers: int,
     return_exceptions: bool,
     kwargs: dict[str, Any],
+    paced: bool,
 ) -> Iterator[tuple[int, Any]]:
-    """Yield ``(index, result)`` as calls finish, at most ``workers`` in flight: the next
-    input starts as soon as one finishes. The first failure (without ``return_exceptions``)
-    stops starting new calls and propagates once the calls in flight are done; so does
-    closing the iterator."""
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    """Yield ``(index, result)`` as calls finish, at most ``workers`` in flight: a worker
+    thread takes the next input as soon as its call is done, or, ``paced``, as soon as a
+    result is taken (for a consumer that may stop: results it has not taken count as in
+    flight). The first failure (without ``return_exceptions``) stops starting new calls
+    and propagates once the calls in flight are done; so does closing the iterator."""
+    import queue
+    import threading
 
     base = contextvars.copy_context()
-    pool = ThreadPoolExecutor(max_workers=min(workers, len(items)))
-    waiting = iter(range(len(items)))
-    running: dict[Future[Any], int] = {}
+    indices = iter(range(len(items)))
+    count = min(workers, len(items))
+    take, stop, slots = threading.Lock(), threading.Event(), threading.Semaphore(count)
+    done: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
-    def start_next() -> None:
-        i = next(waiting, None)
-        if i is not None:
-            call = partial(runnable.invoke, items[i], configs[i], **kwargs)
-            running[pool.submit(base.copy().run, call)] = i
+    def fatal(exc: BaseException) -> bool:
+        return not (return_exceptions and isinstance(exc, Exception))
 
+    def work() -> None:
+        while (not paced or slots.acquire()) and not stop.is_set():
+            with take:
+                i = next(indices, None)
+            if i is None:
+                break
+            try:
+                call = partial(runnable.invoke, items[i], configs[i], **kwargs)
+                done.put((i, base.copy().run(call), None))
+            except BaseException as exc:  # handed to the consumer, which raises it or not
+                if fatal(exc):
+                    stop.set()  # before anyone can start another call
+                done.put((i, None, exc))
+        done.put(_END)
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
     try:
-        for _ in range(workers):
-            start_next()
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in sorted(done, key=running.__getitem__):
-                i = running.pop(future)
-                exc = future.exception()
-                if exc is not None and not (return_exceptions and isinstance(exc, Exception)):
-                    raise exc
-                start_next()
-                yield i, exc if exc is not None else future.result()
+        ended = 0
+        while ended < count:
+            if (item := done.get()) is _END:
+                ended += 1
+                continue
+            i, result, exc = item
+            if exc is not None and fatal(exc):
+                raise exc
+            if paced:
+                slots.release()
+            yield i, exc if exc is not None else result
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        stop.set()
+        slots.release(count)  # wake the workers waiting for a slot: they see the stop
+        for thread in threads:
+            thread.join()
 
 
 def batch(
@@ -94,7 +115,8 @@ def batch(
     if len(items) <= 1:
         return [r for _, r in _run_inline(runnable, items, configs, return_exceptions, kwargs)]
     results: list[Any] = [None] * len(items)
-    for i, result in _window_threads(runnable, items, configs, workers, return_exceptions, kwargs):
+    window = _window_threads(runnable, items, configs, workers, return_exceptions, kwargs, False)
+    for i, result in window:
         results[i] = result
     return results
 
@@ -129,7 +151,7 @@ def batch_as_completed(
     items, configs, workers = _prepare(inputs, config)
     if len(items) <= 1:
         return _run_inline(runnable, items, configs, return_exceptions, kwargs)
-    return _window_threads(runnable, items, configs, workers, return_exceptions, kwargs)
+    return _window_threads(runnable, items, configs, workers, return_exceptions, kwargs, True)
 
 
 async def _ainvoke_one(
