@@ -4,9 +4,10 @@ result or one exception per input, input order kept; ``*_as_completed`` yields
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,55 @@ def _prepare(inputs: Sequence[Any], config: Configs) -> tuple[list[Any], list[Ru
     return items, configs, limit or _default_workers()
 
 
+class _Workers:
+    """Threads that run ``calls``, each taking the next one as soon as its call is done,
+    or, ``paced``, as soon as the consumer takes a result; results come back on a queue.
+    A ``fatal`` failure stops new starts from the thread that saw it."""
+
+    def __init__(self, calls: list[Any], count: int, paced: bool, fatal: Any) -> None:
+        import queue
+        import threading
+
+        self.calls, self.count, self.paced, self.fatal = iter(enumerate(calls)), count, paced, fatal
+        self.take, self.stop = threading.Lock(), threading.Event()
+        self.slots = threading.Semaphore(count)
+        self.done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.threads = [threading.Thread(target=self.work, daemon=True) for _ in range(count)]
+        for thread in self.threads:
+            thread.start()
+
+    def work(self) -> None:
+        while (not self.paced or self.slots.acquire()) and not self.stop.is_set():
+            with self.take:
+                i, call = next(self.calls, (-1, None))
+            if call is None:
+                break
+            try:
+                self.done.put((i, call(), None))
+            except BaseException as exc:  # handed to the consumer, which raises it or not
+                if self.fatal(exc):
+                    self.stop.set()  # before anyone can start another call
+                self.done.put((i, None, exc))
+        self.done.put(_END)
+
+    def results(self) -> Generator[tuple[int, Any, BaseException | None], None, None]:
+        """``(index, result, exception)`` as calls finish; closing stops and joins."""
+        try:
+            ended = 0
+            while ended < self.count:
+                if (item := self.done.get()) is _END:
+                    ended += 1
+                    continue
+                if self.paced:
+                    self.slots.release()
+                yield item
+        finally:
+            self.stop.set()
+            self.slots.release(self.count)  # wake the threads waiting for a slot
+            for thread in self.threads:
+                thread.join()
+
+
 def _window_threads(
     runnable: Runnable[Any, Any],
     items: list[Any],
@@ -54,53 +104,21 @@ def _window_threads(
     result is taken (for a consumer that may stop: results it has not taken count as in
     flight). The first failure (without ``return_exceptions``) stops starting new calls
     and propagates once the calls in flight are done; so does closing the iterator."""
-    import queue
-    import threading
-
     base = contextvars.copy_context()
-    indices = iter(range(len(items)))
-    count = min(workers, len(items))
-    take, stop, slots = threading.Lock(), threading.Event(), threading.Semaphore(count)
-    done: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
     def fatal(exc: BaseException) -> bool:
         return not (return_exceptions and isinstance(exc, Exception))
 
-    def work() -> None:
-        while (not paced or slots.acquire()) and not stop.is_set():
-            with take:
-                i = next(indices, None)
-            if i is None:
-                break
-            try:
-                call = partial(runnable.invoke, items[i], configs[i], **kwargs)
-                done.put((i, base.copy().run(call), None))
-            except BaseException as exc:  # handed to the consumer, which raises it or not
-                if fatal(exc):
-                    stop.set()  # before anyone can start another call
-                done.put((i, None, exc))
-        done.put(_END)
-
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    try:
-        ended = 0
-        while ended < count:
-            if (item := done.get()) is _END:
-                ended += 1
-                continue
-            i, result, exc = item
+    calls = [
+        partial(base.copy().run, partial(runnable.invoke, item, cfg, **kwargs))
+        for item, cfg in zip(items, configs, strict=True)
+    ]
+    window = _Workers(calls, min(workers, len(items)), paced, fatal)
+    with contextlib.closing(window.results()) as results:
+        for i, result, exc in results:
             if exc is not None and fatal(exc):
                 raise exc
-            if paced:
-                slots.release()
             yield i, exc if exc is not None else result
-    finally:
-        stop.set()
-        slots.release(count)  # wake the workers waiting for a slot: they see the stop
-        for thread in threads:
-            thread.join()
 
 
 def batch(
