@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import is_sync, stream_of
+from helpers import is_sync, same_answers, stream_of
 
 from lmstream.errors import ProviderError
 from lmstream.providers import _llamacpp_engine as engine_module
@@ -38,7 +38,7 @@ def test_threads_share_one_model(llm: LlamaCpp) -> None:
 
     with ThreadPoolExecutor(max_workers=9) as pool:
         got = list(pool.map(work, range(9)))
-    assert got == [expected[i % 3] for i in range(9)]
+    assert same_answers(got, [expected[i % 3] for i in range(9)]), got
 
 
 async def test_tasks_share_one_model(llm: LlamaCpp) -> None:
@@ -51,7 +51,7 @@ async def test_tasks_share_one_model(llm: LlamaCpp) -> None:
         return await llm.ainvoke(prompt, max_tokens=8)
 
     got = await asyncio.gather(*(work(i) for i in range(9)))
-    assert got == [expected[i % 3] for i in range(9)]
+    assert same_answers(got, [expected[i % 3] for i in range(9)]), got
 
 
 def test_calling_the_model_inside_its_own_stream(llm: LlamaCpp, flavour: str) -> None:
@@ -64,7 +64,7 @@ def test_calling_the_model_inside_its_own_stream(llm: LlamaCpp, flavour: str) ->
         with pytest.raises(ProviderError, match="unfinished stream"):
             llm.invoke(PROMPTS[1], max_tokens=8)
         stream.close()
-        assert llm.invoke(PROMPTS[1], max_tokens=8) == expected[1]
+        assert same_answers([llm.invoke(PROMPTS[1], max_tokens=8)], expected[1:2])
         return
 
     async def nested() -> tuple[str, str]:
@@ -75,7 +75,7 @@ def test_calling_the_model_inside_its_own_stream(llm: LlamaCpp, flavour: str) ->
                 inner = await llm.ainvoke(PROMPTS[1], max_tokens=8)
         return "".join(parts), inner
 
-    assert asyncio.run(nested()) == (expected[0], expected[1])
+    assert same_answers(asyncio.run(nested()), expected[:2])
 
 
 def test_the_lock_is_granted_in_arrival_order() -> None:
