@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lmstream._accumulate import aggregate
-from lmstream._cli_term import Progress, Spinner
+from lmstream.cli._term import Progress, Spinner
 from lmstream._execution import close
 from lmstream._json import dumps, error_dict, to_jsonable
 from lmstream.chunks import GenerationChunk
@@ -30,7 +30,7 @@ __all__ = ["read_prompts", "run_batch"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    from lmstream.cli import _add_model_options
+    from lmstream.cli.stream import _add_model_options
 
     parser = argparse.ArgumentParser(prog="lmstream batch", description=__doc__.split("\n")[0])
     parser.add_argument("input", help="prompts: .jsonl, or plain text with one per line")
@@ -113,7 +113,7 @@ def _record(index: int, prompt: str, result: Any) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, prompts: list[str], todo: list[int], progress: Progress) -> int:
-    from lmstream.cli import call_kwargs, provider_options
+    from lmstream.cli.stream import call_kwargs, provider_options
 
     with Spinner(f"loading {args.model}"):
         llm = load_llm(args.model, **provider_options(args))
@@ -139,7 +139,7 @@ def _run(args: argparse.Namespace, prompts: list[str], todo: list[int], progress
 
 def run_batch(argv: list[str]) -> int:
     """The ``lmstream batch`` command."""
-    from lmstream.cli import _guarded
+    from lmstream.cli.stream import _guarded
 
     parser = _parser()
     args = parser.parse_args(argv)

@@ -17,7 +17,7 @@ __all__ = ["run_serve"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    from lmstream.cli import _add_model_options
+    from lmstream.cli.stream import _add_model_options
 
     parser = argparse.ArgumentParser(prog="lmstream serve", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _models(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
-    from lmstream.cli import provider_options
+    from lmstream.cli.stream import provider_options
     from lmstream.registry import DEFAULT_MODEL, load_llm
 
     primary_id = args.model or DEFAULT_MODEL
@@ -139,7 +139,7 @@ def run_serve(argv: list[str]) -> int:
     """The ``lmstream serve`` command."""
     import logging
 
-    from lmstream.cli import _guarded
+    from lmstream.cli.stream import _guarded
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)

@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from lmstream._cli_term import Output, Spinner
+from lmstream.cli._term import Output, Spinner
 from lmstream._execution import close
 from lmstream._json import dumps, to_jsonable
 from lmstream.errors import InvalidInputError, LMStreamError
@@ -191,11 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "models":
         return _run_models(args[1:])
     if command == "batch":
-        from lmstream._cli_batch import run_batch
+        from lmstream.cli.batch import run_batch
 
         return run_batch(args[1:])
     if command == "serve":
-        from lmstream._cli_serve import run_serve
+        from lmstream.cli.serve import run_serve
 
         return run_serve(args[1:])
     if command == "prompt":

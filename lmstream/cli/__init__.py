@@ -1,0 +1,5 @@
+"""The ``lmstream`` command."""
+
+from lmstream.cli.stream import main
+
+__all__ = ["main"]
