@@ -9,57 +9,84 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
+import socket
 import sys
 from typing import Any
 
-__all__ = ["run_serve"]
+from lmstream import load_llm
+from lmstream.cli.common import (
+    HelpFormatter,
+    add_model_options,
+    call_kwargs,
+    guarded,
+    provider_options,
+)
+
+__all__ = ["parser", "run_serve"]
+
+DESCRIPTION = """Serve models over HTTP: OpenAI-compatible and runnable endpoints.
+
+Without API keys the server listens on loopback only unless told otherwise, and says so.
+On SIGTERM or Ctrl-C it stops accepting connections, lets in-flight streams finish for
+--grace seconds, then ends the rest with an error frame."""
+
+REQUEST_DEFAULTS = """--max-tokens, --temperature, --seed and --stop are the defaults for requests
+that do not set them, on every endpoint (/v1/completions without either: OpenAI's 16 tokens)"""
+
+LIMITS = (  # option, the ServerSettings field holding its default, type, help
+    ("--max-waiting", "max_waiting", int, "requests waiting for a busy model; past them, 429"),
+    ("--max-concurrency", "max_concurrency", int, "generations at once per thread-safe model"),
+    ("--max-tokens-cap", "max_tokens_cap", int, "the most max_tokens a request may ask for"),
+    ("--max-body-bytes", "max_body_bytes", int, "the largest request body accepted, in bytes"),
+    ("--max-batch", "max_batch", int, "inputs per /batch request"),
+    ("--grace", "grace_seconds", float, "seconds streams get to finish on shutdown"),
+)  # fmt: skip
 
 
-def _parser() -> argparse.ArgumentParser:
-    from lmstream.cli.stream import _add_model_options
+def parser() -> argparse.ArgumentParser:
+    """The parser of ``lmstream serve`` (it needs the server extra)."""
+    from lmstream.server import ServerSettings
 
-    parser = argparse.ArgumentParser(prog="lmstream serve", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument(
-        "--served-model-name",
-        action="append",
-        default=[],
-        help="a name the model answers to; the first is reported (repeatable)",
+    defaults = ServerSettings()
+    parser = argparse.ArgumentParser(
+        prog="lmstream serve", description=DESCRIPTION, formatter_class=HelpFormatter
     )
     parser.add_argument(
-        "--api-key",
-        action="append",
-        default=[],
-        help="an accepted bearer key (repeatable; or LMSTREAM_API_KEYS)",
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
-    parser.add_argument("--max-waiting", type=int, default=32, help="queued requests per model")
     parser.add_argument(
-        "--max-concurrency", type=int, default=256, help="generations at once per thread-safe model"
-    )
-    parser.add_argument("--max-tokens-cap", type=int, default=4096)
-    parser.add_argument("--max-body-bytes", type=int, default=1_000_000)
-    parser.add_argument("--max-batch", type=int, default=64, help="inputs per /batch request")
-    parser.add_argument("--grace", type=float, default=10.0, help="seconds streams get on shutdown")
-    parser.add_argument("--log-level", default="info")
-    _add_model_options(parser)
-    parser.set_defaults(model=None)
+        "--port", type=int, default=8000, metavar="N",
+        help="port to listen on; 0 picks a free one (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument(
-        "--extra-model",
-        action="append",
-        default=[],
-        metavar="ID",
-        help="serve another model too, under its id (repeatable)",
-    )
+        "--served-model-name", action="append", default=[], metavar="NAME",
+        help="a name the model answers to; the first is reported (repeatable; default: its id)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--api-key", action="append", default=[], metavar="KEY",
+        help="an accepted bearer key (repeatable; default: LMSTREAM_API_KEYS, else none)",
+    )  # fmt: skip
+    for option, field, kind, text in LIMITS:
+        default = getattr(defaults, field)
+        parser.add_argument(
+            option, type=kind, default=default, metavar="N", help=f"{text} (default: {default})"
+        )
+    parser.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error"),
+        help="what the server logs; info: one line per request (default: %(default)s)",
+    )  # fmt: skip
+    add_model_options(parser, request_defaults=REQUEST_DEFAULTS)
+    parser.add_argument(
+        "--extra-model", action="append", default=[], metavar="ID",
+        help="serve another model too, under its id (repeatable; default: none)",
+    )  # fmt: skip
     return parser
 
 
 def _models(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
-    from lmstream.cli.stream import provider_options
-    from lmstream.registry import DEFAULT_MODEL, load_llm
-
-    primary_id = args.model or DEFAULT_MODEL
+    primary_id = args.model
     names = args.served_model_name or [primary_id]
     models = {names[0]: load_llm(primary_id, **provider_options(args))}
     for model_id in args.extra_model:
@@ -82,8 +109,22 @@ class _Shutdown:
         loop.call_soon_threadsafe(loop.call_later, self.grace, self.state.expired.set)
 
 
-def _banner(args: argparse.Namespace, keys: list[str], names: list[str]) -> str:
-    where = f"http://{args.host}:{args.port}"
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything claims to serve: a taken port is one
+    clear error, and ``--port 0`` gets a free port the banner can name."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            reason = f"port {port} is already in use (choose another with --port)"
+        else:
+            reason = exc.strerror or str(exc)
+        raise OSError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
+def _banner(args: argparse.Namespace, port: int, keys: list[str], names: list[str]) -> str:
+    where = f"http://{args.host}:{port}"
     if keys:
         return f"lmstream: serving {', '.join(names)} on {where} ({len(keys)} API key(s) required)"
     loopback = args.host in ("127.0.0.1", "localhost", "::1")
@@ -94,8 +135,7 @@ def _banner(args: argparse.Namespace, keys: list[str], names: list[str]) -> str:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from lmstream.server.app import create_app
-    from lmstream.server.state import ServerSettings
+    from lmstream.server import ServerSettings, create_app
 
     keys = [*args.api_key, *filter(None, os.environ.get("LMSTREAM_API_KEYS", "").split(","))]
     settings = ServerSettings(
@@ -106,6 +146,7 @@ def _serve(args: argparse.Namespace) -> int:
         grace_seconds=args.grace,
         max_concurrency=args.max_concurrency,
         max_batch=args.max_batch,
+        request_defaults=call_kwargs(args),
     )
     models, aliases = _models(args)
     app = create_app(models, settings, aliases)
@@ -129,9 +170,10 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=args.grace + 2,
         lifespan="off",
     )
-    sys.stderr.write(_banner(args, keys, [*models, *aliases]) + "\n")
+    sock = _listen(args.host, args.port)
+    sys.stderr.write(_banner(args, sock.getsockname()[1], keys, [*models, *aliases]) + "\n")
     sys.stderr.flush()
-    Server(config).run()
+    Server(config).run(sockets=[sock])
     return 0
 
 
@@ -139,8 +181,11 @@ def run_serve(argv: list[str]) -> int:
     """The ``lmstream serve`` command."""
     import logging
 
-    from lmstream.cli.stream import _guarded
-
-    args = _parser().parse_args(argv)
+    try:
+        parse = parser()
+    except ImportError as exc:  # the server extra is missing
+        sys.stderr.write(f"lmstream: error: {exc}\n")
+        return 1
+    args = parse.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
-    return _guarded(args, lambda: _serve(args))
+    return guarded(args, lambda: _serve(args))

@@ -1,82 +1,75 @@
-"""``lmstream``: stream from any model in the terminal.
+"""``lmstream PROMPT``: stream one completion to stdout.
 
-    lmstream "Write me a 1 verse song about sparkling water." --sep "|"
-    echo "prompt" | lmstream --model openai:gpt-3.5-turbo-instruct
-    lmstream "prompt" --events v2          # one JSON event per line
-    lmstream batch prompts.jsonl -o out.jsonl --concurrency 4 --resume
-    lmstream models
-
-Text goes to stdout as it arrives; diagnostics go to stderr. Ctrl-C stops the model at
-once, keeps what was printed and exits 130; a closed pipe stops the model and exits 0.
+Text goes to stdout as it arrives and ends with a newline, on a terminal or in a pipe;
+diagnostics go to stderr. Ctrl-C stops the model at once, keeps what was printed and
+exits 130; a closed pipe stops the model and exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
-import traceback
 from collections.abc import Sequence
+from functools import reduce
+from operator import add
 from typing import Any
 
-from lmstream.cli._term import Output, Spinner
-from lmstream._execution import close
+from lmstream import BaseLLM, GenerationChunk, __version__, load_llm
 from lmstream._json import dumps, to_jsonable
-from lmstream.errors import InvalidInputError, LMStreamError
-from lmstream.llm import BaseLLM
-from lmstream.registry import DEFAULT_MODEL, available_providers, load_llm
+from lmstream.cli._term import Output, Spinner
+from lmstream.cli.common import (
+    SUBCOMMANDS,
+    HelpFormatter,
+    add_model_options,
+    call_kwargs,
+    close,
+    guarded,
+    provider_options,
+)
 
-__all__ = ["main"]
+__all__ = ["parser", "run_stream"]
 
-COMMANDS = ("batch", "models", "prompt", "serve")
+USAGE = f"""lmstream [-h] [--version] [options] [PROMPT]
+       lmstream {{{",".join(SUBCOMMANDS)}}} [-h] ..."""
 
+EPILOG = """sub-commands (each has its own --help):
+  batch    many prompts from a file, results appended as each one finishes
+  serve    serve a model over HTTP (OpenAI-compatible and runnable endpoints)
+  models   list the providers and whether they are installed
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-m", "--model", default=DEFAULT_MODEL, help="provider:model id")
-    parser.add_argument("--max-tokens", type=int, help="most tokens to generate")
-    parser.add_argument("--temperature", type=float, help="sampling temperature")
-    parser.add_argument("--seed", type=int, help="sampling seed")
-    parser.add_argument("--stop", action="append", help="stop sequence (repeatable)")
-    parser.add_argument(
-        "--option", action="append", default=[], metavar="KEY=VALUE",
-        help="provider setting, e.g. n_ctx=4096 or base_url=http://... (repeatable)",
-    )  # fmt: skip
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-
-
-def provider_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``--option KEY=VALUE`` pairs; values are read as JSON when they parse."""
-    options: dict[str, Any] = {}
-    for item in args.option:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise InvalidInputError(f"--option takes KEY=VALUE, got {item!r}")
-        try:
-            options[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key] = raw
-    return options
+examples:
+  lmstream "Write me a 1 verse song about sparkling water." --sep "|"
+  echo "Name a fish." | lmstream -m openai:gpt-3.5-turbo-instruct
+  lmstream "Name a fish." --events v2"""
 
 
-def _prompt_parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
+    """The parser of ``lmstream [options] PROMPT``."""
     parser = argparse.ArgumentParser(
         prog="lmstream",
-        description="Stream a completion. Also: lmstream batch | models | serve (see --help).",
+        usage=USAGE,
+        description="Stream a completion from any model, token by token.",
+        epilog=EPILOG,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("prompt", nargs="?", help="the prompt; '-' or none reads stdin")
-    _add_model_options(parser)
-    parser.add_argument("--sep", default="", help="printed after every chunk, e.g. '|'")
+    parser.add_argument("--version", action="version", version=f"lmstream {__version__}")
+    parser.add_argument(
+        "--sep",
+        default="",
+        metavar="TEXT",
+        help="printed after every chunk, e.g. '|' (default: none)",
+    )
     out = parser.add_mutually_exclusive_group()
-    out.add_argument("--events", choices=("v1", "v2"), help="print events as JSON lines")
-    out.add_argument("--json", action="store_true", help="print the result as JSON")
+    out.add_argument(
+        "--events", choices=("v1", "v2"), help="print the events as JSON lines (default: the text)"
+    )
+    out.add_argument(
+        "--json", action="store_true", help="print the result, finish_reason and usage as JSON"
+    )
+    add_model_options(parser)
     return parser
-
-
-def call_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The generation parameters given on the command line."""
-    names = ("max_tokens", "temperature", "seed", "stop")
-    return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 
 def _read_prompt(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
@@ -90,10 +83,12 @@ def _read_prompt(args: argparse.Namespace, parser: argparse.ArgumentParser) -> s
 def _stream_text(llm: BaseLLM, prompt: str, args: argparse.Namespace, out: Output) -> int:
     spinner = Spinner(f"loading {args.model}").start()
     stream = llm.stream_chunks(prompt, **call_kwargs(args))
+    last = ""
     try:
         for chunk in stream:
             spinner.stop()
             if chunk.text or chunk.generation_info is None:
+                last = chunk.text + args.sep or last
                 out.write(chunk.text + args.sep)
             if out.closed:
                 return 0  # the reader went away: closing the stream stops the model
@@ -104,24 +99,23 @@ def _stream_text(llm: BaseLLM, prompt: str, args: argparse.Namespace, out: Outpu
     finally:
         spinner.stop()
         close(stream)
-    if out.wrote and sys.stdout.isatty():
-        out.write("\n")
+    if out.wrote and not last.endswith("\n"):
+        out.write("\n")  # like a terminal's prompt, a pipe's reader expects a final newline
     return 0
 
 
 def _print_json(llm: BaseLLM, prompt: str, args: argparse.Namespace, out: Output) -> int:
     with Spinner(f"loading {args.model}"):
         chunks = list(llm.stream_chunks(prompt, **call_kwargs(args)))
-    info: dict[str, Any] = {}
-    for chunk in chunks:
-        info.update({k: v for k, v in (chunk.generation_info or {}).items() if v is not None})
-    result = {
+    result = reduce(add, chunks, GenerationChunk(""))
+    info = result.generation_info or {}
+    record = {
         "model": args.model,
-        "text": "".join(c.text for c in chunks),
+        "text": result.text,
         "finish_reason": info.get("finish_reason"),
         "usage": to_jsonable(info.get("usage")),
     }
-    out.write(dumps(result) + "\n")
+    out.write(dumps(record) + "\n")
     return 0
 
 
@@ -135,13 +129,6 @@ async def _print_events(llm: BaseLLM, prompt: str, args: argparse.Namespace, out
     finally:
         await events.aclose()  # type: ignore[attr-defined]
     return 0
-
-
-def _run_prompt(argv: Sequence[str]) -> int:
-    parser = _prompt_parser()
-    args = parser.parse_args(argv)
-    prompt = _read_prompt(args, parser)
-    return _guarded(args, lambda: _generate(args, prompt))
 
 
 def _generate(args: argparse.Namespace, prompt: str) -> int:
@@ -160,48 +147,10 @@ def _generate(args: argparse.Namespace, prompt: str) -> int:
         return _stream_text(llm, prompt, args, out)
 
 
-def _guarded(args: argparse.Namespace, body: Any) -> int:
-    """Run ``body``; typed errors become one line on stderr and exit code 1."""
-    try:
-        return int(body())
-    except KeyboardInterrupt:
-        sys.stderr.write("\nlmstream: stopped\n")
-        return 130
-    except (LMStreamError, ImportError, OSError) as exc:
-        if getattr(args, "debug", False):
-            traceback.print_exc()
-        sys.stderr.write(f"lmstream: error: {type(exc).__name__}: {exc}\n")
-        return 1
-
-
-def _run_models(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="lmstream models", description="List providers.")
-    parser.parse_args(argv)
-    out = Output()
-    for info in available_providers():
-        state = "installed" if info.installed else f"needs: pip install 'lmstream[{info.extra}]'"
-        out.write(f"{info.name:<10} {state:<12}  {info.description}\n")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The ``lmstream`` command."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    command = args[0] if args else None
-    if command == "models":
-        return _run_models(args[1:])
-    if command == "batch":
-        from lmstream.cli.batch import run_batch
-
-        return run_batch(args[1:])
-    if command == "serve":
-        from lmstream.cli.serve import run_serve
-
-        return run_serve(args[1:])
-    if command == "prompt":
-        args = args[1:]
-    return _run_prompt(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def run_stream(argv: Sequence[str]) -> int:
+    """The ``lmstream [options] PROMPT`` command."""
+    parse = parser()
+    args = parse.parse_args(argv)
+    prompt = _read_prompt(args, parse)
+    body: Any = lambda: _generate(args, prompt)  # noqa: E731
+    return guarded(args, body)

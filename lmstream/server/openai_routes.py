@@ -47,8 +47,11 @@ _UNSUPPORTED: dict[str, tuple[str, Callable[[CompletionRequest], bool], str]] = 
 
 
 def call_kwargs(body: Any, state: ServerState, *, default_max: int | None) -> dict[str, Any]:
-    """Generation kwargs from a request body, with the server's max_tokens cap applied."""
+    """Generation kwargs from a request body over the server's request defaults, with the
+    max_tokens cap applied."""
     cap = state.settings.max_tokens_cap
+    defaults = state.settings.request_defaults
+    default_max = defaults.get("max_tokens", default_max)
     max_tokens = body.max_tokens if body.max_tokens is not None else default_max
     if max_tokens is not None and max_tokens > cap:
         raise HTTPError(
@@ -61,7 +64,7 @@ def call_kwargs(body: Any, state: ServerState, *, default_max: int | None) -> di
         "seed": body.seed,
         "stop": body.stop,
     }
-    return {k: v for k, v in kwargs.items() if v is not None}
+    return {**defaults, **{k: v for k, v in kwargs.items() if v is not None}}
 
 
 def _check(body: CompletionRequest) -> list[str]:

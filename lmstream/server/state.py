@@ -33,6 +33,8 @@ class ServerSettings:
     max_batch: int = 64
     grace_seconds: float = 10.0
     """On shutdown, how long in-flight streams may go on before they are ended."""
+    request_defaults: dict[str, Any] = field(default_factory=dict)
+    """Generation parameters (``max_tokens``, ``temperature``...) for requests without them."""
 
 
 @dataclass
