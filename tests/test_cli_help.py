@@ -53,3 +53,8 @@ def test_the_usage_line_lists_the_sub_commands() -> None:
 def test_version() -> None:
     result = run("--version")
     assert (result.returncode, result.stdout) == (0, f"lmstream {lmstream.__version__}\n")
+
+
+def test_serve_help_says_generation_options_are_request_defaults() -> None:
+    text = " ".join(run("serve", "--help").stdout.split())
+    assert "--max-tokens, --temperature, --seed and --stop are the defaults for requests" in text

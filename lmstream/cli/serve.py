@@ -111,16 +111,24 @@ class _Shutdown:
 
 def _listen(host: str, port: int) -> socket.socket:
     """The server's socket, bound before anything claims to serve: a taken port is one
-    clear error, and ``--port 0`` gets a free port the banner can name."""
+    clear error, and ``--port 0`` gets a free port the banner can name. It listens (and
+    clients connect) only once the server is ready."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        return socket.create_server((host, port), family=family, backlog=2048)
+        sock = socket.socket(family, socket.SOCK_STREAM)
     except OSError as exc:
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
         if exc.errno == errno.EADDRINUSE:
-            reason = f"port {port} is already in use (choose another with --port)"
+            reason = "the port is already in use (choose another with --port)"
         else:
             reason = exc.strerror or str(exc)
         raise OSError(f"cannot listen on {host}:{port}: {reason}") from None
+    return sock
 
 
 def _banner(args: argparse.Namespace, port: int, keys: list[str], names: list[str]) -> str:
@@ -148,6 +156,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         request_defaults=call_kwargs(args),
     )
+    sock = _listen(args.host, args.port)  # before the model loads: a taken port fails fast
     models, aliases = _models(args)
     app = create_app(models, settings, aliases)
     shutdown = _Shutdown(app.state, args.grace)
@@ -170,7 +179,6 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=args.grace + 2,
         lifespan="off",
     )
-    sock = _listen(args.host, args.port)
     sys.stderr.write(_banner(args, sock.getsockname()[1], keys, [*models, *aliases]) + "\n")
     sys.stderr.flush()
     Server(config).run(sockets=[sock])
