@@ -128,16 +128,29 @@ def finished_results(path: Path, inputs: list[dict[str, Any]]) -> dict[int, dict
     return done
 
 
+def _shown(values: dict[str, Any], key: str) -> str:
+    return repr(values[key]) if key in values else "absent"
+
+
+def _changes(was: dict[str, Any], now: dict[str, Any]) -> str:
+    keys = [k for k in {**was, **now} if was.get(k, ...) != now.get(k, ...)]
+    shown = {k: (_shown(was, k), _shown(now, k)) for k in keys}
+    return "; ".join(f"{k} was {old}, now {new}" for k, (old, new) in shown.items())
+
+
 def _check_unchanged(done: dict[int, dict[str, Any]], inputs: list[dict[str, Any]]) -> None:
     for index, record in sorted(done.items()):
         was = {k: v for k, v in record.items() if k not in RESULT_KEYS}
-        now = inputs[index] if index < len(inputs) else None
-        if was != now:
-            what = f"is now {now!r}" if now is not None else "is gone"
-            raise InvalidInputError(
-                f"input {index} changed since its result was written (was {was!r}, {what}): "
-                "write the results to a new file"
-            )
+        if index >= len(inputs):
+            what = f"the input has only {len(inputs)} prompts now"
+        elif was != inputs[index]:
+            what = _changes(was, inputs[index])
+        else:
+            continue
+        raise InvalidInputError(
+            f"input {index} changed since its result was written ({what}): "
+            "write the results to a new file"
+        )
 
 
 def _generate(llm: BaseLLM, item: dict[str, Any], kwargs: dict[str, Any], stop: Any) -> Any:
