@@ -64,11 +64,13 @@ def parser() -> argparse.ArgumentParser:
         help="prompts generated at once (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--resume", action="store_true", help="continue OUTPUT: run only what has no result"
+        "--resume",
+        action="store_true",
+        help="continue the output: run what has no result yet, or failed",
     )
     parser.add_argument(
         "--format", choices=("auto", "jsonl", "text"), default="auto",
-        help="how to read INPUT; auto: JSONL if it ends in .jsonl or its first line looks "
+        help="how to read the input; auto: JSONL if it ends in .jsonl or its first line looks "
         "like JSON (default: %(default)s)",
     )  # fmt: skip
     add_model_options(parser)

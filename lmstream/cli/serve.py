@@ -33,7 +33,8 @@ On SIGTERM or Ctrl-C it stops accepting connections, lets in-flight streams fini
 --grace seconds, then ends the rest with an error frame."""
 
 REQUEST_DEFAULTS = """--max-tokens, --temperature, --seed and --stop are the defaults for requests
-that do not set them, on every endpoint (/v1/completions without either: OpenAI's 16 tokens)"""
+that do not set them, on every endpoint (without either, /v1/completions
+generates {} tokens, as OpenAI's does)"""
 
 LIMITS = (  # option, the ServerSettings field holding its default, type, help
     ("--max-waiting", "max_waiting", int, "requests waiting for a busy model; past them, 429"),
@@ -77,7 +78,7 @@ def parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=("debug", "info", "warning", "error"),
         help="what the server logs; info: one line per request (default: %(default)s)",
     )  # fmt: skip
-    add_model_options(parser, request_defaults=REQUEST_DEFAULTS)
+    add_model_options(parser, request_defaults=REQUEST_DEFAULTS.format(defaults.default_max_tokens))
     parser.add_argument(
         "--extra-model", action="append", default=[], metavar="ID",
         help="serve another model too, under its id (repeatable; default: none)",
