@@ -196,5 +196,7 @@ def run_serve(argv: list[str]) -> int:
         sys.stderr.write(f"lmstream: error: {exc}\n")
         return 1
     args = parse.parse_args(argv)
+    if args.max_tokens is not None and args.max_tokens > args.max_tokens_cap:
+        parse.error("--max-tokens must be at most --max-tokens-cap")  # or every request is a 400
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
     return guarded(args, lambda: _serve(args))

@@ -82,6 +82,15 @@ def test_the_embedded_model_answers_the_same_with_fixed_defaults() -> None:
     assert [a["usage"]["completion_tokens"] for a in answers] == [6, 6]
 
 
+def test_a_default_max_tokens_over_the_cap_is_a_usage_error() -> None:
+    result = subprocess.run(
+        [*SERVE, "-m", "fake:x", "--max-tokens", "10", "--max-tokens-cap", "5"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.endswith("--max-tokens must be at most --max-tokens-cap\n")
+
+
 def test_a_port_in_use_is_one_line_and_a_failure() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
