@@ -27,7 +27,7 @@ from lmstream.providers._http import Call
 from lmstream.providers._openai_errors import failure, usable
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 __all__ = ["HTTPLLM", "Wire"]
 
