@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from lmstream._settings import init_settings, settings_of
 from lmstream.chunks import GenerationChunk, Usage, merge_info
 from lmstream.errors import GenerationError, InvalidInputError, LMStreamError, ProviderError
 from lmstream.runs import Run
+from lmstream.settings import init_settings, settings_of
 
 __all__ = [
     "AsyncRunManager",
@@ -24,7 +24,7 @@ _ARGUMENTS = ("callbacks", "metadata", "name", "tags")  # taken by every model's
 
 
 def declared_fields(cls: type, stop_at: type) -> dict[str, Any]:
-    """The settings ``cls`` declares below ``stop_at`` (see ``lmstream._settings``)."""
+    """The settings ``cls`` declares below ``stop_at`` (see ``lmstream.settings``)."""
     return settings_of(cls, stop_at)
 
 

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import httpx
 
-from lmstream._settings import STOP, for_call, number, positional, setting
 from lmstream.chunks import Generation, GenerationChunk
 from lmstream.errors import APIError, InvalidInputError
 from lmstream.llm import LLM, BaseLLM
 from lmstream.providers._clients import Clients, afinish, aread, finish, read
 from lmstream.providers._http import Call, RetryPolicy, TimeLimits
 from lmstream.providers._http_errors import failure, usable
+from lmstream.settings import STOP, for_call, number, positional, setting
 
 if TYPE_CHECKING:
     from typing_extensions import Self

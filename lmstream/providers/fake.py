@@ -14,10 +14,10 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from lmstream._settings import Rule, kind, number, positional, setting
 from lmstream.chunks import Generation, GenerationChunk, Usage
 from lmstream.errors import ProviderError
 from lmstream.llm import LLM
+from lmstream.settings import Rule, kind, number, positional, setting
 
 __all__ = ["FakeLLM"]
 

