@@ -8,6 +8,7 @@ the backend can, one honest chunk where it can't.
 import typing as _typing
 
 from lmstream._accumulate import AddableDict
+from lmstream._sse import SSEDecoder, SSEEvent
 from lmstream._types import RunnableConfig, StreamEvent
 from lmstream.callbacks import AsyncCallbackHandler, BaseCallbackHandler, CallbackManager
 from lmstream.chunks import FinishReason, Generation, GenerationChunk, LLMResult, Usage
@@ -134,6 +135,8 @@ __all__ = [
     "RunnableRetry",
     "RunnableSequence",
     "RunnableWithFallbacks",
+    "SSEDecoder",
+    "SSEEvent",
     "ServerError",
     "StrOutputParser",
     "StreamEvent",

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import httpx
@@ -60,6 +60,8 @@ class HTTPLLM(LLM):
     """What comes before the key in that header."""
     key_variable: ClassVar[str | None] = None
     """The environment variable read for the key when ``api_key`` is not given."""
+    default_headers: ClassVar[Mapping[str, str]] = {}
+    """Headers sent with every request (a protocol version, for instance)."""
     positional: ClassVar[tuple[str, ...]] = ()
     """Settings that may also be given by position (``OpenAI("gpt-x")``)."""
     constructor_arguments: ClassVar[tuple[str, ...]] = (
@@ -83,7 +85,7 @@ class HTTPLLM(LLM):
         from lmstream import __version__
 
         key = api_key if api_key is not None else os.environ.get(self.key_variable or "")
-        self._headers = {"User-Agent": f"lmstream/{__version__}"}
+        self._headers = {"User-Agent": f"lmstream/{__version__}", **self.default_headers}
         if key:
             self._headers[self.auth_header] = self.auth_prefix + key
         self._clients = Clients()
