@@ -157,7 +157,7 @@ def _parse(model_id: str) -> tuple[ProviderInfo, str | None]:
         known = ", ".join(sorted(_REGISTRY))
         raise InvalidInputError(
             f"unknown provider {name!r} in {model_id!r}{_suggestion(model_id, name)} "
-            f"(providers: {known}; an id is provider:model)"
+            f"(known: {known})"
         )
     return info, (model if sep and model else None)
 
