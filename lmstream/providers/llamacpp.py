@@ -4,7 +4,8 @@
 package: nothing is downloaded at run time. Any other GGUF file works with ``model_path``.
 
 * Chat models answer a plain prompt best as a chat turn: when the GGUF carries a chat
-  template, the prompt is sent as one user message (``chat=False`` sends it raw).
+  template, the prompt is sent as one user message, and a message list (or a
+  ``ChatPromptValue``) as its turns (``chat=False`` sends the text raw).
 * A model file is loaded once per process per ``(path, n_ctx)`` and shared by every
   instance; llama.cpp is not thread-safe, so generations on one loaded model take turns
   in arrival order. ``batch``/``abatch`` and any number of threads or tasks may share it.
@@ -34,9 +35,11 @@ except ImportError as exc:
     ) from exc
 
 from lmstream._threads import iterate_in_thread
+from lmstream._types import RunnableConfig
 from lmstream.chunks import Generation, GenerationChunk
 from lmstream.errors import InvalidInputError
 from lmstream.llm import LLM, BaseLLM
+from lmstream.prompts import chat_messages
 from lmstream.providers._llamacpp_engine import default_model_path, default_threads, load
 from lmstream.providers._llamacpp_generate import Settings, generate
 from lmstream.settings import STOP, Rule, for_call, kind, number, setting
@@ -130,6 +133,15 @@ class LlamaCpp(LLM):
         """Token counts for a run cut short: the prompt as the model saw it (chat template
         included) and the text so far."""
         return len(self._engine.prompt_tokens(prompt, self.chat)), self.get_num_tokens(text)
+
+    def _prepare(
+        self, input: Any, config: RunnableConfig | None, stop: Any, kwargs: dict[str, Any]
+    ) -> tuple[str, RunnableConfig, list[str] | None]:
+        # a message list goes through the chat template as real turns, not as one
+        # "System: ...\nHuman: ..." user message
+        prompt, config, stops = super()._prepare(input, config, stop, kwargs)
+        turns = chat_messages(input) if self.chat and self._engine.template else None
+        return (self._engine.render(turns) if turns else prompt), config, stops
 
     def _settings(self, kwargs: dict[str, Any]) -> Settings:
         values = for_call(self, BaseLLM, kwargs)
