@@ -101,6 +101,7 @@ def _stops(value: Any) -> bool:
 STOP = Rule(_stops, "a str or a list of str", lambda v: [v] if isinstance(v, str) else list(v))
 """Stop sequences: one string or several, kept as a list."""
 TEXT = Rule(lambda v: isinstance(v, str) and bool(v), "a non-empty str")
+"""A non-empty string."""
 URL = Rule(
     lambda v: isinstance(v, str) and v.startswith(("http://", "https://")),
     "an http:// or https:// URL",
