@@ -32,7 +32,34 @@ def _parser() -> argparse.ArgumentParser:
         "--api-key",
         action="append",
         default=[],
-        help="an accepted bearer key (repeatable; or LMSTREAM_API_KEYS)",
+        help="an accepted bearer key (repeatable); other users can read it in `ps`: "
+        "prefer LMSTREAM_API_KEYS (comma-separated keys)",
+    )
+    parser.add_argument(
+        "--allowed-hosts",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated host names to answer ('*' any, '*.example.com' a domain; "
+        "default: loopback names only without keys, any with keys); "
+        "browser requests must come from one of them too",
+    )
+    parser.add_argument(
+        "--max-connections", type=int, default=1000, help="open connections at most"
+    )
+    parser.add_argument(
+        "--header-timeout", type=float, default=10.0, help="seconds to send a request head"
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=15.0,
+        help="seconds a connection may be silent between requests or inside a body",
+    )
+    parser.add_argument(
+        "--send-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a client may leave the answer unread before it is dropped",
     )
     parser.add_argument("--max-waiting", type=int, default=32, help="queued requests per model")
     parser.add_argument(
@@ -95,6 +122,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from lmstream.server.app import create_app
+    from lmstream.server.connections import uvicorn_options
     from lmstream.server.state import ServerSettings
 
     keys = [*args.api_key, *filter(None, os.environ.get("LMSTREAM_API_KEYS", "").split(","))]
@@ -106,6 +134,11 @@ def _serve(args: argparse.Namespace) -> int:
         grace_seconds=args.grace,
         max_concurrency=args.max_concurrency,
         max_batch=args.max_batch,
+        allowed_hosts=args.allowed_hosts.split(",") if args.allowed_hosts else None,
+        max_connections=args.max_connections,
+        header_timeout=args.header_timeout,
+        idle_timeout=args.idle_timeout,
+        send_timeout=args.send_timeout,
     )
     models, aliases = _models(args)
     app = create_app(models, settings, aliases)
@@ -128,6 +161,7 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         timeout_graceful_shutdown=args.grace + 2,
         lifespan="off",
+        **uvicorn_options(settings),
     )
     sys.stderr.write(_banner(args, keys, [*models, *aliases]) + "\n")
     sys.stderr.flush()
