@@ -221,25 +221,24 @@ def _event_frames(
 ) -> AsyncIterator[bytes]:
     config = _config(body.config)
     events = served.llm.astream_events(body.input, config, version=body.version, **kwargs)
-    # tags and metadata go out when they change, not again in every event: first the
-    # request's, in the ``metadata`` frame; an event without them has the last ones sent
-    shared: dict[str, Any] = {"tags": config["tags"], "metadata": config["metadata"]}
-    head = frame(to_jsonable(shared), event="metadata")
+    # tags and metadata go out when they change, not again in every event: an event
+    # without them has those of the last event that had them
+    last: dict[str, Any] = {}
 
     def shape(event: dict[str, Any]) -> dict[str, Any]:
         out = {}
         for key, value in event.items():
-            if key in shared:
-                if value == shared[key]:
+            if key in ("tags", "metadata"):
+                if key in last and value == last[key]:
                     continue
-                shared[key] = value
+                last[key] = value
             out[key] = value
         return out
 
     def counts(event: dict[str, Any]) -> bool:
         return bool(event["event"].endswith("_stream"))
 
-    return _framed(events, ticket, log, counts, head, shape=shape)
+    return _framed(events, ticket, log, counts, shape=shape)
 
 
 def _stream_response(state: ServerState, frames: AsyncIterator[bytes], ticket: Ticket) -> Response:
