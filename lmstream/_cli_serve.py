@@ -68,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-tokens-cap", type=int, default=4096)
     parser.add_argument("--max-body-bytes", type=int, default=1_000_000)
     parser.add_argument("--max-batch", type=int, default=64, help="inputs per /batch request")
-    parser.add_argument("--grace", type=float, default=10.0, help="seconds streams get on shutdown")
+    parser.add_argument(
+        "--grace", type=float, default=10.0, help="seconds requests in flight get on shutdown"
+    )
     parser.add_argument("--log-level", default="info")
     _add_model_options(parser)
     parser.set_defaults(model=None)

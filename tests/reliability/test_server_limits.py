@@ -267,3 +267,18 @@ def test_stop_matching_does_not_read_the_stop_list_per_chunk(count: int) -> None
     )
     assert (text, state.stopped) == ("a ", True)
     assert Watched.reads == 0  # the list was compiled once; each chunk costs its own length
+
+
+def test_the_published_limits_are_the_defaults() -> None:
+    import re
+    from pathlib import Path
+
+    from lmstream._cli_serve import _parser
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "reliability.md").read_text()
+    block = page.split("<!-- limits:start -->")[1].split("<!-- limits:end -->")[0]
+    rows = re.findall(r"^\| [^|]+ \| `--([a-z-]+)` \| ([0-9.]+) \|", block, re.MULTILINE)
+    defaults = vars(_parser().parse_args([]))
+    assert len(rows) == 10
+    for flag, default in rows:
+        assert float(default) == defaults[flag.replace("-", "_")], flag
