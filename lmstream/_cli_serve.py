@@ -35,6 +35,31 @@ def _parser() -> argparse.ArgumentParser:
         help="an accepted bearer key (repeatable); other users can read it in `ps`: "
         "prefer LMSTREAM_API_KEYS (comma-separated keys)",
     )
+    parser.add_argument("--max-waiting", type=int, default=32, help="queued requests per model")
+    parser.add_argument(
+        "--max-concurrency", type=int, default=256, help="generations at once per thread-safe model"
+    )
+    parser.add_argument("--max-tokens-cap", type=int, default=4096)
+    parser.add_argument("--max-body-bytes", type=int, default=1_000_000)
+    parser.add_argument("--max-batch", type=int, default=64, help="inputs per /batch request")
+    parser.add_argument(
+        "--grace", type=float, default=10.0, help="seconds requests in flight get on shutdown"
+    )
+    parser.add_argument("--log-level", default="info")
+    _add_connection_options(parser)
+    _add_model_options(parser)
+    parser.set_defaults(model=None)
+    parser.add_argument(
+        "--extra-model",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="serve another model too, under its id (repeatable)",
+    )
+    return parser
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allowed-hosts",
         default=None,
@@ -61,27 +86,6 @@ def _parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds a client may leave the answer unread before it is dropped",
     )
-    parser.add_argument("--max-waiting", type=int, default=32, help="queued requests per model")
-    parser.add_argument(
-        "--max-concurrency", type=int, default=256, help="generations at once per thread-safe model"
-    )
-    parser.add_argument("--max-tokens-cap", type=int, default=4096)
-    parser.add_argument("--max-body-bytes", type=int, default=1_000_000)
-    parser.add_argument("--max-batch", type=int, default=64, help="inputs per /batch request")
-    parser.add_argument(
-        "--grace", type=float, default=10.0, help="seconds requests in flight get on shutdown"
-    )
-    parser.add_argument("--log-level", default="info")
-    _add_model_options(parser)
-    parser.set_defaults(model=None)
-    parser.add_argument(
-        "--extra-model",
-        action="append",
-        default=[],
-        metavar="ID",
-        help="serve another model too, under its id (repeatable)",
-    )
-    return parser
 
 
 def _models(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
@@ -116,7 +120,12 @@ def _banner(args: argparse.Namespace, keys: list[str], names: list[str]) -> str:
     if keys:
         return f"lmstream: serving {', '.join(names)} on {where} ({len(keys)} API key(s) required)"
     loopback = args.host in ("127.0.0.1", "localhost", "::1")
-    note = "no API key: loopback only" if loopback else "WARNING: no API key and not on loopback"
+    note = (
+        "no API key: loopback only"
+        if loopback
+        else "WARNING: no API key and not on loopback; "
+        + ("answering " + args.allowed_hosts if args.allowed_hosts else "loopback host names only")
+    )
     return f"lmstream: serving {', '.join(names)} on {where} ({note})"
 
 
