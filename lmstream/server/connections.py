@@ -6,7 +6,7 @@ stops reading block a send forever, and it accepts connections until the process
 out of file descriptors. The protocol built here adds, per connection:
 
 - a **header timeout**: the request head must be complete within ``header_timeout``
-  seconds of the connection opening, or of the previous response ending;
+  seconds of the connection opening, or of its first byte on a kept-alive connection;
 - a **send timeout**: when the client stops reading and the send buffer stays full for
   ``send_timeout`` seconds, the connection is dropped; the app sees a disconnect, so a
   generation behind it is cancelled and its model slot freed;
@@ -122,14 +122,12 @@ def guarded_protocol(settings: ServerSettings) -> type[asyncio.Protocol]:
             self._guard_start()
 
         def data_received(self, data: bytes) -> None:
+            # the first bytes of a next request start its clock (silence before them is
+            # the keep-alive's business)
+            if self.head_timer is None and self._waiting() and self in self.open:
+                self._arm_head()
             super().data_received(data)
             self._head_check()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            # armed again for the next request head (unless one was pipelined already)
-            if not self.transport.is_closing() and self in self.open and self._waiting():
-                self._arm_head()
 
         def pause_writing(self) -> None:
             super().pause_writing()

@@ -116,21 +116,26 @@ def test_silent_slow_and_stalled_connections_are_timed_out() -> None:
         stalled = socket.create_connection((host, int(port)))
         stalled.sendall(b"POST /invoke HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{")
 
-        def trickle() -> None:  # one byte of a request head at a time, never finished
+        kept = socket.create_connection((host, int(port)))  # slow on its second request
+        kept.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert kept.recv(4096).startswith(b"HTTP/1.1 200")
+
+        def trickle(sock: socket.socket) -> None:  # a request head, byte by byte, unfinished
             with contextlib.suppress(OSError):
-                slow.sendall(b"POST /invoke HTTP/1.1\r\n")
+                sock.sendall(b"POST /invoke HTTP/1.1\r\n")
                 for _ in range(100):
-                    slow.sendall(b"X")
+                    sock.sendall(b"X")
                     time.sleep(0.1)
 
-        threading.Thread(target=trickle, daemon=True).start()
-        assert closed_by_server(silent) and closed_by_server(slow)
+        for sock in (slow, kept):
+            threading.Thread(target=trickle, args=(sock,), daemon=True).start()
+        assert closed_by_server(silent) and closed_by_server(slow) and closed_by_server(kept)
         stalled.settimeout(10)
         answer = b""
         while not answer.endswith(b"}}") and (data := stalled.recv(4096)):
             answer += data
         assert httpx.get(server.url + "/health").status_code == 200
-    for sock in (silent, slow, stalled):
+    for sock in (silent, slow, kept, stalled):
         sock.close()
     assert answer.startswith(b"HTTP/1.1 408")
     assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "timeout"
