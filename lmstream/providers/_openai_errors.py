@@ -1,6 +1,11 @@
 """Errors of the OpenAI protocol, pure: an HTTP error status and body, an in-band
 ``{"error": ...}`` or a JSON answer where an event stream was asked for, mapped to the
-typed errors of ``lmstream.errors`` (a context-length 400 recognised), and Retry-After."""
+typed errors of ``lmstream.errors`` (a context-length 400 recognised), and Retry-After.
+
+Every parse here reads text a server chose, so each is linear in it: the patterns have no
+two neighbouring parts that can match the same characters (no backtracking), they read
+at most the first ``_SCAN`` characters of a message, and JSON nested too deeply to
+decode is a ``ProtocolError`` like any other malformed JSON."""
 
 from __future__ import annotations
 
@@ -25,18 +30,28 @@ __all__ = [
     "failure",
     "inband_error",
     "json_for_stream",
+    "loads",
     "retry_after_of",
     "status_failure",
     "usable",
 ]
 
+_SCAN = 2000  # characters of a message searched, and kept in the error's message
 _CONTEXT = re.compile(
     r"context[ _](length|window|size)|maximum context|exceeds? the (model'?s? )?(maximum|token"
     r" limit|context)|too many tokens|prompt is too long",
     re.IGNORECASE,
 )
-_N_CTX = re.compile(r"(?:context length is|context window of|context size[^\d]*)\s*(\d+)", re.I)
-_PROMPT = re.compile(r"(\d+) in (?:your|the) (?:prompt|messages)|requested tokens \((\d+)\)", re.I)
+# bounded gaps, and a number only where a run of digits starts: at most a few dozen steps
+# per position of the text, never a rescan of all that follows it
+_N_CTX = re.compile(
+    r"(?:context length is|context window of)\s{0,8}(\d{1,12})(?!\d)"
+    r"|context size\D{0,32}(\d{1,12})(?!\d)",
+    re.I,
+)
+_PROMPT = re.compile(
+    r"(?<!\d)(\d{1,12}) in (?:your|the) (?:prompt|messages)|requested tokens \((\d{1,12})\)", re.I
+)
 
 
 def _int_of(pattern: re.Pattern[str], text: str) -> int | None:
@@ -49,11 +64,12 @@ def _int_of(pattern: re.Pattern[str], text: str) -> int | None:
 def _context_error(message: str, status: int, body: Any) -> APIContextLengthError | None:
     error = body.get("error") if isinstance(body, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
-    if code != "context_length_exceeded" and not _CONTEXT.search(message):
+    text = message[:_SCAN]
+    if code != "context_length_exceeded" and not _CONTEXT.search(text):
         return None
     return APIContextLengthError(
         message, status_code=status, body=body,
-        prompt_tokens=_int_of(_PROMPT, message), n_ctx=_int_of(_N_CTX, message),
+        prompt_tokens=_int_of(_PROMPT, text), n_ctx=_int_of(_N_CTX, text),
     )  # fmt: skip
 
 
@@ -63,16 +79,28 @@ def _message_of(body: Any) -> str:
         if isinstance(error, dict):
             for key in ("message", "detail", "msg"):
                 if error.get(key):
-                    return str(error[key])
-        return str(error)[:500]
-    return str(body)[:500]
+                    return _clip(str(error[key]), _SCAN)
+        return _clip(str(error), 500)
+    return _clip(str(body), 500)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + " [...]"
+
+
+def loads(data: str | bytes, what: str) -> Any:
+    """``data`` as JSON, else a ``ProtocolError`` saying it is ``what``."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply to decode
+        raise ProtocolError(f"{what}: {data[:200]!r}"[:250]) from None
 
 
 def decoded(raw: bytes) -> Any:
     """``raw`` as JSON, else as text."""
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return raw.decode("utf-8", "replace")
 
 
