@@ -2,10 +2,13 @@
 retries before the first chunk, and the response closed the moment the consumer stops.
 
 A provider says what to send (``_plan``: a ``Call``) and how to read the answer
-(``_wire()``: an object fed the streamed body's bytes, returning chunks, with ``done`` and
-``end()``; ``_parse(raw)``: a whole JSON answer). Sync runs on ``httpx.Client`` and async
-on ``httpx.AsyncClient``, natively; one pooled client per instance (per event loop for
-async), made on first use and released by ``close()``/``aclose()`` or a ``with`` block.
+(``_wire(limits)``: an object fed the streamed body's bytes, returning chunks, with ``done``
+and ``end()``; ``_parse(raw)``: a whole JSON answer). What a server can make the client
+hold is bounded by ``max_event_bytes`` and ``max_body_bytes`` (see ``SizeLimits``).
+
+Sync runs on ``httpx.Client`` and async on ``httpx.AsyncClient``, natively; one pooled
+client per instance (per event loop for async), made on first use and released by
+``close()``/``aclose()`` or a ``with`` block.
 """
 
 from __future__ import annotations
@@ -22,14 +25,17 @@ import httpx
 from lmstream.chunks import Generation, GenerationChunk
 from lmstream.errors import APIError
 from lmstream.llm import LLM
-from lmstream.providers._clients import Clients, afinish, aread, finish, read
-from lmstream.providers._http import Call
+from lmstream.providers._clients import Clients
+from lmstream.providers._http import MAX_BODY_BYTES, MAX_EVENT_BYTES, Call, SizeLimits
 from lmstream.providers._openai_errors import failure, usable
+from lmstream.providers._reads import afinish, aread, aread_all, finish, read, read_all
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = ["HTTPLLM", "Wire"]
+
+_ERROR_BODY = 2**20  # bytes of an error answer read; the rest is dropped
 
 
 class Wire(Protocol):
@@ -46,12 +52,20 @@ class HTTPLLM(LLM):
     """Base of the providers that talk HTTP."""
 
     _clients: Clients
+    max_event_bytes: int | None = MAX_EVENT_BYTES
+    """The longest line, and the most data of one event, a streamed answer may send."""
+    max_body_bytes: int | None = MAX_BODY_BYTES
+    """The most bytes an answer may have once decompressed, a streamed one included."""
 
     def _plan(self, prompt: str, stop: list[str] | None, kw: dict[str, Any], stream: bool) -> Call:
         raise NotImplementedError
 
-    def _wire(self) -> Wire:
+    def _wire(self, limits: SizeLimits) -> Wire:
         raise NotImplementedError
+
+    def _limits(self) -> SizeLimits:
+        """The size limits, read at each call (a typed error when they are not valid)."""
+        return SizeLimits(self.max_event_bytes, self.max_body_bytes)
 
     def _parse(self, raw: bytes) -> Generation:
         raise NotImplementedError
@@ -65,6 +79,7 @@ class HTTPLLM(LLM):
         if key:
             self._headers["Authorization"] = f"Bearer {key}"
         self._clients = Clients()
+        self._limits()
 
     def _failure(
         self, status: int, headers: httpx.Headers, raw: bytes
@@ -103,7 +118,7 @@ class HTTPLLM(LLM):
             if usable(response.status_code, response.headers, call.stream):
                 return response
             try:
-                raw = response.read()
+                raw = read_all(response, call, None, _ERROR_BODY, cut=True)
             finally:
                 response.close()
         except httpx.HTTPError as exc:
@@ -111,8 +126,9 @@ class HTTPLLM(LLM):
         raise call.failed(*self._failure(response.status_code, response.headers, raw))
 
     def _stream_once(self, call: Call) -> Iterator[GenerationChunk]:
+        state = self._wire(self._limits())
         response = self._send(call)
-        guard, chunks, state = call.watch(response), response.iter_bytes(), self._wire()
+        guard, chunks = call.watch(response), response.iter_bytes()
         try:
             while not state.done and (data := read(chunks, call, guard)) is not None:
                 for chunk in state.feed(data):
@@ -141,12 +157,11 @@ class HTTPLLM(LLM):
             time.sleep(delay)
 
     def _fetch(self, call: Call) -> Generation:
+        limit = self._limits().body
         response = self._send(call)
         guard = call.watch(response)
         try:
-            if guard is not None:
-                guard.arm(*call.deadline())
-            raw = response.read()
+            raw = read_all(response, call, guard, limit)
         except httpx.HTTPError as exc:
             raise call.error(exc, guard) from exc
         finally:
@@ -173,7 +188,7 @@ class HTTPLLM(LLM):
             if usable(response.status_code, response.headers, call.stream):
                 return response
             try:
-                raw = await response.aread()
+                raw = await aread_all(response, call, None, _ERROR_BODY, cut=True)
             finally:
                 await response.aclose()
         except httpx.HTTPError as exc:
@@ -181,8 +196,9 @@ class HTTPLLM(LLM):
         raise call.failed(*self._failure(response.status_code, response.headers, raw))
 
     async def _astream_once(self, call: Call) -> AsyncGenerator[GenerationChunk, None]:
+        state = self._wire(self._limits())
         response = await self._asend(call)
-        guard, chunks, state = call.watch(response), response.aiter_bytes(), self._wire()
+        guard, chunks = call.watch(response), response.aiter_bytes()
         try:
             while not state.done and (data := await aread(chunks, call, guard)) is not None:
                 for chunk in state.feed(data):
@@ -213,12 +229,11 @@ class HTTPLLM(LLM):
             await asyncio.sleep(delay)
 
     async def _afetch(self, call: Call) -> Generation:
+        limit = self._limits().body
         response = await self._asend(call)
         guard = call.watch(response)
         try:
-            if guard is not None:
-                guard.arm(*call.deadline())
-            raw = await response.aread()
+            raw = await aread_all(response, call, guard, limit)
         except httpx.HTTPError as exc:
             raise call.error(exc, guard) from exc
         finally:

@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the OpenAI provider needs httpx: pip install 'lmstream[openai]'") from exc
 
 from lmstream.errors import APIContextLengthError
-from lmstream.providers._http import Call
+from lmstream.providers._http import Call, SizeLimits
 from lmstream.providers._http_llm import HTTPLLM, Wire
 from lmstream.providers._openai_params import build_call, check, check_base_url, merged
 from lmstream.providers._openai_wire import CompletionStream, parse_completion
@@ -105,8 +105,8 @@ class OpenAI(HTTPLLM):
         url = f"{self.base_url}/completions"
         return build_call(url, self._headers, settings, prompt, stop, stream)
 
-    def _wire(self) -> Wire:
-        return CompletionStream()
+    def _wire(self, limits: SizeLimits) -> Wire:
+        return CompletionStream(limits)
 
     def _parse(self, raw: bytes) -> Generation:
         return parse_completion(raw)
