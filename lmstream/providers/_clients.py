@@ -1,4 +1,4 @@
-"""Pooled httpx clients for an HTTP provider, and reads bounded by a ``Call``'s deadline.
+"""Pooled httpx clients for an HTTP provider (reads are in ``_reads``).
 
 httpcore's connection pool does work quadratic in its connections on every request
 (each idle connection counts all the others), so 64 requests in flight on one pool cost

@@ -14,11 +14,9 @@ from __future__ import annotations
 from lmstream._sse import SSEDecodeError, SSEDecoder, SSEEvent
 from lmstream.chunks import GenerationChunk
 from lmstream.errors import ProtocolError
-from lmstream.providers._http import SizeLimits, too_large
+from lmstream.providers._http import DEFAULT_SIZES, SizeLimits, too_large
 
 __all__ = ["FrameReader"]
-
-_DEFAULT = SizeLimits()
 
 
 class FrameReader:
@@ -26,7 +24,7 @@ class FrameReader:
 
     __slots__ = ("_error", "_left", "decoder", "done", "limits")
 
-    def __init__(self, limits: SizeLimits = _DEFAULT) -> None:
+    def __init__(self, limits: SizeLimits = DEFAULT_SIZES) -> None:
         self.limits = limits
         self.decoder = SSEDecoder(max_line=limits.event, max_event=limits.event)
         self.done = False

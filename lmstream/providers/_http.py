@@ -40,6 +40,7 @@ from lmstream.errors import (
 from lmstream.providers._watchdog import Guard, guard_for
 
 __all__ = [
+    "DEFAULT_SIZES",
     "MAX_BODY_BYTES",
     "MAX_EVENT_BYTES",
     "Call",
@@ -91,6 +92,9 @@ class SizeLimits:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):  # fmt: skip
                 raise InvalidInputError(f"{name} must be an int >= 1 or None, not {value!r}")
+
+
+DEFAULT_SIZES = SizeLimits()
 
 
 def too_large(limit: int | None) -> ProtocolError:

@@ -15,12 +15,11 @@ from lmstream._sse import SSEEvent
 from lmstream.chunks import Generation, GenerationChunk, Usage
 from lmstream.errors import APIError, ProtocolError
 from lmstream.providers._frames import FrameReader
-from lmstream.providers._http import SizeLimits
+from lmstream.providers._http import DEFAULT_SIZES, SizeLimits
 from lmstream.providers._openai_errors import decoded, inband_error, loads
 
 __all__ = ["CompletionStream", "parse_completion", "usage_of"]
 
-_DEFAULT = SizeLimits()
 _MAX_COUNT = 2**63 - 1  # a token count past what a signed 64-bit integer holds is a lie
 
 _FAILED = frozenset({"abort", "error"})  # finish reasons that mean the server gave up
@@ -91,7 +90,7 @@ class CompletionStream(FrameReader):
 
     __slots__ = ("finish_reason", "usage")
 
-    def __init__(self, limits: SizeLimits = _DEFAULT) -> None:
+    def __init__(self, limits: SizeLimits = DEFAULT_SIZES) -> None:
         super().__init__(limits)
         self.finish_reason: str | None = None
         self.usage: Usage | None = None

@@ -23,7 +23,7 @@ from lmstream._llmcore import check_stop
 from lmstream._sse import SSEEvent
 from lmstream.chunks import Generation, GenerationChunk, Usage
 from lmstream.providers._frames import FrameReader
-from lmstream.providers._http import Call, RetryPolicy, SizeLimits
+from lmstream.providers._http import DEFAULT_SIZES, Call, RetryPolicy, SizeLimits
 from lmstream.providers._http_llm import HTTPLLM, Wire
 from lmstream.providers._openai_errors import loads
 from lmstream.providers._openai_params import check, check_base_url, limits_of
@@ -34,7 +34,6 @@ __all__ = ["RemoteLLM", "remote_error"]
 _CALL = ("max_tokens", "temperature", "top_p", "seed")
 _CLIENT = ("timeout", "connect_timeout", "first_token_timeout", "idle_timeout", "max_retries",
            "retry_backoff")  # fmt: skip
-_DEFAULT = SizeLimits()
 
 
 def _usage(value: Any) -> Usage | None:
@@ -97,7 +96,7 @@ class RunnableStream(FrameReader):
 
     __slots__ = ("run_id",)
 
-    def __init__(self, limits: SizeLimits = _DEFAULT) -> None:
+    def __init__(self, limits: SizeLimits = DEFAULT_SIZES) -> None:
         super().__init__(limits)
         self.run_id: str | None = None
 

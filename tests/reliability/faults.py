@@ -99,13 +99,13 @@ class Wire:
     def gzip_bomb(self) -> Reply:
         """The head, then 512 MiB of spaces (no line end), gzipped to about 0.5 MB; then
         silence. The body never ends, so its checksum is never due."""
-        body = _bomb(b"".join(self.head(HEAD)), 512)
+        body = bomb_body(b"".join(self.head(HEAD)), 512)
         headers = {**_SSE, "content-encoding": "gzip"}
         return Reply(headers=headers, steps=[Send(body), Stall()])
 
 
 @functools.cache
-def _bomb(head: bytes, mib: int) -> bytes:
+def bomb_body(head: bytes, mib: int) -> bytes:
     """``head`` and ``mib`` MiB of spaces as one gzip stream without its end. After a full
     flush the compressor starts afresh, so every MiB compresses to the same bytes."""
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)

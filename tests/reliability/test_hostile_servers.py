@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from helpers import invoke_of
-from reliability.faults import HEAD, PARTIAL, MiB, Wire, _bomb
+from reliability.faults import HEAD, PARTIAL, MiB, Wire, bomb_body
 from servers.raw import RawServer
 from servers.scripted import Reply, ScriptedServer, Send, Stall, completion, error
 
@@ -143,7 +143,7 @@ def test_a_gzip_bomb_is_cut_at_the_body_limit(
     scripted: ScriptedServer, flavour: str, provider: str
 ) -> None:
     """0.5 MB that inflate to 512 MiB: before, the client held all of it (2 GB at peak)."""
-    bomb = _bomb(b"", 512)
+    bomb = bomb_body(b"", 512)
     assert len(bomb) < MiB
     scripted.script(_gzipped(bomb))
     llm = make(provider, scripted.url)
