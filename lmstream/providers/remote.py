@@ -4,8 +4,8 @@
 ``data`` frame per chunk, then ``end`` or ``error``), natively sync and async. The remote
 model composes with ``|`` like a local one, its runs are local runs (callbacks and
 ``astream_events`` see them), and a typed error raised over there is raised here with
-the same class, the partial text and the usage. Closing a stream closes the response,
-so the server stops the model.
+the same class and usage (a stream's partial text is the text handed on here). Closing a
+stream closes the response, so the server stops the model.
 """
 
 from __future__ import annotations
