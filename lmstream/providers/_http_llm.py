@@ -33,7 +33,6 @@ from lmstream.providers._http_errors import failure, usable
 from lmstream.providers._reads import afinish, aread, aread_all, finish, read, read_all
 from lmstream.settings import STOP, for_call, number, positional, setting
 
-
 __all__ = ["HTTPLLM", "Wire"]
 
 _LIMITS, _POLICY, _SIZES = TimeLimits(), RetryPolicy(), SizeLimits()  # defaults, stated once
