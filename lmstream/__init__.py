@@ -59,6 +59,7 @@ from lmstream.settings import Rule, setting
 from lmstream.wrappers import RunnableBinding, RunnableRetry, RunnableWithFallbacks
 
 if _typing.TYPE_CHECKING:  # for type checkers only: at run time these load on first use
+    from lmstream.providers._http import SizeLimits as SizeLimits
     from lmstream.providers._http_llm import HTTPLLM as HTTPLLM
     from lmstream.providers.llamacpp import LlamaCpp as LlamaCpp
     from lmstream.providers.openai import OpenAI as OpenAI
@@ -68,8 +69,13 @@ __version__ = "0.1.0"
 
 # Providers with heavy dependencies load on first use: ``from lmstream import LlamaCpp``
 # imports llama.cpp then, and a missing extra raises an ImportError naming it. The
-# registry lists them; HTTPLLM, the base of HTTP providers, needs httpx.
-_LAZY = {**builtin_classes(), "HTTPLLM": "lmstream.providers._http_llm"}
+# registry lists them; HTTPLLM, the base of HTTP providers, and the SizeLimits its readers
+# are given need httpx.
+_LAZY = {
+    **builtin_classes(),
+    "HTTPLLM": "lmstream.providers._http_llm",
+    "SizeLimits": "lmstream.providers._http",
+}
 del builtin_classes
 
 

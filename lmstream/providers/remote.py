@@ -25,6 +25,7 @@ from lmstream.providers._frames import FrameReader
 from lmstream.providers._http import DEFAULT_SIZES, SizeLimits
 from lmstream.providers._http_errors import loads
 from lmstream.providers._http_llm import HTTPLLM, Wire
+from lmstream.providers._openai_errors import failure
 from lmstream.providers._openai_wire import usage_of
 from lmstream.settings import TEXT, URL, kind, number, setting
 
@@ -160,7 +161,8 @@ class RemoteLLM(HTTPLLM):
         try:
             typed = json.loads(raw)["error"]["lmstream"]
         except (ValueError, KeyError, TypeError, RecursionError):
-            return super()._failure(status, headers, raw)
+            # the server's other errors have OpenAI's shape (a context-length 400 included)
+            return failure(status, headers, raw)
         error = remote_error(typed, partial_text=True)
         if isinstance(error, errors.APIError):
             return error, None
