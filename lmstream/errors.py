@@ -4,11 +4,12 @@
 
     LMStreamError
     ├── InvalidInputError            (also ValueError and TypeError) bad prompt, config, params
-    │   └── ContextLengthError       the prompt does not fit the model's context
-    │       └── APIContextLengthError    ... as a server said it (also a BadRequestError)
+    │   ├── ContextLengthError       the prompt does not fit the model's context
+    │   │   └── APIContextLengthError    ... as a server said it (also a BadRequestError)
+    │   └── MissingVariablesError    (also KeyError) a template was not given all its variables
     ├── StreamingUnsupportedError    strict streaming: a step would buffer the stream
     ├── ModelLoadError               a model file is missing, unreadable or corrupt
-    ├── CallbackError                no parent run to dispatch a custom event to
+    ├── CallbackError                (also RuntimeError) no parent run for a custom event
     └── GenerationError              a run failed; carries the partial text and usage
         ├── ProviderError            the backend failed (wraps foreign exceptions)
         ├── APIError                 an HTTP backend failed
@@ -48,6 +49,7 @@ __all__ = [
     "GenerationError",
     "InvalidInputError",
     "LMStreamError",
+    "MissingVariablesError",
     "ModelLoadError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -77,6 +79,15 @@ class ContextLengthError(InvalidInputError):
         self.n_ctx = n_ctx
 
 
+class MissingVariablesError(InvalidInputError, KeyError):
+    """A prompt template was formatted without some of its variables.
+
+    Also a ``KeyError``, which is what the reference raises there."""
+
+    def __str__(self) -> str:  # a KeyError's str() would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class StreamingUnsupportedError(LMStreamError):
     """Strict streaming was asked for and a step would buffer the stream."""
 
@@ -89,8 +100,10 @@ class ModelLoadError(LMStreamError):
         self.path = path
 
 
-class CallbackError(LMStreamError):
-    """A callback could not be dispatched (for example, a custom event outside any run)."""
+class CallbackError(LMStreamError, RuntimeError):
+    """A callback could not be dispatched (for example, a custom event outside any run).
+
+    Also a ``RuntimeError``, which is what the reference raises there."""
 
 
 class GenerationError(LMStreamError):
