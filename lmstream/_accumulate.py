@@ -13,7 +13,11 @@ __all__ = ["AddableDict", "TextState", "aggregate"]
 
 
 class AddableDict(dict[str, Any]):
-    """A dict that adds up key by key: ``{"a": "x"} + {"a": "y"} == {"a": "xy"}``."""
+    """A dict that adds up key by key: ``{"a": "x"} + {"a": "y"} == {"a": "xy"}``.
+
+    Only these add up while streaming; a plain ``dict`` chunk replaces the one before it.
+    Values of one key that cannot be added raise ``TypeError``, as in the reference.
+    """
 
     def __add__(self, other: dict[str, Any]) -> AddableDict:
         out = AddableDict(self)
@@ -24,8 +28,11 @@ class AddableDict(dict[str, Any]):
             elif value is not None:
                 try:
                     out[key] = old + value
-                except TypeError:
-                    out[key] = value
+                except TypeError as exc:
+                    raise TypeError(
+                        f"Cannot add incompatible types for key {key!r}: "
+                        f"{type(old).__name__!r} and {type(value).__name__!r}."
+                    ) from exc
         return out
 
     def __radd__(self, other: dict[str, Any]) -> AddableDict:
@@ -42,28 +49,41 @@ def _fold(chunks: Sequence[Any]) -> Any:
     return total
 
 
-def aggregate(chunks: Sequence[Any]) -> Any:
-    """Add up streamed chunks in linear time (strings joined, dicts merged by key)."""
-    if not chunks:
-        return None
+def _sum(chunks: Sequence[Any]) -> Any:
+    """``chunks[0] + chunks[1] + ...`` in linear time; ``TypeError`` where two don't add."""
     if len(chunks) == 1:
         return chunks[0]
     if all(type(c) is str for c in chunks):
         return "".join(chunks)
-    if all(isinstance(c, dict) for c in chunks):
+    if all(isinstance(c, AddableDict) for c in chunks):
         keys: dict[str, list[Any]] = {}
         for chunk in chunks:
             for key, value in chunk.items():
+                values = keys.setdefault(key, [])
                 if value is not None:
-                    keys.setdefault(key, []).append(value)
-        return AddableDict((k, aggregate(v)) for k, v in keys.items())
+                    values.append(value)
+        return AddableDict((k, _sum(v) if v else None) for k, v in keys.items())
     if all(type(c) is GenerationChunk for c in chunks):
         info: dict[str, Any] | None = None
         for chunk in chunks:
             if chunk.generation_info:
                 info = merge_info(info, chunk.generation_info)
         return GenerationChunk("".join(c.text for c in chunks), info)
-    return _fold(chunks)
+    total = chunks[0]
+    for chunk in chunks[1:]:
+        total = total + chunk
+    return total
+
+
+def aggregate(chunks: Sequence[Any]) -> Any:
+    """Add up streamed chunks in linear time (strings joined, ``AddableDict``s merged by
+    key); from a chunk that does not add to the total on, the total restarts from it."""
+    if not chunks:
+        return None
+    try:
+        return _sum(chunks)
+    except TypeError:
+        return _fold(chunks)
 
 
 def _first_match(text: str, stops: Sequence[str]) -> int:
