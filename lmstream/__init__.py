@@ -13,6 +13,7 @@ from lmstream.callbacks import AsyncCallbackHandler, BaseCallbackHandler, Callba
 from lmstream.chunks import FinishReason, Generation, GenerationChunk, LLMResult, Usage
 from lmstream.compose import (
     RunnableAssign,
+    RunnableMap,
     RunnableParallel,
     RunnablePassthrough,
     RunnableSequence,
@@ -31,6 +32,7 @@ from lmstream.errors import (
     GenerationError,
     InvalidInputError,
     LMStreamError,
+    MissingVariablesError,
     ModelLoadError,
     NotFoundError,
     PermissionDeniedError,
@@ -41,7 +43,7 @@ from lmstream.errors import (
     StreamingUnsupportedError,
 )
 from lmstream.events import EventFilter, adispatch_custom_event, dispatch_custom_event
-from lmstream.functions import RunnableGenerator, RunnableLambda
+from lmstream.functions import RunnableGenerator, RunnableLambda, chain
 from lmstream.llm import LLM, BaseLLM
 from lmstream.parsers import StrOutputParser
 from lmstream.prompts import ChatPromptValue, PromptTemplate, PromptValue, StringPromptValue
@@ -107,6 +109,7 @@ __all__ = [
     "InvalidInputError",
     "LLMResult",
     "LMStreamError",
+    "MissingVariablesError",
     "ModelLoadError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -122,6 +125,7 @@ __all__ = [
     "RunnableConfig",
     "RunnableGenerator",
     "RunnableLambda",
+    "RunnableMap",
     "RunnableParallel",
     "RunnablePassthrough",
     "RunnableRetry",
@@ -137,6 +141,7 @@ __all__ = [
     "__version__",
     "adispatch_custom_event",
     "available_providers",
+    "chain",
     "coerce_to_runnable",
     "dispatch_custom_event",
     "ensure_config",

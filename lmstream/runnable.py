@@ -30,7 +30,12 @@ from lmstream.errors import InvalidInputError
 if TYPE_CHECKING:
     from lmstream.compose import RunnableSequence
     from lmstream.runs import Run
-    from lmstream.wrappers import RunnableBinding, RunnableRetry, RunnableWithFallbacks
+    from lmstream.wrappers import (
+        ExceptionFilter,
+        RunnableBinding,
+        RunnableRetry,
+        RunnableWithFallbacks,
+    )
 
 __all__ = ["Runnable", "StreamingStep", "coerce_to_runnable"]
 
@@ -210,14 +215,15 @@ class Runnable(Generic[Input, Output]):
     def with_retry(
         self,
         *,
-        retry_if_exception_type: tuple[type[BaseException], ...] = (Exception,),
+        retry_if_exception_type: ExceptionFilter = (Exception,),
         wait_exponential_jitter: bool = True,
         exponential_jitter_params: dict[str, float] | None = None,
         stop_after_attempt: int = 3,
     ) -> RunnableRetry[Input, Output]:
-        """Retry failed calls, waiting ``initial * exp_base ** n`` (at most ``max``) plus up
-        to ``jitter`` seconds, or an error's ``retry_after`` if longer. Streams retry only
-        before their first chunk."""
+        """Retry failed calls whose error is one of ``retry_if_exception_type`` (or for
+        which that predicate is true), waiting ``initial * exp_base ** n`` (at most
+        ``max``) plus up to ``jitter`` seconds, or an error's ``retry_after`` if longer.
+        Streams retry only before their first chunk."""
         from lmstream.wrappers import RunnableRetry
 
         return RunnableRetry(
@@ -233,13 +239,18 @@ class Runnable(Generic[Input, Output]):
         fallbacks: Sequence[Runnable[Input, Output]],
         *,
         exceptions_to_handle: tuple[type[BaseException], ...] = (Exception,),
+        exception_key: str | None = None,
     ) -> RunnableWithFallbacks[Input, Output]:
-        """Try ``fallbacks`` in order when this fails. Streams fall back only before their
-        first chunk."""
+        """Try ``fallbacks`` in order when this fails. With ``exception_key``, the input
+        (a dict) a fallback gets holds the previous error under that key. Streams fall
+        back only before their first chunk."""
         from lmstream.wrappers import RunnableWithFallbacks
 
         return RunnableWithFallbacks(
-            self, list(fallbacks), exceptions_to_handle=exceptions_to_handle
+            self,
+            list(fallbacks),
+            exceptions_to_handle=exceptions_to_handle,
+            exception_key=exception_key,
         )
 
     def assign(self, **kwargs: Any) -> RunnableSequence[Input, Any]:

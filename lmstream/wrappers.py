@@ -12,11 +12,12 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from lmstream._execution import EMPTY, acall_with_config, aclose, call_with_config, close
 from lmstream._types import RunnableConfig
-from lmstream.config import merge_configs, patch_config
+from lmstream.config import ensure_config, merge_configs, patch_config
 from lmstream.errors import InvalidInputError
 from lmstream.runnable import Configs, Runnable, StreamingStep
 from lmstream.runs import Run
@@ -56,7 +57,8 @@ class RunnableBinding(Runnable[Input, Output], Generic[Input, Output]):
         return getattr(self.bound, name)
 
     def _merge(self, config: RunnableConfig | None) -> RunnableConfig:
-        return merge_configs(self.config, config) if self.config else (config or {})
+        # complete (every key present), as the reference hands it on to the bound runnable
+        return ensure_config(merge_configs(self.config, config) if self.config else config)
 
     def _merge_list(self, config: Configs) -> Configs:
         if isinstance(config, Sequence):
@@ -175,6 +177,28 @@ class _Replay:
         return guarded
 
 
+# Which errors to retry on: exception classes, or a predicate over the error.
+ExceptionFilter = (
+    tuple[type[BaseException], ...] | type[BaseException] | Callable[[BaseException], bool]
+)
+
+
+def _exception_filter(spec: Any, what: str) -> Callable[[BaseException], bool]:
+    """A test for errors from exception classes or a predicate; a clear error for others."""
+    if isinstance(spec, type) and issubclass(spec, BaseException):
+        spec = (spec,)
+    if isinstance(spec, tuple) and all(
+        isinstance(t, type) and issubclass(t, BaseException) for t in spec
+    ):
+        return lambda exc: isinstance(exc, spec)
+    if callable(spec) and not isinstance(spec, (tuple, type)):
+        return lambda exc: bool(spec(exc))
+    raise InvalidInputError(
+        f"{what} takes a tuple of exception classes or one predicate function "
+        f"(error -> bool), not {spec!r}"
+    )
+
+
 # A policy says, for a failed attempt, how long to wait before the next one; it raises
 # when there is to be no next one.
 Policy = Callable[[int, Exception], float]
@@ -236,6 +260,31 @@ async def _aattempts(
         return
 
 
+def _noting(policy: Policy, errors: list[Exception]) -> Policy:
+    """``policy``, keeping each failure in ``errors`` first."""
+
+    def noted(attempt: int, exc: Exception) -> float:
+        errors.append(exc)
+        return policy(attempt, exc)
+
+    return noted
+
+
+def _map_first(it: Iterator[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
+    first = next(it, EMPTY)
+    if first is not EMPTY:
+        yield fn(first)
+        yield from it
+
+
+async def _amap_first(it: AsyncIterator[Any], fn: Callable[[Any], Any]) -> AsyncIterator[Any]:
+    first = await anext(it, EMPTY)
+    if first is not EMPTY:
+        yield fn(first)
+        async for item in it:
+            yield item
+
+
 class _Attempting(StreamingStep[Input, Output], Generic[Input, Output]):
     """Shared shape of retry and fallbacks: ``_target(attempt)`` and ``_policy()``.
 
@@ -251,13 +300,24 @@ class _Attempting(StreamingStep[Input, Output], Generic[Input, Output]):
     def _policy(self) -> Policy:
         raise NotImplementedError
 
+    def _input(self, value: Any, error: Exception | None) -> Any:
+        """The input of the attempt after one that failed with ``error`` (``None``: the
+        first attempt)."""
+        return value
+
+    def _first_input(self, chunk: Any, errors: list[Exception]) -> Any:
+        """The first input chunk of the attempt after those that failed with ``errors``."""
+        return chunk
+
     def _invoke(self, value: Any, config: RunnableConfig, kwargs: dict[str, Any]) -> Any:
-        policy, attempt = self._policy(), 0
+        policy, attempt, error = self._policy(), 0, None
         while True:
             target, cfg = self._target(attempt, config)
+            attempt_input = self._input(value, error)
             try:
-                return target.invoke(value, cfg, **kwargs)
+                return target.invoke(attempt_input, cfg, **kwargs)
             except Exception as exc:
+                error = exc
                 delay = policy(attempt, exc)
             if delay > 0:
                 _sleep(delay)
@@ -268,12 +328,14 @@ class _Attempting(StreamingStep[Input, Output], Generic[Input, Output]):
         return call_with_config(self, lambda v, r, c: self._invoke(v, c, kwargs), input, config)  # type: ignore[no-any-return]
 
     async def _ainvoke(self, value: Any, config: RunnableConfig, kwargs: dict[str, Any]) -> Any:
-        policy, attempt = self._policy(), 0
+        policy, attempt, error = self._policy(), 0, None
         while True:
             target, cfg = self._target(attempt, config)
+            attempt_input = self._input(value, error)
             try:
-                return await target.ainvoke(value, cfg, **kwargs)
+                return await target.ainvoke(attempt_input, cfg, **kwargs)
             except Exception as exc:
+                error = exc
                 delay = policy(attempt, exc)
             if delay > 0:
                 await _asleep(delay)
@@ -292,24 +354,30 @@ class _Attempting(StreamingStep[Input, Output], Generic[Input, Output]):
     ) -> Iterator[Any]:
         """Stream; retry or fall back only before the first chunk. Input read by a failed
         attempt is replayed to the next one."""
-        replay = _Replay(source)
+        replay, errors = _Replay(source), list[Exception]()
 
         def make(i: int) -> Iterator[Any]:
             target, cfg = self._target(i, config)
-            return target.transform(iter(replay), cfg, **kwargs)
+            inputs = iter(replay)
+            if errors:
+                inputs = _map_first(inputs, partial(self._first_input, errors=errors))
+            return target.transform(inputs, cfg, **kwargs)
 
-        return _attempts(replay.guard(self._policy()), make)
+        return _attempts(_noting(replay.guard(self._policy()), errors), make)
 
     def _atransform(
         self, source: AsyncIterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        replay = _Replay(source)
+        replay, errors = _Replay(source), list[Exception]()
 
         def make(i: int) -> AsyncIterator[Any]:
             target, cfg = self._target(i, config)
-            return target.atransform(replay.__aiter__(), cfg, **kwargs)
+            inputs = replay.__aiter__()
+            if errors:
+                inputs = _amap_first(inputs, partial(self._first_input, errors=errors))
+            return target.atransform(inputs, cfg, **kwargs)
 
-        return _aattempts(replay.guard(self._policy()), make)
+        return _aattempts(_noting(replay.guard(self._policy()), errors), make)
 
 
 class RunnableRetry(_Attempting[Input, Output], Generic[Input, Output]):
@@ -320,7 +388,7 @@ class RunnableRetry(_Attempting[Input, Output], Generic[Input, Output]):
         self,
         bound: Runnable[Input, Output],
         *,
-        retry_exception_types: tuple[type[BaseException], ...] = (Exception,),
+        retry_exception_types: ExceptionFilter = (Exception,),
         wait_exponential_jitter: bool = True,
         max_attempt_number: int = 3,
         exponential_jitter_params: dict[str, float] | None = None,
@@ -329,6 +397,7 @@ class RunnableRetry(_Attempting[Input, Output], Generic[Input, Output]):
             raise InvalidInputError(f"stop_after_attempt must be >= 1, got {max_attempt_number}")
         self.bound = bound
         self.retry_exception_types = retry_exception_types
+        self._retryable = _exception_filter(retry_exception_types, "retry_if_exception_type")
         self.wait_exponential_jitter = wait_exponential_jitter
         self.max_attempt_number = max_attempt_number
         params = {"initial": 1.0, "max": 60.0, "exp_base": 2.0, "jitter": 1.0}
@@ -363,7 +432,7 @@ class RunnableRetry(_Attempting[Input, Output], Generic[Input, Output]):
 
     def _policy(self) -> Policy:
         def policy(attempt: int, exc: Exception) -> float:
-            if not isinstance(exc, self.retry_exception_types):
+            if not self._retryable(exc):
                 raise exc
             if attempt + 1 >= self.max_attempt_number:
                 raise exc
@@ -383,10 +452,12 @@ class RunnableWithFallbacks(_Attempting[Input, Output], Generic[Input, Output]):
         fallbacks: Sequence[Runnable[Input, Output]],
         *,
         exceptions_to_handle: tuple[type[BaseException], ...] = (Exception,),
+        exception_key: str | None = None,
     ) -> None:
         self.runnable = runnable
         self.fallbacks = list(fallbacks)
         self.exceptions_to_handle = exceptions_to_handle
+        self.exception_key = exception_key
 
     @property
     def runnables(self) -> list[Runnable[Input, Output]]:
@@ -399,6 +470,22 @@ class RunnableWithFallbacks(_Attempting[Input, Output], Generic[Input, Output]):
         if attempt == 0 or not config:
             return self.runnables[attempt], config
         return self.runnables[attempt], {k: v for k, v in config.items() if k != "run_id"}  # type: ignore[return-value]
+
+    def _input(self, value: Any, error: Exception | None) -> Any:
+        """With ``exception_key``, a fallback's dict input also holds the last error
+        (a copy: the caller's dict is left as it was)."""
+        key = self.exception_key
+        if key is None:
+            return value
+        if not isinstance(value, dict):
+            raise InvalidInputError(
+                "If 'exception_key' is specified then input must be a dictionary. "
+                f"However found a type of {type(value)} for input"
+            )
+        return value if error is None else {**value, key: error}
+
+    def _first_input(self, chunk: Any, errors: list[Exception]) -> Any:
+        return self._input(chunk, errors[-1] if errors else None)
 
     def _policy(self) -> Policy:
         first: list[Exception] = []
