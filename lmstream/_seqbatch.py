@@ -9,7 +9,7 @@ The pure bookkeeping lives here; the sync and async shells in ``compose`` drive 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lmstream._batch import _prepare
@@ -32,6 +32,7 @@ class SequenceBatch:
         inputs: Sequence[Any],
         config: RunnableConfig | Sequence[RunnableConfig] | None,
         return_exceptions: bool,
+        kwargs: dict[str, Any],
     ) -> None:
         items, configs, _ = _prepare(inputs, config)
         self.configs = configs
@@ -42,24 +43,34 @@ class SequenceBatch:
         self.values: dict[int, Any] = dict(enumerate(items))
         self.failed: dict[int, BaseException] = {}
         self.return_exceptions = return_exceptions
+        self.kwargs = kwargs
 
-    def step_call(self, index: int) -> tuple[list[Any], list[RunnableConfig]]:
-        """The inputs and configs for step ``index`` (0-based), in input order; no inputs
-        when none is left."""
-        alive = sorted(self.values)
-        tag = f"seq:step:{index + 1}"
-        configs = [child_config(self.configs[i], self.runs[i].child(tag)) for i in alive]
-        return [self.values[i] for i in alive], configs
+    def calls(
+        self, steps: Sequence[Runnable[Any, Any]]
+    ) -> Iterator[tuple[Runnable[Any, Any], list[Any], list[RunnableConfig], dict[str, Any]]]:
+        """For each step while any input is left: the step, the inputs still going and
+        their configs (in input order), and the keyword arguments of its ``batch`` (the
+        call's kwargs go to the first step only)."""
+        for index, step in enumerate(steps):
+            alive = sorted(self.values)
+            if not alive:
+                return
+            tag = f"seq:step:{index + 1}"
+            configs = [child_config(self.configs[i], self.runs[i].child(tag)) for i in alive]
+            kw = {
+                **(self.kwargs if index == 0 else {}),
+                "return_exceptions": self.return_exceptions,
+            }
+            yield step, [self.values[i] for i in alive], configs, kw
 
-    def took(self, outputs: Sequence[Any]) -> bool:
-        """Record a step's outputs; whether any input is left for the next step."""
+    def took(self, outputs: Sequence[Any]) -> None:
+        """Record a step's outputs."""
         for i, out in zip(sorted(self.values), outputs, strict=True):
             if isinstance(out, Exception) and self.return_exceptions:
                 self.failed[i] = out
                 del self.values[i]
             else:
                 self.values[i] = out
-        return bool(self.values)
 
     def results(self) -> list[Any]:
         """Every input's output, or its exception, in input order."""

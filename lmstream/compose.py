@@ -20,15 +20,16 @@ from collections.abc import (
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from lmstream._accumulate import AddableDict, aggregate
-from lmstream._execution import acall_with_config, aclose, call_with_config, close, is_cancel
+from lmstream._execution import acall_with_config, call_with_config
+from lmstream._iterators import aclose, close, is_cancel
 from lmstream._merge import ATee, Tee, merge_tasks, merge_threads
 from lmstream._seqbatch import SequenceBatch
 from lmstream._threads import run_in_thread, run_sync
-from lmstream._types import RunnableConfig
+from lmstream._types import Configs, RunnableConfig
 from lmstream._utils import accepts_param, is_async_callable
 from lmstream.config import child_config, ensure_config
 from lmstream.errors import InvalidInputError
-from lmstream.runnable import Configs, Runnable, StreamingStep, coerce_to_runnable
+from lmstream.runnable import Runnable, StreamingStep, coerce_to_runnable
 from lmstream.runs import Run
 
 if TYPE_CHECKING:
@@ -117,17 +118,12 @@ class RunnableSequence(StreamingStep[Input, Output], Generic[Input, Output]):
     ) -> list[Any]:  # fmt: skip
         """Each step's own ``batch`` on the inputs still going, one step after another
         (call kwargs go to the first step)."""
-        state = SequenceBatch(self, inputs, config, return_exceptions)
+        state = SequenceBatch(self, inputs, config, return_exceptions, kwargs)
         for run in state.runs:
             run.start()
         try:
-            for i, step in enumerate(self.steps):
-                values, configs = state.step_call(i)
-                kw = kwargs if i == 0 else {}
-                if not values or not state.took(
-                    step.batch(values, configs, return_exceptions=return_exceptions, **kw)
-                ):
-                    break
+            for step, values, configs, kw in state.calls(self.steps):
+                state.took(step.batch(values, configs, **kw))
         except BaseException as exc:
             for run in state.runs:
                 run.cancel() if is_cancel(exc) else run.fail(exc)
@@ -141,17 +137,12 @@ class RunnableSequence(StreamingStep[Input, Output], Generic[Input, Output]):
         **kwargs: Any,
     ) -> list[Any]:  # fmt: skip
         """Async ``batch``: each step's own ``abatch``."""
-        state = SequenceBatch(self, inputs, config, return_exceptions)
+        state = SequenceBatch(self, inputs, config, return_exceptions, kwargs)
         for run in state.runs:
             await run.astart()
         try:
-            for i, step in enumerate(self.steps):
-                values, configs = state.step_call(i)
-                kw = kwargs if i == 0 else {}
-                if not values or not state.took(
-                    await step.abatch(values, configs, return_exceptions=return_exceptions, **kw)
-                ):
-                    break
+            for step, values, configs, kw in state.calls(self.steps):
+                state.took(await step.abatch(values, configs, **kw))
         except BaseException as exc:
             for run in state.runs:
                 await (run.acancel() if is_cancel(exc) else run.afail(exc))
