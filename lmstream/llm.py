@@ -24,9 +24,10 @@ from lmstream import _generation as loops
 from lmstream._accumulate import TEXT
 from lmstream._generation import Generating
 from lmstream._llmcore import check_stop, declared_fields, init_fields
+from lmstream._llmgenerate import agenerate, generate, generate_config
 from lmstream._llmsources import acomplete, asource, complete, source
 from lmstream._types import LanguageModelInput, RunnableConfig
-from lmstream.chunks import Generation, GenerationChunk
+from lmstream.chunks import Generation, GenerationChunk, LLMResult
 from lmstream.config import ensure_config
 from lmstream.errors import InvalidInputError
 from lmstream.prompts import prompt_to_string
@@ -35,7 +36,7 @@ from lmstream.runs import SILENT, Run
 
 __all__ = ["LLM", "BaseLLM"]
 
-_HOOKS = ("_call", "_acall", "_stream", "_astream")
+_HOOKS = ("_call", "_acall", "_stream", "_astream", "_generate", "_agenerate")
 _NUMERIC: dict[str, tuple[type | tuple[type, ...], int]] = {
     "max_tokens": (int, 0),
     "temperature": ((int, float), 0),
@@ -77,7 +78,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         if "can_stream" not in cls.__dict__:
             cls.can_stream = cls._has["_stream"] or cls._has["_astream"]
         if "native_async" not in cls.__dict__:
-            cls.native_async = cls._has["_acall"] or cls._has["_astream"]
+            cls.native_async = cls._has["_acall"] or cls._has["_astream"] or cls._has["_agenerate"]
 
     def __init__(
         self,
@@ -90,7 +91,8 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     ) -> None:
         if not any(self._has.values()):
             raise TypeError(
-                f"{type(self).__name__} must implement _call, _acall, _stream or _astream"
+                f"{type(self).__name__} must implement _call, _acall, _stream, _astream, "
+                "_generate or _agenerate"
             )
         self.callbacks = list(callbacks) if callbacks else []
         self.tags = list(tags) if tags else []
@@ -125,6 +127,39 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         self, prompt: str, stop: list[str] | None = None, **kwargs: Any
     ) -> AsyncIterator[GenerationChunk]:
         raise NotImplementedError
+
+    def _generate(
+        self, prompts: list[str], stop: list[str] | None = None, **kwargs: Any
+    ) -> LLMResult:
+        """LangChain's batch hook: every prompt in one call (optional)."""
+        raise NotImplementedError
+
+    async def _agenerate(
+        self, prompts: list[str], stop: list[str] | None = None, **kwargs: Any
+    ) -> LLMResult:
+        """The async ``_generate`` (optional)."""
+        raise NotImplementedError
+
+    def generate(
+        self, prompts: list[str], stop: list[str] | None = None, callbacks: Any = None, *,
+        tags: list[str] | None = None, metadata: dict[str, Any] | None = None,
+        run_name: str | None = None, run_id: Any = None, **kwargs: Any,
+    ) -> LLMResult:  # fmt: skip
+        """Generate for several prompts: one list of generations per prompt, and
+        ``llm_output`` (the provider's, or the usage added up). One run per prompt."""
+        options = {"tags": tags, "metadata": metadata, "run_name": run_name, "run_id": run_id}
+        prompts, config = generate_config(prompts, callbacks, options)
+        return generate(self, prompts, config, stop, kwargs)
+
+    async def agenerate(
+        self, prompts: list[str], stop: list[str] | None = None, callbacks: Any = None, *,
+        tags: list[str] | None = None, metadata: dict[str, Any] | None = None,
+        run_name: str | None = None, run_id: Any = None, **kwargs: Any,
+    ) -> LLMResult:  # fmt: skip
+        """Async ``generate``."""
+        options = {"tags": tags, "metadata": metadata, "run_name": run_name, "run_id": run_id}
+        prompts, config = generate_config(prompts, callbacks, options)
+        return await agenerate(self, prompts, config, stop, kwargs)
 
     def get_num_tokens(self, text: str) -> int:
         """Tokens in ``text``; a character-based estimate unless the provider knows better."""
