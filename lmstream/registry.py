@@ -76,6 +76,11 @@ _BUILTIN = [
         "a model served by lmstream serve (remote:http://host:8000)", "httpx", "openai",
     ),
     ProviderInfo(
+        "langchain", "lmstream.langchain:load", "path",
+        "any LangChain LLM or chat model (langchain:module.Class, settings as options)",
+        "langchain_core", "langchain",
+    ),
+    ProviderInfo(
         "fake", "lmstream.providers.fake:FakeLLM", "responses",
         "scripted responses for tests and demos (fake:<text> answers <text>)",
     ),
