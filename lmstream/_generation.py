@@ -31,7 +31,7 @@ supplies:
 * optionally ``result(text, info, chunks)``: the run's result (an ``LLMResult`` of the
   text by default; a chat kind adds up the chunks into a message).
 
-A chat model makes ``Generating(its_kind, run, messages, stop, count)`` and uses
+A chat model makes ``Generating(its_kind, run, messages, stop, False)`` and uses
 ``stream``/``astream``/``invoke``/``ainvoke`` with ``as_text=False``: its consumers get
 its chunks (``Generating.kept`` holds those handed on, for ``result`` to add up).
 ``TextGenerating`` is the same object reading text chunks directly, for speed; a kind
@@ -63,44 +63,38 @@ __all__ = [
 
 C = TypeVar("C")
 S = TypeVar("S")
-Counter = Callable[[Any, str], "tuple[int, int]"]
-"""(prompt tokens, completion tokens) for a prompt and a text, when a backend gave none."""
 
 
 class Generating(HoldBack[C]):
     """One generation: stop hold-back and what was handed on (``HoldBack``: the text
-    parts and merged metadata), its run, the chunks handed on, usage and outcome."""
+    parts and merged metadata), its run, the chunks handed on, usage and outcome.
+
+    The run's owner counts tokens (``count_usage(prompt, text)``) when a backend sends no
+    usage. ``as_text``: the consumer gets the chunks' text; ``plain``: the lean loop fits
+    (text out, nobody listening, no stop sequences)."""
 
     __slots__ = (
-        "as_text", "count", "kept", "listening", "pending", "prompt", "run", "source",
+        "as_text", "kept", "listening", "pending", "plain", "prompt", "run", "source",
     )  # fmt: skip
 
     def __init__(
-        self,
-        kind: ChunkKind[C],
-        run: Run,
-        prompt: Any,
-        stop: list[str] | None,
-        count: Counter,
-        *,
-        as_text: bool = False,
+        self, kind: ChunkKind[C], run: Run, prompt: Any, stop: list[str] | None, as_text: bool
     ) -> None:
-        # HoldBack's fields, set here: one call less on every generation
-        self.stops = [s for s in stop if s] if stop else []
-        self.kind, self.parts, self.info, self.held, self.stopped = kind, [], None, "", False
+        # HoldBack's fields are set here, one by one: this runs once per call
+        self.stops = stops = [s for s in stop if s] if stop else []
+        self.kind = kind
+        self.parts: list[str] = []
+        self.info: dict[str, Any] | None = None
+        self.held = ""
+        self.stopped = False
         self.run = run
-        self.listening = run.listening
+        self.listening = listening = run.listening
         self.prompt = prompt
-        self.count = count
         self.as_text = as_text
+        self.plain = as_text and not listening and not stops
         self.kept: list[C] = []  # the chunks handed on, for a kind whose result adds them up
         self.pending: Pending | None = None  # async handlers' work for the last chunk
         self.source: Any = None
-
-    @property
-    def plain(self) -> bool:
-        """Whether the lean loop fits: text out, nobody listening, no stop sequences."""
-        return self.as_text and not self.listening and not self.stops
 
     def opened(self, source: S) -> S:
         """Keep the provider's chunk stream, to close when the loop ends; ``source``."""
@@ -132,7 +126,7 @@ class Generating(HoldBack[C]):
     def _counts(self, info: dict[str, Any] | None, text: str) -> tuple[int, int]:
         if info is not None and isinstance(info.get("usage"), Usage):
             return 0, 0  # the backend's usage stands; nothing is estimated
-        return self.count(self.prompt, text)
+        return self.run.owner.count_usage(self.prompt, text)  # type: ignore[no-any-return]
 
     def cut(self, exc: BaseException) -> tuple[BaseException, Any]:
         """(the error to raise, the partial result) for a generation cut short by ``exc``:
@@ -236,11 +230,11 @@ def lean(gen: Generating[Any], make: Callable[..., Iterator[Any]], *args: Any) -
     """Text out, nobody listening, no stop sequences: text chunks' text and metadata are
     only kept (read directly: ``as_text`` chunks have ``text`` and ``generation_info``)."""
     try:
-        append, absorb, chunks = gen.parts.append, gen.absorb, gen.opened(make(*args))
+        append, chunks = gen.parts.append, gen.opened(make(*args))
         for chunk in chunks:
             append(text := chunk.text)
             if chunk.generation_info is not None:
-                absorb(chunk.generation_info)
+                gen.absorb(chunk.generation_info)
             if text:
                 yield text
     except BaseException as exc:
@@ -254,11 +248,11 @@ async def alean(
 ) -> AsyncIterator[str]:
     """The async twin of ``lean``."""
     try:
-        append, absorb, chunks = gen.parts.append, gen.absorb, gen.opened(make(*args))
+        append, chunks = gen.parts.append, gen.opened(make(*args))
         async for chunk in chunks:
             append(text := chunk.text)
             if chunk.generation_info is not None:
-                absorb(chunk.generation_info)
+                gen.absorb(chunk.generation_info)
             if text:
                 yield text
     except BaseException as exc:

@@ -205,7 +205,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         (``_llmsources``) for it, and its config."""
         prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
         run = self._new_run(prompt, cfg, stop, kwargs)
-        gen = TextGenerating(TEXT, run, prompt, stop, self.count_usage, as_text=as_text)
+        gen = TextGenerating(TEXT, run, prompt, stop, as_text)
         return gen, (self, prompt, stop, run, kwargs), cfg
 
     def invoke(
