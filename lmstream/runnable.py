@@ -21,14 +21,10 @@ from lmstream.config import ambient
 from lmstream.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from lmstream._policies import ExceptionFilter
     from lmstream.compose import RunnableSequence
     from lmstream.runs import Run
-    from lmstream.wrappers import (
-        ExceptionFilter,
-        RunnableBinding,
-        RunnableRetry,
-        RunnableWithFallbacks,
-    )
+    from lmstream.wrappers import RunnableBinding, RunnableRetry, RunnableWithFallbacks
 
 __all__ = ["Runnable", "StreamingStep", "coerce_to_runnable"]
 

@@ -17,6 +17,14 @@ from typing import Any, Generic, TypeVar
 
 from lmstream._execution import acall_with_config, call_with_config
 from lmstream._iterators import EMPTY, aclose, close
+from lmstream._policies import (
+    ExceptionFilter,
+    Policy,
+    amap_first,
+    exception_filter,
+    map_first,
+    noting,
+)
 from lmstream._types import Configs, RunnableConfig
 from lmstream.config import ensure_config, merge_configs, patch_config
 from lmstream.errors import InvalidInputError
@@ -178,32 +186,6 @@ class _Replay:
         return guarded
 
 
-# Which errors to retry on: exception classes, or a predicate over the error.
-ExceptionFilter = (
-    tuple[type[BaseException], ...] | type[BaseException] | Callable[[BaseException], bool]
-)
-
-
-def _exception_filter(spec: Any, what: str) -> Callable[[BaseException], bool]:
-    """A test for errors from exception classes or a predicate; a clear error for others."""
-    if isinstance(spec, type) and issubclass(spec, BaseException):
-        spec = (spec,)
-    if isinstance(spec, tuple) and all(
-        isinstance(t, type) and issubclass(t, BaseException) for t in spec
-    ):
-        return lambda exc: isinstance(exc, spec)
-    if callable(spec) and not isinstance(spec, (tuple, type)):
-        return lambda exc: bool(spec(exc))
-    raise InvalidInputError(
-        f"{what} takes a tuple of exception classes or one predicate function "
-        f"(error -> bool), not {spec!r}"
-    )
-
-
-# A policy says, for a failed attempt, how long to wait before the next one; it raises
-# when there is to be no next one.
-Policy = Callable[[int, Exception], float]
-
 # How to wait between attempts (module attributes, so tests can record the waits).
 _sleep: Callable[[float], None] = time.sleep
 
@@ -266,31 +248,6 @@ async def _aattempts(
                 yield chunk
     finally:
         await aclose(it)
-
-
-def _noting(policy: Policy, errors: list[Exception]) -> Policy:
-    """``policy``, keeping each failure in ``errors`` first."""
-
-    def noted(attempt: int, exc: Exception) -> float:
-        errors.append(exc)
-        return policy(attempt, exc)
-
-    return noted
-
-
-def _map_first(it: Iterator[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
-    first = next(it, EMPTY)
-    if first is not EMPTY:
-        yield fn(first)
-        yield from it
-
-
-async def _amap_first(it: AsyncIterator[Any], fn: Callable[[Any], Any]) -> AsyncIterator[Any]:
-    first = await anext(it, EMPTY)
-    if first is not EMPTY:
-        yield fn(first)
-        async for item in it:
-            yield item
 
 
 class _Attempting(StreamingStep[Input, Output], Generic[Input, Output]):
@@ -368,10 +325,10 @@ class _Attempting(StreamingStep[Input, Output], Generic[Input, Output]):
             target, cfg = self._target(i, config)
             inputs = iter(replay)
             if errors:
-                inputs = _map_first(inputs, partial(self._first_input, errors=errors))
+                inputs = map_first(inputs, partial(self._first_input, errors=errors))
             return target.transform(inputs, cfg, **kwargs)
 
-        return _attempts(_noting(replay.guard(self._policy()), errors), make)
+        return _attempts(noting(replay.guard(self._policy()), errors), make)
 
     def _atransform(
         self, source: AsyncIterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
@@ -382,10 +339,10 @@ class _Attempting(StreamingStep[Input, Output], Generic[Input, Output]):
             target, cfg = self._target(i, config)
             inputs = replay.__aiter__()
             if errors:
-                inputs = _amap_first(inputs, partial(self._first_input, errors=errors))
+                inputs = amap_first(inputs, partial(self._first_input, errors=errors))
             return target.atransform(inputs, cfg, **kwargs)
 
-        return _aattempts(_noting(replay.guard(self._policy()), errors), make)
+        return _aattempts(noting(replay.guard(self._policy()), errors), make)
 
 
 class RunnableRetry(_Attempting[Input, Output], Generic[Input, Output]):
@@ -405,7 +362,7 @@ class RunnableRetry(_Attempting[Input, Output], Generic[Input, Output]):
             raise InvalidInputError(f"stop_after_attempt must be >= 1, got {max_attempt_number}")
         self.bound = bound
         self.retry_exception_types = retry_exception_types
-        self._retryable = _exception_filter(retry_exception_types, "retry_if_exception_type")
+        self._retryable = exception_filter(retry_exception_types, "retry_if_exception_type")
         self.wait_exponential_jitter = wait_exponential_jitter
         self.max_attempt_number = max_attempt_number
         params = {"initial": 1.0, "max": 60.0, "exp_base": 2.0, "jitter": 1.0}
