@@ -14,6 +14,7 @@ from lmstream.callbacks import AsyncCallbackHandler, BaseCallbackHandler, Callba
 from lmstream.chunks import FinishReason, Generation, GenerationChunk, LLMResult, Usage
 from lmstream.compose import (
     RunnableAssign,
+    RunnableMap,
     RunnableParallel,
     RunnablePassthrough,
     RunnableSequence,
@@ -32,6 +33,7 @@ from lmstream.errors import (
     GenerationError,
     InvalidInputError,
     LMStreamError,
+    MissingVariablesError,
     ModelLoadError,
     NotFoundError,
     PermissionDeniedError,
@@ -42,7 +44,7 @@ from lmstream.errors import (
     StreamingUnsupportedError,
 )
 from lmstream.events import EventFilter, adispatch_custom_event, dispatch_custom_event
-from lmstream.functions import RunnableGenerator, RunnableLambda
+from lmstream.functions import RunnableGenerator, RunnableLambda, chain
 from lmstream.llm import LLM, BaseLLM
 from lmstream.parsers import StrOutputParser
 from lmstream.prompts import ChatPromptValue, PromptTemplate, PromptValue, StringPromptValue
@@ -120,6 +122,7 @@ __all__ = [
     "InvalidInputError",
     "LLMResult",
     "LMStreamError",
+    "MissingVariablesError",
     "ModelLoadError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -136,6 +139,7 @@ __all__ = [
     "RunnableConfig",
     "RunnableGenerator",
     "RunnableLambda",
+    "RunnableMap",
     "RunnableParallel",
     "RunnablePassthrough",
     "RunnableRetry",
@@ -153,6 +157,7 @@ __all__ = [
     "__version__",
     "adispatch_custom_event",
     "available_providers",
+    "chain",
     "coerce_to_runnable",
     "dispatch_custom_event",
     "ensure_config",

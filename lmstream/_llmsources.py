@@ -46,7 +46,9 @@ async def _ajoin(chunks: AsyncIterator[GenerationChunk]) -> GenerationChunk:
     return _join(iter([c async for c in chunks]))
 
 
-def call_hook(fn: Any, prompt: str, stop: Any, manager: RunManager, kwargs: dict[str, Any]) -> Any:
+def call_hook(
+    fn: Any, prompt: str | list[str], stop: Any, manager: RunManager, kwargs: dict[str, Any]
+) -> Any:
     if accepts_param(fn, "run_manager"):
         return fn(prompt, stop=stop, run_manager=manager, **kwargs)
     return fn(prompt, stop=stop, **kwargs)
@@ -94,10 +96,29 @@ async def one_chunk(
     yield await acomplete(llm, prompt, stop, run, kwargs)
 
 
+def _first(result: Any) -> GenerationChunk:
+    """The first candidate of the first prompt of a ``_generate`` result."""
+    return _as_chunk(result.generations[0][0])
+
+
+async def _agenerated(
+    llm: BaseLLM, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any]
+) -> GenerationChunk:
+    """One prompt through ``_agenerate``, or ``_generate`` in a worker thread."""
+    if not llm._has["_agenerate"]:
+        return await run_in_thread(complete, llm, prompt, stop, run, kwargs)
+    manager = AsyncRunManager(run, reports=True)
+    return _first(await call_hook(llm._agenerate, [prompt], stop, manager, kwargs))
+
+
 def complete(
     llm: BaseLLM, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any]
 ) -> GenerationChunk:
     has = llm._has
+    if has["_generate"]:  # LangChain's batch hook, for one prompt
+        return _first(
+            call_hook(llm._generate, [prompt], stop, RunManager(run, reports=True), kwargs)
+        )
     if has["_call"]:
         return _as_chunk(call_hook(llm._call, prompt, stop, RunManager(run, reports=True), kwargs))
     if has["_acall"]:
@@ -114,6 +135,8 @@ async def acomplete(
 ) -> GenerationChunk:
     has = llm._has
     manager: RunManager
+    if has["_agenerate"] or has["_generate"]:
+        return await _agenerated(llm, prompt, stop, run, kwargs)
     if has["_acall"]:
         manager = AsyncRunManager(run, reports=True)
         return _as_chunk(await call_hook(llm._acall, prompt, stop, manager, kwargs))

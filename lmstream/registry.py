@@ -91,6 +91,11 @@ _BUILTIN = [
         claims=r"https?://",
     ),
     ProviderInfo(
+        "langchain", "lmstream.langchain:load", "path",
+        "any LangChain LLM or chat model (langchain:module.Class, settings as options)",
+        "langchain_core", "langchain",
+    ),
+    ProviderInfo(
         "fake", "lmstream.providers.fake:FakeLLM", "responses",
         "scripted responses for tests and demos (fake:<text> answers <text>)",
     ),
