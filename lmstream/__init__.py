@@ -43,6 +43,27 @@ from lmstream.errors import (
 from lmstream.events import EventFilter, adispatch_custom_event, dispatch_custom_event
 from lmstream.functions import RunnableGenerator, RunnableLambda
 from lmstream.llm import LLM, BaseLLM
+from lmstream.message_input import (
+    ChatGeneration,
+    ChatGenerationChunk,
+    ChatResult,
+    convert_to_messages,
+)
+from lmstream.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    BaseMessageChunk,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    SystemMessageChunk,
+    ToolCall,
+    ToolCallChunk,
+    ToolMessage,
+    ToolMessageChunk,
+    UsageMetadata,
+)
 from lmstream.parsers import StrOutputParser
 from lmstream.prompts import ChatPromptValue, PromptTemplate, PromptValue, StringPromptValue
 from lmstream.providers.fake import FakeLLM
@@ -83,6 +104,8 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "LLM",
+    "AIMessage",
+    "AIMessageChunk",
     "APIConnectionError",
     "APIContextLengthError",
     "APIError",
@@ -94,9 +117,14 @@ __all__ = [
     "BadRequestError",
     "BaseCallbackHandler",
     "BaseLLM",
+    "BaseMessage",
+    "BaseMessageChunk",
     "CallbackError",
     "CallbackManager",
+    "ChatGeneration",
+    "ChatGenerationChunk",
     "ChatPromptValue",
+    "ChatResult",
     "ContextLengthError",
     "EventFilter",
     "FakeLLM",
@@ -104,6 +132,8 @@ __all__ = [
     "Generation",
     "GenerationChunk",
     "GenerationError",
+    "HumanMessage",
+    "HumanMessageChunk",
     "InvalidInputError",
     "LLMResult",
     "LMStreamError",
@@ -133,11 +163,19 @@ __all__ = [
     "StreamingStep",
     "StreamingUnsupportedError",
     "StringPromptValue",
+    "SystemMessage",
+    "SystemMessageChunk",
+    "ToolCall",
+    "ToolCallChunk",
+    "ToolMessage",
+    "ToolMessageChunk",
     "Usage",
+    "UsageMetadata",
     "__version__",
     "adispatch_custom_event",
     "available_providers",
     "coerce_to_runnable",
+    "convert_to_messages",
     "dispatch_custom_event",
     "ensure_config",
     "get_config_list",
