@@ -10,6 +10,7 @@ import typing as _typing
 from lmstream._accumulate import AddableDict
 from lmstream._types import RunnableConfig, StreamEvent
 from lmstream.callbacks import AsyncCallbackHandler, BaseCallbackHandler, CallbackManager
+from lmstream.chat_prompts import ChatPromptTemplate, MessagesPlaceholder
 from lmstream.chunks import FinishReason, Generation, GenerationChunk, LLMResult, Usage
 from lmstream.compose import (
     RunnableAssign,
@@ -123,6 +124,7 @@ __all__ = [
     "CallbackManager",
     "ChatGeneration",
     "ChatGenerationChunk",
+    "ChatPromptTemplate",
     "ChatPromptValue",
     "ChatResult",
     "ContextLengthError",
@@ -137,6 +139,7 @@ __all__ = [
     "InvalidInputError",
     "LLMResult",
     "LMStreamError",
+    "MessagesPlaceholder",
     "ModelLoadError",
     "NotFoundError",
     "PermissionDeniedError",
