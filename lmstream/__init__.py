@@ -10,6 +10,7 @@ import typing as _typing
 from lmstream._accumulate import AddableDict
 from lmstream._types import RunnableConfig, StreamEvent
 from lmstream.callbacks import AsyncCallbackHandler, BaseCallbackHandler, CallbackManager
+from lmstream.chat_model import BaseChatModel, SimpleChatModel
 from lmstream.chat_prompts import ChatPromptTemplate, MessagesPlaceholder
 from lmstream.chunks import FinishReason, Generation, GenerationChunk, LLMResult, Usage
 from lmstream.compose import (
@@ -68,7 +69,14 @@ from lmstream.messages import (
 from lmstream.parsers import StrOutputParser
 from lmstream.prompts import ChatPromptValue, PromptTemplate, PromptValue, StringPromptValue
 from lmstream.providers.fake import FakeLLM
-from lmstream.registry import ProviderInfo, available_providers, load_llm, register_provider
+from lmstream.providers.fake_chat import FakeChatModel
+from lmstream.registry import (
+    ProviderInfo,
+    available_providers,
+    load_chat_model,
+    load_llm,
+    register_provider,
+)
 from lmstream.runnable import Runnable, StreamingStep, coerce_to_runnable
 from lmstream.wrappers import RunnableBinding, RunnableRetry, RunnableWithFallbacks
 
@@ -117,6 +125,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BaseCallbackHandler",
+    "BaseChatModel",
     "BaseLLM",
     "BaseMessage",
     "BaseMessageChunk",
@@ -129,6 +138,7 @@ __all__ = [
     "ChatResult",
     "ContextLengthError",
     "EventFilter",
+    "FakeChatModel",
     "FakeLLM",
     "FinishReason",
     "Generation",
@@ -161,6 +171,7 @@ __all__ = [
     "RunnableSequence",
     "RunnableWithFallbacks",
     "ServerError",
+    "SimpleChatModel",
     "StrOutputParser",
     "StreamEvent",
     "StreamingStep",
@@ -182,6 +193,7 @@ __all__ = [
     "dispatch_custom_event",
     "ensure_config",
     "get_config_list",
+    "load_chat_model",
     "load_llm",
     "merge_configs",
     "patch_config",

@@ -29,7 +29,7 @@ from lmstream._llmcore import (
     outcome_info,
     typed_error,
 )
-from lmstream._llmsources import acomplete, asource, complete, source
+from lmstream._llmsources import acomplete, as_chunk, asource, complete, join_chunks, source
 from lmstream._types import LanguageModelInput, RunnableConfig
 from lmstream.callbacks import drain_async
 from lmstream.chunks import Generation, GenerationChunk, LLMResult, Usage, merge_info
@@ -72,6 +72,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     a shared lock while it yields should allow a whole generation, or an async consumer
     that calls the same model before finishing the stream would wait on itself."""
     _has: ClassVar[dict[str, bool]] = {}
+    _report_final_chunk: ClassVar[bool] = False  # the final chunk is reported even if empty
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -127,6 +128,17 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         self, prompt: str, stop: list[str] | None = None, **kwargs: Any
     ) -> AsyncIterator[GenerationChunk]:
         raise NotImplementedError
+
+    # -- the chunk type: what a chat model changes in the shared generation loop -------
+
+    def _new_state(self, stop: Any) -> TextState:
+        return TextState(stop)
+
+    def _tail_chunk(self, tail: str, added: dict[str, Any]) -> Any:
+        return GenerationChunk(tail, added or None)
+
+    _to_chunk = staticmethod(as_chunk)
+    _join_chunks = staticmethod(join_chunks)
 
     def get_num_tokens(self, text: str) -> int:
         """Tokens in ``text``; a character-based estimate unless the provider knows better."""
@@ -229,7 +241,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     def _finish_invoke(
         self, prompt: str, stop: Any, chunk: GenerationChunk
     ) -> tuple[str, LLMResult]:
-        state = TextState(stop)
+        state = self._new_state(stop)
         state.feed(chunk)
         _, _, result = self._final(state, prompt)
         assert result is not None
@@ -250,7 +262,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         try:
             chunk = complete(self, prompt, stop, run, kwargs)
         except BaseException as exc:
-            cancelled, partial, error = self._outcome(TextState(), prompt, exc)
+            cancelled, partial, error = self._outcome(self._new_state(None), prompt, exc)
             run.cancel(partial) if cancelled else run.fail(error, partial)
             if error is exc:
                 raise
@@ -274,7 +286,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         try:
             chunk = await acomplete(self, prompt, stop, run, kwargs)
         except BaseException as exc:
-            cancelled, partial, error = self._outcome(TextState(), prompt, exc)
+            cancelled, partial, error = self._outcome(self._new_state(None), prompt, exc)
             await (run.acancel(partial) if cancelled else run.afail(error, partial))
             if error is exc:
                 raise
@@ -348,7 +360,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     ) -> Iterator[Any]:
         run = self._new_run(prompt, config, stop, kwargs)
         run.start()
-        state, chunks = TextState(stop), None
+        state, chunks = self._new_state(stop), None
         try:
             chunks = source(self, prompt, stop, run, kwargs, config)
             if as_text and not run.listening and not state.stops:
@@ -389,8 +401,8 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         tail, added, result = self._final(state, prompt, full=run.listening or not as_text)
         try:
             if tail or added:
-                chunk = GenerationChunk(tail, added or None)
-                if run.listening and tail:
+                chunk = self._tail_chunk(tail, added)
+                if run.listening and (tail or self._report_final_chunk):
                     run.chunk(chunk)
                 if not as_text:
                     yield chunk
@@ -405,7 +417,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         run = self._new_run(prompt, config, stop, kwargs)
         if run.listening:
             await run.astart()
-        state, chunks = TextState(stop), None
+        state, chunks = self._new_state(stop), None
         try:
             chunks = asource(self, prompt, stop, run, kwargs, config)
             if as_text and not run.listening and not state.stops:
@@ -449,8 +461,8 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         tail, added, result = self._final(state, prompt, full=run.listening or not as_text)
         try:
             if tail or added:
-                chunk = GenerationChunk(tail, added or None)
-                if run.listening and tail:
+                chunk = self._tail_chunk(tail, added)
+                if run.listening and (tail or self._report_final_chunk):
                     await run.achunk(chunk)
                 if not as_text:
                     yield chunk

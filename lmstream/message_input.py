@@ -23,6 +23,7 @@ __all__ = [
     "ChatGenerationChunk",
     "ChatResult",
     "convert_to_messages",
+    "get_buffer_string",
     "messages_to_dicts",
 ]
 
@@ -130,6 +131,14 @@ def messages_to_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
             item["tool_calls"] = message.tool_calls
         out.append(item)
     return out
+
+
+_TITLES = {"human": "Human", "ai": "AI", "system": "System", "tool": "Tool"}
+
+
+def get_buffer_string(messages: Sequence[BaseMessage]) -> str:
+    """Messages as one text, a ``Role: text`` line each (how text models see a chat)."""
+    return "\n".join(f"{_TITLES.get(m.type, m.type)}: {m.text}" for m in messages)
 
 
 class ChatGeneration(Generation):

@@ -423,9 +423,10 @@ class AIMessageChunk(AIMessage, BaseMessageChunk):
     def invalid_tool_calls(self, value: list[dict[str, Any]]) -> None:
         self._invalid_tool_calls = value
 
-    def __add__(self, other: Any) -> Any:
+    def __add__(self, other: Any) -> AIMessageChunk:
         if type(other) is not AIMessageChunk:
-            return BaseMessageChunk.__add__(self, other)
+            out: AIMessageChunk = BaseMessageChunk.__add__(self, other)
+            return out
         left_calls, right_calls = self._tool_call_chunks, other._tool_call_chunks
         fragments = calls = None
         if left_calls or right_calls:
