@@ -33,8 +33,6 @@ import lmstream
 from bench._util import interleave, render
 from bench.core import (
     HEADERS,
-    LC,
-    LM,
     PROMPT,
     Path,
     Row,
