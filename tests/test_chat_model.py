@@ -407,3 +407,45 @@ def test_a_chat_model_invoked_inside_a_chain_streams_when_events_are_consumed() 
     events = events_of(RunnableLambda(lambda q: FakeChatModel(["hi"], disable_streaming=True)
                                       .invoke(q).text), "x", version="v2")  # fmt: skip
     assert not [e for e in events if e["event"] == "on_chat_model_stream"]
+
+
+class _AsyncOnly(BaseChatModel):
+    async def _astream(self, messages: list[BaseMessage], stop: Any = None, **kw: Any) -> Any:
+        for word in ("native ", "async"):
+            yield AIMessageChunk(word)
+
+
+def test_an_async_native_model_streams_async_and_answers_sync(flavour: str) -> None:
+    model = _AsyncOnly()
+    assert model.native_async is True
+    texts = [c.text for c in collect(stream_of(model, flavour, "hi"))]
+    assert "".join(texts) == "native async"
+    assert len(texts) == (2 if is_sync(flavour) else 3)  # sync: one chunk, plus the last
+    assert invoke_of(model, flavour, "hi").content == "native async"
+
+
+def test_a_stopped_stream_is_cancelled_not_failed(flavour: str) -> None:
+    outcomes: list[str] = []
+
+    class Outcomes(BaseCallbackHandler):
+        def on_llm_cancel(self, response: Any, **kw: Any) -> None:
+            outcomes.append(f"cancel:{response.generations[0][0].message.text}")
+
+        def on_llm_error(self, error: BaseException, **kw: Any) -> None:
+            outcomes.append("error")
+
+    model = FakeChatModel(["abcdef"])
+    stream = stream_of(model, flavour, "hi", config={"callbacks": [Outcomes()]})
+    assert [c.text for c in take(stream, 2)] == ["a", "b"]
+    assert outcomes == ["cancel:ab"]
+    assert model.chunks_produced == 2
+
+
+def test_events_v1_in_a_chain_carry_message_chunks() -> None:
+    chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | FakeChatModel(["ok"])
+    events = events_of(chain, {"q": "x"}, version="v1")
+    streamed = [e["data"]["chunk"] for e in events if e["event"] == "on_chat_model_stream"]
+    assert [c.text for c in streamed] == ["o", "k", ""]
+    end = next(e for e in events if e["event"] == "on_chat_model_end")
+    assert end["data"]["output"].text == "ok"
+    assert end["data"]["input"] == {"messages": [[HumanMessage("x")]]}
