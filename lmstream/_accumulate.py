@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lmstream.chunks import GenerationChunk, merge_info
+from lmstream.messages import AIMessageChunk, add_chunks
 
 __all__ = ["AddableDict", "TextState", "aggregate"]
 
@@ -63,6 +64,8 @@ def aggregate(chunks: Sequence[Any]) -> Any:
             if chunk.generation_info:
                 info = merge_info(info, chunk.generation_info)
         return GenerationChunk("".join(c.text for c in chunks), info)
+    if all(type(c) is AIMessageChunk for c in chunks):
+        return add_chunks(list(chunks))  # text joined once, not copied pair by pair
     return _fold(chunks)
 
 

@@ -472,14 +472,19 @@ def add_chunks(chunks: list[AIMessageChunk]) -> AIMessageChunk:
         for chunk in chunks[1:]:
             total = total + chunk
         return total
-    total = AIMessageChunk("")
+    total, ident = AIMessageChunk(""), None
     for c in chunks:
-        if c.id or c.usage_metadata or c._response_metadata or c.chunk_position or c._tool_calls:
+        if c.id is not None and c.id != ident:
+            ident = _merge_id(ident, c.id)
+        if c.usage_metadata or c._response_metadata or c.chunk_position or c._tool_calls or (
+            c.name or c._additional_kwargs
+        ):
             total = total + AIMessageChunk(
-                "", id=c.id, usage_metadata=c.usage_metadata, tool_calls=c._tool_calls,
+                "", usage_metadata=c.usage_metadata, tool_calls=c._tool_calls,
                 response_metadata=c._response_metadata, chunk_position=c.chunk_position,
                 usage_running_total=c.usage_running_total, name=c.name,
                 additional_kwargs=c._additional_kwargs,
             )  # fmt: skip
+    total.id = ident
     total.content = "".join(c.content for c in chunks)
     return total
