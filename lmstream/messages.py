@@ -476,8 +476,12 @@ def add_chunks(chunks: list[AIMessageChunk]) -> AIMessageChunk:
     for c in chunks:
         if c.id is not None and c.id != ident:
             ident = _merge_id(ident, c.id)
-        if c.usage_metadata or c._response_metadata or c.chunk_position or c._tool_calls or (
-            c.name or c._additional_kwargs
+        if (
+            c.usage_metadata
+            or c._response_metadata
+            or c.chunk_position
+            or c._tool_calls
+            or (c.name or c._additional_kwargs)
         ):
             total = total + AIMessageChunk(
                 "", usage_metadata=c.usage_metadata, tool_calls=c._tool_calls,
