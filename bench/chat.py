@@ -130,7 +130,7 @@ PATHS = [
         chain_cases("events"),
         1 / 20,
     ),
-    Path("chat-invoke", "chat invoke() [µs/call]", invoke_cases, 1 / 10, fixed=10),
+    Path("chat-invoke", "chat invoke() [µs/call]", invoke_cases, fixed=10),
 ]
 
 

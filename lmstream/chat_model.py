@@ -171,8 +171,8 @@ class BaseChatModel(_Loop):
             local_callbacks=self.callbacks, extra=extra,
         )  # fmt: skip
 
-    def _usage(self, prompt: _Messages, message: AIMessageChunk) -> UsageMetadata:
-        counts = self.count_usage(prompt, message.text + message.reasoning)
+    def _usage(self, prompt: _Messages, text: str) -> UsageMetadata:
+        counts = self.count_usage(prompt, text)
         return {"input_tokens": counts[0], "output_tokens": counts[1],
                 "total_tokens": counts[0] + counts[1]}  # fmt: skip
 
@@ -186,7 +186,8 @@ class BaseChatModel(_Loop):
         meta: dict[str, Any] = {"finish_reason": reason}
         usage = partial.usage_metadata
         if usage is None:
-            usage, meta["usage_estimated"] = self._usage(prompt, partial), True
+            usage = self._usage(prompt, partial.text + partial.reasoning)
+            meta["usage_estimated"] = True
         partial = partial + AIMessageChunk(
             "", id=state.id, usage_metadata=usage, response_metadata=meta, chunk_position="last"
         )
@@ -211,7 +212,7 @@ class BaseChatModel(_Loop):
             meta["model_name"] = str(model)
         usage = None
         if message.usage_metadata is None:
-            usage = self._usage(prompt, message + AIMessageChunk(tail))
+            usage = self._usage(prompt, message.text + tail + message.reasoning)
             meta["usage_estimated"] = True
         last = AIMessageChunk(
             tail, id=state.id, usage_metadata=usage, response_metadata=meta or None,
@@ -226,9 +227,12 @@ class BaseChatModel(_Loop):
     ) -> tuple[AIMessage, LLMResult]:
         state = ChatState(stop)
         state.feed(chunk)
-        _, added, _ = self._final(state, prompt)
-        message = (state.message() + added["chunk"]).to_message()
-        return message, _result(message)
+        _, _, result = self._final(state, prompt)
+        assert result is not None
+        generation = result.generations[0][0]
+        message = generation.message.to_message()  # type: ignore[attr-defined]
+        generation.message = message  # type: ignore[attr-defined]
+        return message, result
 
     # -- the public interface -------------------------------------------------------------
 

@@ -465,15 +465,13 @@ class AIMessageChunk(AIMessage, BaseMessageChunk):
 
 def add_chunks(chunks: list[AIMessageChunk]) -> AIMessageChunk:
     """Chunks added up in linear time: text is joined once, not copied pair by pair."""
-    if not chunks:
-        return AIMessageChunk()
-    if not all(type(c.content) is str and not c._tool_call_chunks for c in chunks):
-        total = chunks[0]
-        for chunk in chunks[1:]:
-            total = total + chunk
-        return total
+    texts: list[str] = []
     total, ident = AIMessageChunk(""), None
     for c in chunks:
+        content = c.content
+        if type(content) is not str or c._tool_call_chunks:
+            return _fold(chunks)
+        texts.append(content)
         if c.id is not None and c.id != ident:
             ident = _merge_id(ident, c.id)
         if (
@@ -490,5 +488,12 @@ def add_chunks(chunks: list[AIMessageChunk]) -> AIMessageChunk:
                 additional_kwargs=c._additional_kwargs,
             )  # fmt: skip
     total.id = ident
-    total.content = "".join(c.content for c in chunks)
+    total.content = "".join(texts)
+    return total
+
+
+def _fold(chunks: list[AIMessageChunk]) -> AIMessageChunk:
+    total = chunks[0]
+    for chunk in chunks[1:]:
+        total = total + chunk
     return total

@@ -331,3 +331,15 @@ def test_any_split_of_text_reasoning_and_arguments_merges_to_the_recorded_messag
     assert merged.text == text
     assert merged.reasoning == reasoning
     assert merged.tool_calls == [{"name": "f", "args": args, "id": "c1", "type": "tool_call"}]
+
+
+@settings(max_examples=200, deadline=None)
+@given(_stream())
+def test_a_chat_stream_state_adds_up_to_the_same_message(chunks: list[AIMessageChunk]) -> None:
+    from lmstream._chat_state import ChatState
+
+    state = ChatState()
+    handed = [state.feed(c) for c in chunks]
+    assert handed == chunks  # nothing held back without stop sequences
+    assert state.message() == add_chunks(chunks)
+    assert state.text == add_chunks(chunks).text
