@@ -1,16 +1,26 @@
-"""Pure accumulation: adding up streamed chunks, and the text state of an LLM stream
-(stop sequences with hold-back, metadata merging, the final chunk). No I/O, no awaits:
-the sync and async shells share these objects."""
+"""Pure accumulation: adding up streamed chunks, how a kind of model's chunks are read
+and made (``ChunkKind``), and the text state of a stream (stop sequences with hold-back,
+metadata merging). No I/O, no awaits: the sync and async shells share these objects."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Generic, TypeVar
 
-from lmstream.chunks import GenerationChunk, merge_info
+from lmstream.chunks import Generation, GenerationChunk, LLMResult, merge_info
 from lmstream.messages import AIMessageChunk, add_chunks
 
-__all__ = ["AddableDict", "TextState", "aggregate"]
+__all__ = [
+    "TEXT",
+    "AddableDict",
+    "ChunkKind",
+    "HoldBack",
+    "TextChunks",
+    "TextState",
+    "aggregate",
+]
+
+C = TypeVar("C")
 
 
 class AddableDict(dict[str, Any]):
@@ -59,14 +69,110 @@ def aggregate(chunks: Sequence[Any]) -> Any:
                     keys.setdefault(key, []).append(value)
         return AddableDict((k, aggregate(v)) for k, v in keys.items())
     if all(type(c) is GenerationChunk for c in chunks):
-        info: dict[str, Any] | None = None
-        for chunk in chunks:
-            if chunk.generation_info:
-                info = merge_info(info, chunk.generation_info)
-        return GenerationChunk("".join(c.text for c in chunks), info)
+        return TEXT.join(chunks)
     if all(type(c) is AIMessageChunk for c in chunks):
         return add_chunks(list(chunks))  # text joined once, not copied pair by pair
     return _fold(chunks)
+
+
+class ChunkKind(Generic[C]):
+    """How one kind of model's chunks are read and made: all the generation loop and stop
+    hold-back need to know about a chunk type. Text models use ``TEXT``; a chat model
+    gives its message chunks a kind of their own (see ``lmstream._generation``)."""
+
+    def text(self, chunk: C) -> str:
+        """The chunk's text: what stop sequences are looked for in."""
+        raise NotImplementedError
+
+    def info(self, chunk: C) -> dict[str, Any] | None:
+        """The chunk's metadata in ``merge_info``'s shape (``finish_reason``, ``usage``)."""
+        raise NotImplementedError
+
+    def with_text(self, chunk: C, text: str, info: dict[str, Any] | None) -> C:
+        """``chunk`` with its text replaced by ``text`` and its metadata by ``info`` (stop
+        hold-back cut or held part of it); all else it carries is kept."""
+        raise NotImplementedError
+
+    def make(self, text: str, info: dict[str, Any] | None) -> C:
+        """A chunk of text alone: held-back text released at the end, the final chunk."""
+        raise NotImplementedError
+
+    def merge(self, left: C, right: C) -> C:
+        """Two chunks added up."""
+        return left + right  # type: ignore[no-any-return,operator]
+
+    # -- derived from the above; a kind may override them to go faster ---------------
+
+    def bare(self, chunk: C) -> bool:
+        """Whether ``chunk`` carries nothing but its text (held back whole, it is dropped)."""
+        return not self.info(chunk)
+
+    def texts(self, chunks: Iterable[C]) -> list[str]:
+        """The texts of ``chunks``."""
+        return [self.text(chunk) for chunk in chunks]
+
+    def merged_info(self, chunks: Iterable[C]) -> dict[str, Any] | None:
+        """The metadata of ``chunks``, merged."""
+        info = None
+        for chunk in chunks:
+            if extra := self.info(chunk):
+                info = merge_info(info, extra)
+        return info
+
+    def join(self, chunks: Iterable[C]) -> C:
+        """``chunks`` added up into one (an empty stream: an empty chunk)."""
+        total: C | None = None
+        for chunk in chunks:
+            total = chunk if total is None else self.merge(total, chunk)
+        return self.make("", None) if total is None else total
+
+    def result(self, text: str, info: dict[str, Any] | None, chunks: list[C]) -> Any:
+        """The run's result for callbacks and events: ``text`` with ``info``; ``chunks``
+        are those handed on (a kind whose result is more than text adds them up)."""
+        return LLMResult(generations=[[Generation(text, info)]])
+
+
+class TextChunks(ChunkKind[GenerationChunk]):
+    """The chunks of text models: ``GenerationChunk``."""
+
+    def text(self, chunk: GenerationChunk) -> str:
+        """``chunk.text``."""
+        return chunk.text
+
+    def info(self, chunk: GenerationChunk) -> dict[str, Any] | None:
+        """``chunk.generation_info``."""
+        return chunk.generation_info
+
+    def with_text(
+        self, chunk: GenerationChunk, text: str, info: dict[str, Any] | None
+    ) -> GenerationChunk:
+        """A new chunk: a text chunk carries nothing else."""
+        return GenerationChunk(text, info)
+
+    def make(self, text: str, info: dict[str, Any] | None) -> GenerationChunk:
+        """``GenerationChunk(text, info)``."""
+        return GenerationChunk(text, info)
+
+    def texts(self, chunks: Iterable[GenerationChunk]) -> list[str]:
+        """The texts of ``chunks``."""
+        return [chunk.text for chunk in chunks]
+
+    def merged_info(self, chunks: Iterable[GenerationChunk]) -> dict[str, Any] | None:
+        """The metadata of ``chunks``, merged."""
+        info = None
+        for chunk in chunks:
+            if chunk.generation_info:
+                info = merge_info(info, chunk.generation_info)
+        return info
+
+    def join(self, chunks: Iterable[GenerationChunk]) -> GenerationChunk:
+        """One chunk with all the text and the merged metadata, in linear time."""
+        chunks = list(chunks)
+        return GenerationChunk("".join(self.texts(chunks)), self.merged_info(chunks))
+
+
+TEXT = TextChunks()
+"""The kind of text models' chunks."""
 
 
 def _first_match(text: str, stops: Sequence[str]) -> int:
@@ -85,8 +191,8 @@ def _held_suffix(text: str, stops: Sequence[str]) -> int:
     return best
 
 
-class TextState:
-    """What an LLM stream has produced so far.
+class HoldBack(Generic[C]):
+    """What a stream of one ``ChunkKind`` has produced so far.
 
     ``feed`` takes a provider chunk and returns the chunk to hand on (or ``None`` when
     all of its text is held back because it could be the start of a stop sequence).
@@ -94,10 +200,15 @@ class TextState:
     exactly before the first one; ``stopped`` then tells the shell to close the provider.
     """
 
-    __slots__ = ("held", "info", "parts", "stopped", "stops")
+    __slots__ = ("held", "info", "kind", "parts", "stopped", "stops")
 
-    def __init__(self, stop: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        stop: Sequence[str] | None = None,
+        kind: ChunkKind[C] = TEXT,  # type: ignore[assignment]
+    ) -> None:
         self.stops = [s for s in stop if s] if stop else []
+        self.kind = kind
         self.parts: list[str] = []
         self.info: dict[str, Any] | None = None
         self.held = ""
@@ -108,17 +219,18 @@ class TextState:
         """The text handed on so far."""
         return "".join(self.parts)
 
-    def feed(self, chunk: GenerationChunk) -> GenerationChunk | None:
+    def feed(self, chunk: C) -> C | None:
         """Account for a provider chunk; return what to hand on."""
-        if chunk.generation_info:
-            self.info = merge_info(self.info, chunk.generation_info)
+        info = self.kind.info(chunk)
+        if info:
+            self.info = merge_info(self.info, info)
         if not self.stops:
-            self.parts.append(chunk.text)
+            self.parts.append(self.kind.text(chunk))
             return chunk
-        return self._feed_with_stops(chunk)
+        return self._feed_with_stops(chunk, info)
 
-    def _feed_with_stops(self, chunk: GenerationChunk) -> GenerationChunk | None:
-        buf = self.held + chunk.text
+    def _feed_with_stops(self, chunk: C, info: dict[str, Any] | None) -> C | None:
+        buf = self.held + self.kind.text(chunk)
         cut = _first_match(buf, self.stops)
         keep = _held_suffix(buf, self.stops)
         pending = len(buf) - keep if keep else len(buf)
@@ -126,21 +238,21 @@ class TextState:
             # no stop sequence that starts earlier can still complete: cut here
             self.stopped = True
             self.held = ""
-            info = merge_info(chunk.generation_info, {"finish_reason": "stop"})
+            info = merge_info(info, {"finish_reason": "stop"})
             self.info = merge_info(self.info, info)
-            return self._emit(buf[:cut], info)
+            return self._emit(chunk, buf[:cut], info)
         # hold back from the earliest place a stop sequence may start (a complete match
         # further on stays held until the earlier candidate completes or dies)
         hold = min(pending, cut) if cut >= 0 else pending
         self.held = buf[hold:]
         out = buf[:hold]
-        if not out and not chunk.generation_info:
+        if not out and self.kind.bare(chunk):
             return None
-        return self._emit(out, chunk.generation_info)
+        return self._emit(chunk, out, info)
 
-    def _emit(self, text: str, info: dict[str, Any] | None) -> GenerationChunk:
+    def _emit(self, chunk: C, text: str, info: dict[str, Any] | None) -> C:
         self.parts.append(text)
-        return GenerationChunk(text, info)
+        return self.kind.with_text(chunk, text, info)
 
     def flush(self) -> str:
         """At the end of the stream: the held-back text that turned out to be output
@@ -154,3 +266,12 @@ class TextState:
         if held:
             self.parts.append(held)
         return held
+
+
+class TextState(HoldBack[GenerationChunk]):
+    """``HoldBack`` for text chunks."""
+
+    __slots__ = ()
+
+    def __init__(self, stop: Sequence[str] | None = None) -> None:
+        super().__init__(stop, TEXT)

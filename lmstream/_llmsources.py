@@ -97,18 +97,14 @@ async def one_chunk(
 def complete(
     llm: BaseLLM, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any]
 ) -> GenerationChunk:
-    has = llm._has
+    has, one, join = llm._has, llm._to_chunk, llm._join_chunks
     if has["_call"]:
-        return llm._to_chunk(
-            call_hook(llm._call, prompt, stop, RunManager(run, reports=True), kwargs)
-        )
+        return one(call_hook(llm._call, prompt, stop, RunManager(run, reports=True), kwargs))
     if has["_acall"]:
         manager = AsyncRunManager(run, reports=True)
-        return llm._to_chunk(run_sync(call_hook(llm._acall, prompt, stop, manager, kwargs)))
+        return one(run_sync(call_hook(llm._acall, prompt, stop, manager, kwargs)))
     if has["_stream"]:
-        return llm._join_chunks(
-            call_hook(llm._stream, prompt, stop, RunManager(run, reports=False), kwargs)
-        )
+        return join(call_hook(llm._stream, prompt, stop, RunManager(run, reports=False), kwargs))
     manager = AsyncRunManager(run, reports=False)
     return run_sync(_ajoin(llm, call_hook(llm._astream, prompt, stop, manager, kwargs)))
 
@@ -116,20 +112,16 @@ def complete(
 async def acomplete(
     llm: BaseLLM, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any]
 ) -> GenerationChunk:
-    has = llm._has
+    has, one, join = llm._has, llm._to_chunk, llm._join_chunks
     manager: RunManager
     if has["_acall"]:
         manager = AsyncRunManager(run, reports=True)
-        return llm._to_chunk(await call_hook(llm._acall, prompt, stop, manager, kwargs))
+        return one(await call_hook(llm._acall, prompt, stop, manager, kwargs))
     if has["_call"]:
         manager = RunManager(run, reports=True)
-        return llm._to_chunk(
-            await run_in_thread(call_hook, llm._call, prompt, stop, manager, kwargs)
-        )
+        return one(await run_in_thread(call_hook, llm._call, prompt, stop, manager, kwargs))
     if has["_astream"]:
         manager = AsyncRunManager(run, reports=False)
         return await _ajoin(llm, call_hook(llm._astream, prompt, stop, manager, kwargs))
     manager = RunManager(run, reports=False)
-    return await run_in_thread(
-        lambda: llm._join_chunks(call_hook(llm._stream, prompt, stop, manager, kwargs))
-    )
+    return await run_in_thread(lambda: join(call_hook(llm._stream, prompt, stop, manager, kwargs)))

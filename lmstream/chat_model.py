@@ -3,9 +3,10 @@
 A provider implements the same few hooks as a text model, over messages: ``_call``
 (returns a string or an ``AIMessage``; LangChain's ``_generate`` works too), ``_stream``
 (yields ``AIMessageChunk``s), ``_acall``/``_astream`` for a native async path. The
-generation loop is the text models' own; only the chunk type differs: a ``ChatState``
-instead of a ``TextState``, and a final chunk (``chunk_position="last"``) that carries the
-finish reason and usage (estimated and flagged when the provider sent none).
+generation loop is the text models' own (``lmstream._generation``); only the chunk kind
+differs (``lmstream._chat_kind``), and the stream ends with a last chunk
+(``chunk_position="last"``) with the finish reason and usage (estimated and flagged when
+the provider sent none).
 """
 
 from __future__ import annotations
@@ -13,24 +14,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from lmstream._chat_state import ChatState, usage_of
-from lmstream._execution import is_cancel
-from lmstream._llmcore import check_stop, typed_error
+from lmstream import _generation as loops
+from lmstream import _llmsources
+from lmstream._chat_kind import ChatGenerating
+from lmstream._llmcore import check_stop
 from lmstream._types import LanguageModelInput, RunnableConfig
 from lmstream.callbacks import CallbackManager
-from lmstream.chunks import LLMResult
 from lmstream.config import ensure_config
-from lmstream.errors import GenerationError
 from lmstream.llm import _HOOKS, BaseLLM, _check_kwargs
-from lmstream.message_input import (
-    ChatGeneration,
-    as_message_chunk,
-    convert_to_messages,
-    get_buffer_string,
-)
-from lmstream.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata, add_chunks
+from lmstream.message_input import as_message_chunk, convert_to_messages, get_buffer_string
+from lmstream.messages import AIMessage, AIMessageChunk, BaseMessage, add_chunks
 from lmstream.runnable import Runnable
-from lmstream.runs import SILENT, Run
+from lmstream.runs import SILENT, Run, is_event_sink
 from lmstream.tools import convert_to_openai_tool, tool_choice_of
 
 __all__ = ["BaseChatModel", "SimpleChatModel"]
@@ -38,12 +33,20 @@ __all__ = ["BaseChatModel", "SimpleChatModel"]
 _Messages = list[BaseMessage]
 
 
-def _result(message: BaseMessage) -> LLMResult:
-    return LLMResult(generations=[[ChatGeneration(message)]])
+# the hooks' fallback chain, typed for text models; here it makes message chunks
+_complete: Any = _llmsources.complete
+_acomplete: Any = _llmsources.acomplete
+_source: Any = _llmsources.source
+_asource: Any = _llmsources.asource
 
 
 def _join(chunks: Iterator[Any]) -> AIMessageChunk:
     return add_chunks([as_message_chunk(c) for c in chunks])
+
+
+def _message(result: Any) -> AIMessage:
+    message: AIMessageChunk = result.generations[0][0].message
+    return message.to_message()
 
 
 def _event_sinks(config: RunnableConfig) -> bool:
@@ -51,7 +54,7 @@ def _event_sinks(config: RunnableConfig) -> bool:
     callbacks = config.get("callbacks")
     if isinstance(callbacks, CallbackManager):
         callbacks = callbacks.handlers
-    return any(getattr(h, "is_event_sink", False) for h in callbacks or ())
+    return any(is_event_sink(h) for h in callbacks or ())
 
 
 if TYPE_CHECKING:  # typed as what it is to its users: messages in, an AIMessage out
@@ -81,14 +84,9 @@ class BaseChatModel(_Loop):
 
         def get_num_tokens(self, text: str) -> int: ...
         def asdict(self) -> dict[str, Any]: ...
-        def _drive(self, prompt: Any, config: RunnableConfig, stop: Any,
-                   kwargs: dict[str, Any], as_text: bool) -> Iterator[Any]: ...  # fmt: skip
-        def _adrive(self, prompt: Any, config: RunnableConfig, stop: Any,
-                    kwargs: dict[str, Any], as_text: bool) -> AsyncIterator[Any]: ...  # fmt: skip
 
     disable_streaming: bool | Literal["tool_calling"] = False
     """Never stream (``True``), or not when tools are passed (``"tool_calling"``)."""
-    _report_final_chunk: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         if "_generate" in cls.__dict__ and "_call" not in cls.__dict__:
@@ -135,12 +133,6 @@ class BaseChatModel(_Loop):
 
     # -- the chunk type in the shared loop ------------------------------------------------
 
-    def _new_state(self, stop: Any) -> ChatState:
-        return ChatState(stop)
-
-    def _tail_chunk(self, tail: str, added: dict[str, Any]) -> Any:
-        return added["chunk"]
-
     _to_chunk = staticmethod(as_message_chunk)
     _join_chunks = staticmethod(_join)
 
@@ -171,68 +163,15 @@ class BaseChatModel(_Loop):
             local_callbacks=self.callbacks, extra=extra,
         )  # fmt: skip
 
-    def _usage(self, prompt: _Messages, text: str) -> UsageMetadata:
-        counts = self.count_usage(prompt, text)
-        return {"input_tokens": counts[0], "output_tokens": counts[1],
-                "total_tokens": counts[0] + counts[1]}  # fmt: skip
-
-    def _outcome(
-        self, state: ChatState, prompt: _Messages, exc: BaseException
-    ) -> tuple[bool, LLMResult, BaseException]:
-        """(cancelled?, partial result, error to raise) for a run cut short by ``exc``;
-        a failed run's error carries the partial message."""
-        reason = "cancelled" if is_cancel(exc) else "error"
-        partial = state.message()
-        meta: dict[str, Any] = {"finish_reason": reason}
-        usage = partial.usage_metadata
-        if usage is None:
-            usage = self._usage(prompt, partial.text + partial.reasoning)
-            meta["usage_estimated"] = True
-        partial = partial + AIMessageChunk(
-            "", id=state.id, usage_metadata=usage, response_metadata=meta, chunk_position="last"
-        )
-        if reason == "cancelled":
-            return True, _result(partial), exc
-        error = typed_error(exc, partial.text, usage_of(usage, "usage_estimated" in meta))
-        if isinstance(error, GenerationError):
-            error.partial_message = partial
-        return False, _result(partial), error
-
-    def _final(
-        self, state: ChatState, prompt: _Messages, full: bool = True
-    ) -> tuple[str, dict[str, Any], LLMResult | None]:
-        """(held-back tail text, {"chunk": the final chunk}, the run's result)."""
-        tail = state.flush()
-        message = state.message()
-        meta: dict[str, Any] = {}
-        if state.stop_hit or message.response_metadata.get("finish_reason") is None:
-            meta["finish_reason"] = "stop"
-        model = getattr(self, "model", None) or getattr(self, "model_name", None)
-        if model and "model_name" not in message.response_metadata:
-            meta["model_name"] = str(model)
-        usage = None
-        if message.usage_metadata is None:
-            usage = self._usage(prompt, message.text + tail + message.reasoning)
-            meta["usage_estimated"] = True
-        last = AIMessageChunk(
-            tail, id=state.id, usage_metadata=usage, response_metadata=meta or None,
-            chunk_position="last",
-        )  # fmt: skip
-        if state.id is None:
-            state.feed(last)
-        return tail, {"chunk": last}, _result(message + last)
-
-    def _finish_invoke(
-        self, prompt: _Messages, stop: Any, chunk: AIMessageChunk
-    ) -> tuple[AIMessage, LLMResult]:
-        state = ChatState(stop)
-        state.feed(chunk)
-        _, _, result = self._final(state, prompt)
-        assert result is not None
-        generation = result.generations[0][0]
-        message = generation.message.to_message()  # type: ignore[attr-defined]
-        generation.message = message  # type: ignore[attr-defined]
-        return message, result
+    def _generation(
+        self, input: Any, config: RunnableConfig | None, stop: Any, kwargs: dict[str, Any]
+    ) -> tuple[ChatGenerating, tuple[Any, ...], RunnableConfig]:
+        """A generation of ``input``; the arguments of the hooks' fallback chain for it,
+        and its config."""
+        messages, cfg, stop = self._prepare(input, config, stop, kwargs)
+        run = self._new_run(messages, cfg, stop, kwargs)
+        gen = ChatGenerating(run, messages, stop, self.count_usage)
+        return gen, (self, messages, stop, run, kwargs), cfg
 
     # -- the public interface -------------------------------------------------------------
 
@@ -260,7 +199,8 @@ class BaseChatModel(_Loop):
         """The whole message; streamed underneath when events are being consumed."""
         if self.can_stream and self._streams(kwargs) and _event_sinks(ensure_config(config)):
             return add_chunks(list(self.stream(input, config, stop=stop, **kwargs))).to_message()
-        return super().invoke(input, config, stop=stop, **kwargs)
+        gen, args, _ = self._generation(input, config, stop, kwargs)
+        return _message(loops.invoke(gen, lambda: _complete(*args)))
 
     async def ainvoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
@@ -270,7 +210,8 @@ class BaseChatModel(_Loop):
         if self.can_stream and self._streams(kwargs) and _event_sinks(ensure_config(config)):
             chunks = [c async for c in self.astream(input, config, stop=stop, **kwargs)]
             return add_chunks(chunks).to_message()
-        return await super().ainvoke(input, config, stop=stop, **kwargs)
+        gen, args, _ = self._generation(input, config, stop, kwargs)
+        return _message(await loops.ainvoke(gen, lambda: _acomplete(*args)))
 
     def stream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
@@ -279,8 +220,8 @@ class BaseChatModel(_Loop):
         """Stream the message as ``AIMessageChunk``s; the last carries usage."""
         if not self._streams(kwargs):
             return self._one_chunk(input, config, stop, kwargs)
-        prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
-        return self._drive(prompt, cfg, stop, kwargs, False)
+        gen, args, cfg = self._generation(input, config, stop, kwargs)
+        return loops.stream(gen, lambda: _source(*args, cfg))
 
     def astream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
@@ -289,8 +230,8 @@ class BaseChatModel(_Loop):
         """Stream the message as ``AIMessageChunk``s, async."""
         if not self._streams(kwargs):
             return self._aone_chunk(input, config, stop, kwargs)
-        prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
-        return self._adrive(prompt, cfg, stop, kwargs, False)
+        gen, args, cfg = self._generation(input, config, stop, kwargs)
+        return loops.astream(gen, lambda: _asource(*args, cfg))
 
     def _one_chunk(
         self, input: Any, config: RunnableConfig | None, stop: Any, kwargs: dict[str, Any]

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from lmstream._accumulate import AddableDict, aggregate
-from lmstream._execution import acall_with_config, aclose, call_with_config, close
+from lmstream._execution import acall_with_config, call_with_config
+from lmstream._iterators import aclose, close
 from lmstream._merge import ATee, Tee, merge_tasks, merge_threads
 from lmstream._threads import run_in_thread, run_sync
 from lmstream._types import RunnableConfig

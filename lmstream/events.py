@@ -25,7 +25,7 @@ from lmstream.callbacks import CallbackManager, dispatch, drain, drain_async
 from lmstream.chunks import LLMResult
 from lmstream.config import ensure_config
 from lmstream.errors import CallbackError
-from lmstream.runs import STREAMING_INPUT, Run
+from lmstream.runs import STREAMING_INPUT, Run, is_event_sink
 
 if TYPE_CHECKING:
     import asyncio
@@ -99,9 +99,7 @@ class _Info:
 
 
 class EventStream:
-    """The sink behind one ``astream_events`` call."""
-
-    is_event_sink = True
+    """The sink behind one ``astream_events`` call (an ``EventSink``)."""
 
     def __init__(
         self,
@@ -384,7 +382,7 @@ def _send_custom(name: str, data: Any, config: RunnableConfig | None) -> Any:
     tags, metadata = list(cfg.get("tags", [])), dict(cfg.get("metadata", {}))
     handlers = []
     for handler in manager.handlers:
-        if getattr(handler, "is_event_sink", False):
+        if is_event_sink(handler):
             handler.custom_event(name, data, run_id, tags, metadata)
         else:
             handlers.append(handler)

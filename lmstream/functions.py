@@ -10,27 +10,17 @@ so no combination raises for want of a twin.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lmstream._accumulate import aggregate
-from lmstream._execution import (
-    EMPTY,
-    acall_with_config,
-    aclose,
-    agather,
-    call_with_config,
-    gather,
-)
-from lmstream._threads import iterate_in_thread, run_in_thread, run_sync
+from lmstream._execution import acall_with_config, agather, call_with_config, gather
+from lmstream._iterators import EMPTY, aclose, close
+from lmstream._threads import SyncFromAsync, drive_async, iterate_in_thread, run_in_thread, run_sync
 from lmstream._types import RunnableConfig
 from lmstream._utils import accepts_param, is_async_callable, is_async_generator, is_generator
 from lmstream.config import ambient, patch_config, use_config
 from lmstream.runnable import Runnable, StreamingStep
 from lmstream.runs import Run
-
-if TYPE_CHECKING:
-    pass
-
 
 __all__ = ["RunnableGenerator", "RunnableLambda"]
 
@@ -60,9 +50,7 @@ def iterate_with_config(it: Iterator[Any], config: RunnableConfig) -> Iterator[A
                 var.reset(token)
             yield item
     finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            close()
+        close(it)
 
 
 async def aiterate_with_config(
@@ -81,55 +69,13 @@ async def aiterate_with_config(
                 var.reset(token)
             yield item
     finally:
-        aclose = getattr(it, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-async def _anext(it: AsyncIterator[Any]) -> Any:
-    return await it.__anext__()
-
-
-async def _aclose(it: AsyncIterator[Any]) -> None:
-    await it.aclose()  # type: ignore[attr-defined]
-
-
-def drive_async(it: AsyncIterator[Any]) -> Iterator[Any]:
-    """A sync iterator over an async one, advanced on the background loop."""
-    try:
-        while True:
-            try:
-                item = run_sync(_anext(it))
-            except StopAsyncIteration:
-                return
-            yield item
-    finally:
-        if hasattr(it, "aclose"):
-            run_sync(_aclose(it))
+        await aclose(it)
 
 
 def _aiter_sync(it: Iterator[Any]) -> AsyncIterator[Any]:
     # the upstream may block, or need the background loop itself (async handlers, async
     # functions upstream): it is pulled in a worker thread, never on that loop
     return iterate_in_thread(lambda: it)
-
-
-class _SyncFromAsync:
-    """A sync iterator over an async one that lives on ``loop`` (for worker threads)."""
-
-    def __init__(self, it: AsyncIterator[Any], loop: Any) -> None:
-        self.it, self.loop = it, loop
-
-    def __iter__(self) -> _SyncFromAsync:
-        return self
-
-    def __next__(self) -> Any:
-        import asyncio
-
-        try:
-            return asyncio.run_coroutine_threadsafe(_anext(self.it), self.loop).result()
-        except StopAsyncIteration:
-            raise StopIteration from None
 
 
 def _limited(config: RunnableConfig, name: str) -> RunnableConfig:
@@ -285,7 +231,7 @@ class RunnableGenerator(StreamingStep[Any, Any]):
         if self._async is not None:
             gen = aiterate_with_config(_call(self._async, source, config), config)
         else:
-            sync_source = _SyncFromAsync(source, asyncio.get_running_loop())
+            sync_source = SyncFromAsync(source, asyncio.get_running_loop())
             fn = self._sync
             assert fn is not None
             gen = iterate_in_thread(

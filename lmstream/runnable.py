@@ -13,17 +13,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from lmstream import _batch
-from lmstream._execution import (
-    EMPTY,
-    aclose,
-    agather,
-    aiter_of,
-    atransform_stream,
-    gather,
-    transform_stream,
-)
+from lmstream._execution import agather, atransform_stream, gather, transform_stream
+from lmstream._iterators import EMPTY, aclose, aiter_of
 from lmstream._threads import run_in_thread
-from lmstream._types import RunnableConfig, StreamEvent
+from lmstream._types import Configs, RunnableConfig, StreamEvent
 from lmstream.config import ambient
 from lmstream.errors import InvalidInputError
 
@@ -37,8 +30,6 @@ __all__ = ["Runnable", "StreamingStep", "coerce_to_runnable"]
 Input = TypeVar("Input")
 Output = TypeVar("Output")
 Other = TypeVar("Other")
-
-Configs = RunnableConfig | Sequence[RunnableConfig] | None
 
 
 def _strict(config: RunnableConfig | None) -> bool:

@@ -14,11 +14,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
-from lmstream._execution import EMPTY, acall_with_config, aclose, call_with_config, close
-from lmstream._types import RunnableConfig
+from lmstream._execution import acall_with_config, call_with_config
+from lmstream._iterators import EMPTY, aclose, close
+from lmstream._types import Configs, RunnableConfig
 from lmstream.config import merge_configs, patch_config
 from lmstream.errors import InvalidInputError
-from lmstream.runnable import Configs, Runnable, StreamingStep
+from lmstream.runnable import Runnable, StreamingStep
 from lmstream.runs import Run
 
 __all__ = ["RunnableBinding", "RunnableRetry", "RunnableWithFallbacks"]
@@ -189,51 +190,58 @@ async def _asleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-def _attempts(policy: Policy, make: Callable[[int], Iterator[Any]]) -> Iterator[Any]:
+def _first(policy: Policy, make: Callable[[int], Iterator[Any]]) -> tuple[Iterator[Any], Any]:
+    """Start attempts until one gives its first chunk or ends empty: (that attempt, its
+    first chunk or ``EMPTY``). A failed attempt is closed, then the policy waits or raises."""
     attempt = 0
     while True:
         it = make(attempt)
         try:
-            first = next(it, EMPTY)
+            return it, next(it, EMPTY)
         except Exception as exc:
             close(it)
-            delay = policy(attempt, exc)
-            if delay > 0:
+            if (delay := policy(attempt, exc)) > 0:
                 _sleep(delay)
-            attempt += 1
-            continue
+        attempt += 1
+
+
+async def _afirst(
+    policy: Policy, make: Callable[[int], AsyncIterator[Any]]
+) -> tuple[AsyncIterator[Any], Any]:
+    """The async twin of ``_first``."""
+    attempt = 0
+    while True:
+        it = make(attempt)
         try:
-            if first is not EMPTY:
-                yield first
-                yield from it
-        finally:  # close now, not at garbage collection: the model must stop at once
-            close(it)
-        return
+            return it, await anext(it, EMPTY)
+        except Exception as exc:
+            await aclose(it)
+            if (delay := policy(attempt, exc)) > 0:
+                await _asleep(delay)
+        attempt += 1
+
+
+def _attempts(policy: Policy, make: Callable[[int], Iterator[Any]]) -> Iterator[Any]:
+    it, first = _first(policy, make)
+    try:
+        if first is not EMPTY:
+            yield first
+            yield from it
+    finally:  # close now, not at garbage collection: the model must stop at once
+        close(it)
 
 
 async def _aattempts(
     policy: Policy, make: Callable[[int], AsyncIterator[Any]]
 ) -> AsyncIterator[Any]:
-    attempt = 0
-    while True:
-        it = make(attempt)
-        try:
-            first = await anext(it, EMPTY)
-        except Exception as exc:
-            await aclose(it)
-            delay = policy(attempt, exc)
-            if delay > 0:
-                await _asleep(delay)
-            attempt += 1
-            continue
-        try:
-            if first is not EMPTY:
-                yield first
-                async for chunk in it:
-                    yield chunk
-        finally:
-            await aclose(it)
-        return
+    it, first = await _afirst(policy, make)
+    try:
+        if first is not EMPTY:
+            yield first
+            async for chunk in it:
+                yield chunk
+    finally:
+        await aclose(it)
 
 
 class _Attempting(StreamingStep[Input, Output], Generic[Input, Output]):
