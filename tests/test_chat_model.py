@@ -449,3 +449,20 @@ def test_events_v1_in_a_chain_carry_message_chunks() -> None:
     end = next(e for e in events if e["event"] == "on_chat_model_end")
     assert end["data"]["output"].text == "ok"
     assert end["data"]["input"] == {"messages": [[HumanMessage("x")]]}
+
+
+def test_stop_sequences_cut_the_text_channel_only(flavour: str) -> None:
+    message = AIMessage(
+        [
+            {"type": "reasoning", "reasoning": "say 4. then stop"},
+            {"type": "text", "text": "4. Done"},
+        ]
+    )
+    chunks = collect(
+        stream_of(FakeChatModel([message], chunking="word"), flavour, "hi", stop=["."])
+    )
+    merged = _merged(chunks)
+    assert merged.reasoning == "say 4. then stop"  # reasoning is not cut
+    assert merged.text == "4"
+    assert merged.response_metadata["finish_reason"] == "stop"
+    assert chunks[-1].chunk_position == "last"
