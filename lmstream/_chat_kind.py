@@ -16,7 +16,7 @@ from lmstream.errors import GenerationError
 from lmstream.message_input import ChatGeneration, as_message_chunk
 from lmstream.messages import AIMessageChunk, UsageMetadata, add_chunks
 
-__all__ = ["MESSAGES", "ChatGenerating", "MessageChunks", "usage_of"]
+__all__ = ["ChatGenerating", "MessageChunks", "usage_of"]
 
 
 def usage_of(usage: UsageMetadata | None, estimated: bool = False) -> Usage | None:
@@ -50,7 +50,25 @@ def _split(info: dict[str, Any] | None) -> tuple[UsageMetadata | None, dict[str,
 
 
 class MessageChunks(ChunkKind[AIMessageChunk]):
-    """The chunks of chat models: ``AIMessageChunk``; stop sequences apply to the text."""
+    """The chunks of chat models: ``AIMessageChunk``; stop sequences apply to the text.
+
+    One instance per generation: it remembers the last sum of the generation's chunks,
+    which the end of a stream asks for several times (text, metadata, result)."""
+
+    __slots__ = ("_key", "_sum")
+
+    def __init__(self) -> None:
+        self._key: tuple[int, int] | None = None
+        self._sum = AIMessageChunk("")
+
+    def added(self, chunks: Iterable[AIMessageChunk]) -> AIMessageChunk:
+        """The chunks added up (a fresh object each time: callers may change it)."""
+        if not isinstance(chunks, list):
+            return add_chunks(list(chunks))
+        key = (id(chunks), len(chunks))
+        if key != self._key:
+            self._key, self._sum = key, add_chunks(chunks)
+        return self._sum + AIMessageChunk("")
 
     def text(self, chunk: AIMessageChunk) -> str:
         """The text channel (reasoning left out)."""
@@ -94,12 +112,12 @@ class MessageChunks(ChunkKind[AIMessageChunk]):
         return AIMessageChunk(text, usage_metadata=usage, response_metadata=meta)
 
     def texts(self, chunks: Iterable[AIMessageChunk]) -> list[str]:
-        """The text of each chunk."""
-        return [chunk.text for chunk in chunks]
+        """The text of the chunks (as one piece)."""
+        return [self.added(chunks).text]
 
     def merged_info(self, chunks: Iterable[AIMessageChunk]) -> dict[str, Any] | None:
         """The metadata of the chunks added up (running usage totals counted once)."""
-        return self.info(add_chunks(list(chunks)))
+        return self.info(self.added(chunks))
 
     def join(self, chunks: Iterable[AIMessageChunk]) -> AIMessageChunk:
         """The chunks added up, in linear time."""
@@ -107,7 +125,7 @@ class MessageChunks(ChunkKind[AIMessageChunk]):
 
     def result(self, text: str, info: dict[str, Any] | None, chunks: list[AIMessageChunk]) -> Any:
         """An ``LLMResult`` whose generation holds the whole message."""
-        message = add_chunks(chunks)
+        message = self.added(chunks)
         if text != message.text and text.startswith(message.text):
             message = message + AIMessageChunk(text[len(message.text) :])  # held-back tail
         usage, meta = _split(info)
@@ -118,17 +136,13 @@ class MessageChunks(ChunkKind[AIMessageChunk]):
         return LLMResult(generations=[[ChatGeneration(message)]])
 
 
-MESSAGES = MessageChunks()
-"""The kind of chat models' chunks."""
-
-
 class ChatGenerating(Generating[AIMessageChunk]):
     """A chat model's generation on the shared loop."""
 
     __slots__ = ("id",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(MESSAGES, *args, **kwargs)
+        super().__init__(MessageChunks(), *args, **kwargs)
         self.id: str | None = None
 
     def _new_id(self) -> str:
@@ -147,12 +161,12 @@ class ChatGenerating(Generating[AIMessageChunk]):
             chunk.id = self.id or self._new_id()
         elif self.id is None:
             self.id = chunk.id
-        return super().feed(chunk)
+        return Generating.feed(self, chunk)
 
     @property
     def info(self) -> dict[str, Any] | None:
         """The metadata handed on so far (usage added up as the chunks add up)."""
-        info = MESSAGES.merged_info(self.kept)
+        info = self.kind.merged_info(self.kept)
         if self.hold is not None and self.hold.stopped:
             info = merge_info(info, {"finish_reason": "stop"})
         return info

@@ -336,7 +336,7 @@ def test_any_split_of_text_reasoning_and_arguments_merges_to_the_recorded_messag
 @settings(max_examples=200, deadline=None)
 @given(_stream())
 def test_a_chat_generation_adds_up_to_the_same_message(chunks: list[AIMessageChunk]) -> None:
-    from lmstream._chat_kind import MESSAGES, ChatGenerating
+    from lmstream._chat_kind import ChatGenerating
     from lmstream.config import ensure_config
     from lmstream.runs import Run
 
@@ -346,7 +346,7 @@ def test_a_chat_generation_adds_up_to_the_same_message(chunks: list[AIMessageChu
     handed = [gen.feed(c) for c in chunks]
     assert all(a is b for a, b in zip(handed, chunks, strict=True))  # none held back
     whole = add_chunks(chunks)
-    message = MESSAGES.result(gen.text, gen.info, gen.kept).generations[0][0].message
+    message = gen.kind.result(gen.text, gen.info, gen.kept).generations[0][0].message
     assert (message.content, message.tool_calls, message.usage_metadata) == (
         whole.content, whole.tool_calls, whole.usage_metadata,
     )  # fmt: skip
