@@ -5,15 +5,61 @@ however it was cut into chunks."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 __all__ = [
+    "ToolCall",
+    "ToolCallChunk",
+    "UsageMetadata",
     "add_usage",
     "merge_content",
     "merge_tool_call_chunks",
     "parse_partial_json",
     "parse_tool_calls",
 ]
+
+
+class ToolCall(TypedDict, total=False):
+    """A complete tool call: ``{"name", "args", "id", "type": "tool_call"}``."""
+
+    name: str
+    args: dict[str, Any]
+    id: str | None
+    type: Literal["tool_call"]
+
+
+class ToolCallChunk(TypedDict, total=False):
+    """A streamed fragment of a tool call; ``args`` is a piece of a JSON string."""
+
+    name: str | None
+    args: str | None
+    id: str | None
+    index: int | None
+    type: Literal["tool_call_chunk"]
+
+
+class UsageMetadata(TypedDict, total=False):
+    """Token counts, LangChain's shape; details (``cache_read``, ``reasoning``...) optional."""
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    input_token_details: dict[str, int]
+    output_token_details: dict[str, int]
+
+
+def _blocks_text(content: Any, kind: str) -> str:
+    if type(content) is str:
+        return content if kind == "text" else ""
+    parts = []
+    for block in content:
+        if isinstance(block, str):
+            if kind == "text":
+                parts.append(block)
+        elif block.get("type") == kind:
+            parts.append(str(block.get(kind, "")))
+    return "".join(parts)
+
 
 _TEXT_KEYS = {"text": "text", "reasoning": "reasoning"}
 

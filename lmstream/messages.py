@@ -4,9 +4,13 @@ usage so that a stream adds up to the same message however it was cut."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, TypedDict
+from typing import Any, ClassVar, Literal
 
 from lmstream._message_merge import (
+    ToolCall,
+    ToolCallChunk,
+    UsageMetadata,
+    _blocks_text,
     add_usage,
     merge_content,
     merge_tool_call_chunks,
@@ -30,48 +34,6 @@ __all__ = [
     "UsageMetadata",
     "add_chunks",
 ]
-
-
-class ToolCall(TypedDict, total=False):
-    """A complete tool call: ``{"name", "args", "id", "type": "tool_call"}``."""
-
-    name: str
-    args: dict[str, Any]
-    id: str | None
-    type: Literal["tool_call"]
-
-
-class ToolCallChunk(TypedDict, total=False):
-    """A streamed fragment of a tool call; ``args`` is a piece of a JSON string."""
-
-    name: str | None
-    args: str | None
-    id: str | None
-    index: int | None
-    type: Literal["tool_call_chunk"]
-
-
-class UsageMetadata(TypedDict, total=False):
-    """Token counts, LangChain's shape; details (``cache_read``, ``reasoning``...) optional."""
-
-    input_tokens: int
-    output_tokens: int
-    total_tokens: int
-    input_token_details: dict[str, int]
-    output_token_details: dict[str, int]
-
-
-def _blocks_text(content: Any, kind: str) -> str:
-    if type(content) is str:
-        return content if kind == "text" else ""
-    parts = []
-    for block in content:
-        if isinstance(block, str):
-            if kind == "text":
-                parts.append(block)
-        elif block.get("type") == kind:
-            parts.append(str(block.get(kind, "")))
-    return "".join(parts)
 
 
 class BaseMessage:
