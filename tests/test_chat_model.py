@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from helpers import collect, events_of, invoke_of, is_sync, stream_of, take
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lmstream import (
     AIMessage,
@@ -466,3 +468,26 @@ def test_stop_sequences_cut_the_text_channel_only(flavour: str) -> None:
     assert merged.text == "4"
     assert merged.response_metadata["finish_reason"] == "stop"
     assert chunks[-1].chunk_position == "last"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    text=st.text(max_size=20),
+    reasoning=st.text(max_size=20),
+    args=st.dictionaries(st.text(max_size=4), st.integers() | st.text(max_size=6), max_size=3),
+    chunking=st.sampled_from(["char", "word", "none"]),
+    usage=st.sampled_from(["last", "running", "none"]),
+)
+def test_any_chunking_of_a_streamed_message_adds_up_to_it(
+    text: str, reasoning: str, args: dict[str, Any], chunking: str, usage: str
+) -> None:
+    blocks = [{"type": "reasoning", "reasoning": reasoning}] if reasoning else []
+    call = {"name": "f", "args": args, "id": "c1", "type": "tool_call"}
+    message = AIMessage([*blocks, {"type": "text", "text": text}], tool_calls=[call])
+    for flavour in ("sync", "async"):
+        model = FakeChatModel([message], chunking=chunking, usage=usage)
+        merged = _merged(collect(stream_of(model, flavour, "hi")))
+        assert (merged.text, merged.reasoning, merged.tool_calls) == (text, reasoning, [call])
+        assert merged.usage_metadata is not None
+        if usage != "none":  # the fake counts a token per chunk, once however reported
+            assert merged.usage_metadata["output_tokens"] == model.chunks_produced
