@@ -15,6 +15,7 @@ from lmstream.chunks import LLMResult, Usage, merge_info
 from lmstream.errors import GenerationError
 from lmstream.message_input import ChatGeneration, as_message_chunk
 from lmstream.messages import AIMessageChunk, UsageMetadata, add_chunks
+from lmstream.runs import Run
 
 __all__ = ["ChatGenerating", "MessageChunks", "usage_of"]
 
@@ -137,12 +138,13 @@ class MessageChunks(ChunkKind[AIMessageChunk]):
 
 
 class ChatGenerating(Generating[AIMessageChunk]):
-    """A chat model's generation on the shared loop."""
+    """A chat model's generation on the shared loop. Its metadata is always the chunks'
+    sum (usage reported as running totals must not add up chunk by chunk)."""
 
     __slots__ = ("id",)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(MessageChunks(), *args, **kwargs)
+    def __init__(self, run: Run, prompt: Any, stop: list[str] | None) -> None:
+        super().__init__(MessageChunks(), run, prompt, stop, False)
         self.id: str | None = None
 
     def _new_id(self) -> str:
@@ -153,23 +155,34 @@ class ChatGenerating(Generating[AIMessageChunk]):
         return self.id
 
     def feed(self, chunk: Any) -> Any:
-        """Account for a provider chunk (any shape a chat hook yields); every chunk of
-        one answer shares one id, as in LangChain."""
+        """Account for a provider chunk (any shape a chat hook yields) and report it to
+        the run; what the consumer gets. Every chunk of one answer shares one id."""
         if type(chunk) is not AIMessageChunk:
             chunk = as_message_chunk(chunk)
         if chunk.id is None:
             chunk.id = self.id or self._new_id()
         elif self.id is None:
             self.id = chunk.id
-        return Generating.feed(self, chunk)
+        if self.stops:
+            chunk = self._feed_with_stops(chunk, self.kind.info(chunk))
+            if chunk is None:
+                return None
+        else:
+            self.parts.append(chunk.text)
+        self.kept.append(chunk)
+        if self.listening and (pending := self.run.report_chunk(chunk)):
+            self.pending = pending
+        return chunk
 
     @property
     def info(self) -> dict[str, Any] | None:
-        """The metadata handed on so far (usage added up as the chunks add up)."""
+        """The metadata handed on so far: the chunks' sum (a stop sequence ends it)."""
         info = self.kind.merged_info(self.kept)
-        if self.hold is not None and self.hold.stopped:
-            info = merge_info(info, {"finish_reason": "stop"})
-        return info
+        return merge_info(info, {"finish_reason": "stop"}) if self.stopped else info
+
+    @info.setter
+    def info(self, value: dict[str, Any] | None) -> None:
+        pass  # derived from the chunks, never merged chunk by chunk
 
     def cut(self, exc: BaseException) -> tuple[BaseException, Any]:
         """As for text, and a failed stream's error carries the partial message."""

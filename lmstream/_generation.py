@@ -3,9 +3,11 @@ sync/async loops around it.
 
 A model's ``stream``/``astream``/``invoke``/``ainvoke`` make a ``Generating`` (its run,
 stop sequences, what has been handed on so far) and hand it to one of the loops here,
-with a function that opens the provider's chunk stream (or makes the whole result):
+with a function and its arguments that open the provider's chunk stream (or make the
+whole result); ``BaseLLM`` keeps only the provider hooks and their fallback chain:
 
-* ``lean``/``alean``: text out, nobody listening, no stop sequences: the leanest loop;
+* ``lean``/``alean``: text out, nobody listening, no stop sequences: the leanest loop
+  (text chunks only: it reads ``chunk.text`` and ``chunk.generation_info`` directly);
 * ``stream``/``astream``: every chunk through ``Generating.feed`` (stop hold-back,
   reporting to the run), then the final chunk that carries ``finish_reason`` and usage;
 * ``invoke``/``ainvoke``: one whole generation.
@@ -29,109 +31,102 @@ supplies:
 * optionally ``result(text, info, chunks)``: the run's result (an ``LLMResult`` of the
   text by default; a chat kind adds up the chunks into a message).
 
-A chat model makes ``Generating(its_kind, run, messages, stop, count)`` and uses the
-same loops with ``as_text=False``: its consumers get its chunks. ``as_text=True`` (text
-models' ``stream``) hands on ``chunk.text`` and reads it directly, for speed.
+A chat model makes ``Generating(its_kind, run, messages, stop, False)`` and uses
+``stream``/``astream``/``invoke``/``ainvoke`` with ``as_text=False``: its consumers get
+its chunks (``Generating.kept`` holds those handed on, for ``result`` to add up).
+``TextGenerating`` is the same object reading text chunks directly, for speed; a kind
+may have such a subclass too, as long as ``feed`` keeps its contract.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, Generic, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from lmstream._accumulate import ChunkKind, HoldBack
 from lmstream._iterators import aclose, close, is_cancel
 from lmstream._llmcore import final_info, outcome_info, typed_error
 from lmstream.callbacks import Pending, drain, drain_async
-from lmstream.chunks import Usage, merge_info
+from lmstream.chunks import GenerationChunk, Usage, merge_info
 from lmstream.runs import Run
 
-__all__ = ["Generating", "ainvoke", "alean", "astream", "invoke", "lean", "stream"]
+__all__ = [
+    "Generating",
+    "TextGenerating",
+    "ainvoke",
+    "alean",
+    "astream",
+    "invoke",
+    "lean",
+    "stream",
+]
 
 C = TypeVar("C")
-Counter = Callable[[Any, str], "tuple[int, int]"]
-"""(prompt tokens, completion tokens) for a prompt and a text, when a backend gave none."""
+S = TypeVar("S")
 
 
-class Generating(Generic[C]):
-    """One generation: its run, stop hold-back, the chunks handed on, usage and outcome."""
+class Generating(HoldBack[C]):
+    """One generation: stop hold-back and what was handed on (``HoldBack``: the text
+    parts and merged metadata), its run, the chunks handed on, usage and outcome.
+
+    The run's owner counts tokens (``count_usage(prompt, text)``) when a backend sends no
+    usage. ``as_text``: the consumer gets the chunks' text; ``plain``: the lean loop fits
+    (text out, nobody listening, no stop sequences)."""
 
     __slots__ = (
-        "as_text", "count", "hold", "kept", "kind", "listening", "pending", "plain",
-        "prompt", "run", "source", "stopped",
+        "as_text", "kept", "listening", "pending", "plain", "prompt", "run", "source",
     )  # fmt: skip
 
     def __init__(
-        self,
-        kind: ChunkKind[C],
-        run: Run,
-        prompt: Any,
-        stop: list[str] | None,
-        count: Counter,
-        *,
-        as_text: bool = False,
+        self, kind: ChunkKind[C], run: Run, prompt: Any, stop: list[str] | None, as_text: bool
     ) -> None:
+        # HoldBack's fields are set here, one by one: this runs once per call
+        self.stops = stops = [s for s in stop if s] if stop else []
         self.kind = kind
+        self.parts: list[str] = []
+        self.info: dict[str, Any] | None = None
+        self.held = ""
+        self.stopped = False
         self.run = run
+        self.listening = listening = run.listening
         self.prompt = prompt
-        self.count = count
         self.as_text = as_text
-        self.listening = run.listening
-        self.hold: HoldBack[C] | None = HoldBack(stop, kind) if stop and any(stop) else None
-        self.plain = as_text and not self.listening and self.hold is None
-        self.kept: list[C] = []  # the chunks handed on (the provider's, on the lean path)
+        self.plain = as_text and not listening and not stops
+        self.kept: list[C] = []  # the chunks handed on, for a kind whose result adds them up
         self.pending: Pending | None = None  # async handlers' work for the last chunk
         self.source: Any = None
-        self.stopped = False
 
-    def open(self, make: Callable[[], Any]) -> Any:
-        """Open the provider's chunk stream (kept, to be closed when the loop ends)."""
-        self.source = source = make()
+    def opened(self, source: S) -> S:
+        """Keep the provider's chunk stream, to close when the loop ends; ``source``."""
+        self.source = source
         return source
+
+    def absorb(self, info: dict[str, Any]) -> None:
+        """Merge a chunk's metadata into what was handed on (the lean loop)."""
+        self.info = merge_info(self.info, info)
 
     def feed(self, chunk: C) -> Any:
         """Account for a provider chunk and report it to the run; what the consumer gets
         (``None``: nothing, its text is held back or empty)."""
-        hold = self.hold
-        if hold is not None:
-            out = hold.feed(chunk)
-            self.stopped = hold.stopped
-            if out is None:
-                return None
-            chunk = out
-        self.kept.append(chunk)
-        if self.listening and (pending := self.run.report_chunk(chunk)):
+        out = HoldBack.feed(self, chunk)
+        if out is None:
+            return None
+        self.kept.append(out)
+        if self.listening and (pending := self.run.report_chunk(out)):
             self.pending = pending
         if self.as_text:
-            return chunk.text or None  # type: ignore[attr-defined]
-        return chunk
+            return self.kind.text(out) or None
+        return out
 
     def take_pending(self) -> Pending:
         """The async handlers' work for the last chunk, to wait for."""
         pending, self.pending = self.pending, None
         return pending or []
 
-    @property
-    def text(self) -> str:
-        """The text handed on so far."""
-        if self.hold is not None:
-            return self.hold.text
-        return "".join(self.kind.texts(self.kept))
-
-    @property
-    def info(self) -> dict[str, Any] | None:
-        """The metadata handed on so far, merged."""
-        if self.hold is not None:
-            return self.hold.info
-        return self.kind.merged_info(self.kept)
-
-    def _produced(self) -> bool:
-        return any(self.kind.text(chunk) for chunk in self.kept)
-
     def _counts(self, info: dict[str, Any] | None, text: str) -> tuple[int, int]:
         if info is not None and isinstance(info.get("usage"), Usage):
             return 0, 0  # the backend's usage stands; nothing is estimated
-        return self.count(self.prompt, text)
+        return self.run.owner.count_usage(self.prompt, text)  # type: ignore[no-any-return]
 
     def cut(self, exc: BaseException) -> tuple[BaseException, Any]:
         """(the error to raise, the partial result) for a generation cut short by ``exc``:
@@ -169,7 +164,7 @@ class Generating(Generic[C]):
     def finish(self) -> tuple[C | None, list[Any], Any]:
         """At the end of the stream: (the final chunk to report to the run, or None; what
         the consumer still gets; the run's result, None when nobody will see it)."""
-        tail = self.hold.flush() if self.hold is not None else ""
+        tail = self.flush()
         added, result = self._final() if self.listening or not self.as_text else ({}, None)
         report, items = None, []  # type: tuple[C | None, list[Any]]
         if tail or added:
@@ -178,23 +173,48 @@ class Generating(Generic[C]):
                 report = chunk
             if not self.as_text:
                 items.append(chunk)
-        if self.as_text and (tail or not self._produced()):
+        if self.as_text and (tail or not any(self.parts)):
             items.append(tail)  # an empty completion still gives one (empty) text
         return report, items, result
 
     def end_lean(self) -> list[str]:
         """End a lean stream: nobody sees the run's result; what the consumer still gets."""
         self.run.end(None)
-        return [] if self._produced() else [""]
+        return [] if any(self.parts) else [""]
 
     def whole(self, chunk: C) -> Any:
         """The run's result for a whole generation (``invoke``), stop sequences applied."""
-        out = self.hold.feed(chunk) if self.hold is not None else chunk
+        out = HoldBack.feed(self, chunk)
         if out is not None:
             self.kept.append(out)
-        if self.hold is not None:
-            self.hold.flush()
+        self.flush()
         return self._final()[1]
+
+
+class TextGenerating(Generating[GenerationChunk]):
+    """``Generating`` for text chunks, reading them directly: the per-chunk path of text
+    models, kept as short as it can be."""
+
+    __slots__ = ()
+
+    def feed(self, chunk: GenerationChunk) -> Any:
+        """Account for a provider chunk and report it to the run; what the consumer gets
+        (``None``: nothing, its text is held back or empty)."""
+        info = chunk.generation_info
+        if info:
+            self.info = merge_info(self.info, info)
+        if self.stops:
+            out = self._feed_with_stops(chunk, info)
+            if out is None:
+                return None
+            chunk = out
+        else:
+            self.parts.append(chunk.text)
+        if self.listening and (pending := self.run.report_chunk(chunk)):
+            self.pending = pending
+        if self.as_text:
+            return chunk.text or None
+        return chunk
 
 
 def _raise(error: BaseException, exc: BaseException) -> NoReturn:
@@ -206,13 +226,16 @@ def _raise(error: BaseException, exc: BaseException) -> NoReturn:
 # -- the loops: sync and async twins around Generating -----------------------------------
 
 
-def lean(gen: Generating[Any], make: Callable[[], Iterator[Any]]) -> Iterator[str]:
-    """Text out, nobody listening, no stop sequences: chunks are only kept."""
+def lean(gen: Generating[Any], make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[str]:
+    """Text out, nobody listening, no stop sequences: text chunks' text and metadata are
+    only kept (read directly: ``as_text`` chunks have ``text`` and ``generation_info``)."""
     try:
-        keep, chunks = gen.kept.append, gen.open(make)
+        append, chunks = gen.parts.append, gen.opened(make(*args))
         for chunk in chunks:
-            keep(chunk)
-            if text := chunk.text:
+            append(text := chunk.text)
+            if chunk.generation_info is not None:
+                gen.absorb(chunk.generation_info)
+            if text:
                 yield text
     except BaseException as exc:
         gen.settle(exc)
@@ -220,13 +243,17 @@ def lean(gen: Generating[Any], make: Callable[[], Iterator[Any]]) -> Iterator[st
     yield from gen.end_lean()
 
 
-async def alean(gen: Generating[Any], make: Callable[[], AsyncIterator[Any]]) -> AsyncIterator[str]:
+async def alean(
+    gen: Generating[Any], make: Callable[..., AsyncIterator[Any]], *args: Any
+) -> AsyncIterator[str]:
     """The async twin of ``lean``."""
     try:
-        keep, chunks = gen.kept.append, gen.open(make)
+        append, chunks = gen.parts.append, gen.opened(make(*args))
         async for chunk in chunks:
-            keep(chunk)
-            if text := chunk.text:
+            append(text := chunk.text)
+            if chunk.generation_info is not None:
+                gen.absorb(chunk.generation_info)
+            if text:
                 yield text
     except BaseException as exc:
         await gen.asettle(exc)
@@ -235,11 +262,11 @@ async def alean(gen: Generating[Any], make: Callable[[], AsyncIterator[Any]]) ->
         yield item
 
 
-def stream(gen: Generating[Any], make: Callable[[], Iterator[Any]]) -> Iterator[Any]:
+def stream(gen: Generating[Any], make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[Any]:
     """Every chunk through ``gen.feed``; stops at a stop sequence; then the final chunk."""
     gen.run.start()
     try:
-        feed, chunks = gen.feed, gen.open(make)
+        feed, chunks = gen.feed, gen.opened(make(*args))
         for chunk in chunks:
             item = feed(chunk)
             if gen.pending:
@@ -254,12 +281,12 @@ def stream(gen: Generating[Any], make: Callable[[], Iterator[Any]]) -> Iterator[
 
 
 async def astream(
-    gen: Generating[Any], make: Callable[[], AsyncIterator[Any]]
+    gen: Generating[Any], make: Callable[..., AsyncIterator[Any]], *args: Any
 ) -> AsyncIterator[Any]:
     """The async twin of ``stream``."""
     await gen.run.astart()
     try:
-        feed, chunks = gen.feed, gen.open(make)
+        feed, chunks = gen.feed, gen.opened(make(*args))
         async for chunk in chunks:
             item = feed(chunk)
             if gen.pending:
@@ -297,11 +324,11 @@ async def _afinish(gen: Generating[Any]) -> AsyncIterator[Any]:
         await gen.run.aend(result)
 
 
-def invoke(gen: Generating[C], make: Callable[[], C]) -> Any:
+def invoke(gen: Generating[C], make: Callable[..., C], *args: Any) -> Any:
     """One whole generation; the run's result."""
     gen.run.start()
     try:
-        chunk = make()
+        chunk = make(*args)
     except BaseException as exc:
         gen.settle(exc)
     result = gen.whole(chunk)
@@ -309,11 +336,11 @@ def invoke(gen: Generating[C], make: Callable[[], C]) -> Any:
     return result
 
 
-async def ainvoke(gen: Generating[C], make: Callable[[], Awaitable[C]]) -> Any:
+async def ainvoke(gen: Generating[C], make: Callable[..., Awaitable[C]], *args: Any) -> Any:
     """The async twin of ``invoke``."""
     await gen.run.astart()
     try:
-        chunk = await make()
+        chunk = await make(*args)
     except BaseException as exc:
         await gen.asettle(exc)
     result = gen.whole(chunk)

@@ -25,20 +25,22 @@ def is_cancel(exc: BaseException) -> bool:
     return aio is not None and isinstance(exc, aio.CancelledError)
 
 
-def close(*its: Any) -> None:
+def close(it: Any, *more: Any) -> None:
     """Close sync iterators now, each that can be closed, in order."""
-    for it in its:
-        fn = getattr(it, "close", None)
-        if fn is not None:
-            fn()
+    fn = getattr(it, "close", None)
+    if fn is not None:
+        fn()
+    if more:
+        close(*more)
 
 
-async def aclose(*its: Any) -> None:
+async def aclose(it: Any, *more: Any) -> None:
     """Close async iterators now, each that can be closed, in order."""
-    for it in its:
-        fn = getattr(it, "aclose", None)
-        if fn is not None:
-            await fn()
+    fn = getattr(it, "aclose", None)
+    if fn is not None:
+        await fn()
+    if more:
+        await aclose(*more)
 
 
 async def aiter_of(*items: Any) -> AsyncIterator[Any]:

@@ -170,7 +170,7 @@ class BaseChatModel(_Loop):
         and its config."""
         messages, cfg, stop = self._prepare(input, config, stop, kwargs)
         run = self._new_run(messages, cfg, stop, kwargs)
-        gen = ChatGenerating(run, messages, stop, self.count_usage)
+        gen = ChatGenerating(run, messages, stop)
         return gen, (self, messages, stop, run, kwargs), cfg
 
     # -- the public interface -------------------------------------------------------------
@@ -200,7 +200,7 @@ class BaseChatModel(_Loop):
         if self.can_stream and self._streams(kwargs) and _event_sinks(ensure_config(config)):
             return add_chunks(list(self.stream(input, config, stop=stop, **kwargs))).to_message()
         gen, args, _ = self._generation(input, config, stop, kwargs)
-        return _message(loops.invoke(gen, lambda: _complete(*args)))
+        return _message(loops.invoke(gen, _complete, *args))
 
     async def ainvoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
@@ -211,7 +211,7 @@ class BaseChatModel(_Loop):
             chunks = [c async for c in self.astream(input, config, stop=stop, **kwargs)]
             return add_chunks(chunks).to_message()
         gen, args, _ = self._generation(input, config, stop, kwargs)
-        return _message(await loops.ainvoke(gen, lambda: _acomplete(*args)))
+        return _message(await loops.ainvoke(gen, _acomplete, *args))
 
     def stream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
@@ -221,7 +221,7 @@ class BaseChatModel(_Loop):
         if not self._streams(kwargs):
             return self._one_chunk(input, config, stop, kwargs)
         gen, args, cfg = self._generation(input, config, stop, kwargs)
-        return loops.stream(gen, lambda: _source(*args, cfg))
+        return loops.stream(gen, _source, *args, cfg)
 
     def astream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
@@ -231,7 +231,7 @@ class BaseChatModel(_Loop):
         if not self._streams(kwargs):
             return self._aone_chunk(input, config, stop, kwargs)
         gen, args, cfg = self._generation(input, config, stop, kwargs)
-        return loops.astream(gen, lambda: _asource(*args, cfg))
+        return loops.astream(gen, _asource, *args, cfg)
 
     def _one_chunk(
         self, input: Any, config: RunnableConfig | None, stop: Any, kwargs: dict[str, Any]

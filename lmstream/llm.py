@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from lmstream import _generation as loops
 from lmstream._accumulate import TEXT
-from lmstream._generation import Generating
+from lmstream._generation import TextGenerating
 from lmstream._llmcore import check_stop, declared_fields, init_fields
 from lmstream._llmsources import acomplete, as_chunk, asource, complete, join_chunks, source
 from lmstream._types import LanguageModelInput, RunnableConfig
@@ -205,12 +205,12 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         stop: Any,
         kwargs: dict[str, Any],
         as_text: bool = False,
-    ) -> tuple[Generating[GenerationChunk], _HookArgs, RunnableConfig]:
+    ) -> tuple[TextGenerating, _HookArgs, RunnableConfig]:
         """A generation of ``input``; the arguments of the hooks' fallback chain
         (``_llmsources``) for it, and its config."""
         prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
         run = self._new_run(prompt, cfg, stop, kwargs)
-        gen = Generating(TEXT, run, prompt, stop, self.count_usage, as_text=as_text)
+        gen = TextGenerating(TEXT, run, prompt, stop, as_text)
         return gen, (self, prompt, stop, run, kwargs), cfg
 
     def invoke(
@@ -223,7 +223,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     ) -> str:
         """The whole completion for ``input``."""
         gen, args, _ = self._generation(input, config, stop, kwargs)
-        return loops.invoke(gen, lambda: complete(*args)).generations[0][0].text  # type: ignore[no-any-return]
+        return loops.invoke(gen, complete, *args).generations[0][0].text  # type: ignore[no-any-return]
 
     async def ainvoke(
         self,
@@ -235,7 +235,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     ) -> str:
         """Async ``invoke``: native when the provider is."""
         gen, args, _ = self._generation(input, config, stop, kwargs)
-        result = await loops.ainvoke(gen, lambda: acomplete(*args))
+        result = await loops.ainvoke(gen, acomplete, *args)
         return result.generations[0][0].text  # type: ignore[no-any-return]
 
     def stream(
@@ -248,8 +248,9 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     ) -> Iterator[str]:
         """Stream the completion as text chunks."""
         gen, args, cfg = self._generation(input, config, stop, kwargs, as_text=True)
-        make = lambda: source(*args, cfg)  # noqa: E731
-        return loops.lean(gen, make) if gen.plain else loops.stream(gen, make)
+        if gen.plain:
+            return loops.lean(gen, source, *args, cfg)
+        return loops.stream(gen, source, *args, cfg)
 
     def astream(
         self,
@@ -261,8 +262,9 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     ) -> AsyncIterator[str]:
         """Stream the completion as text chunks, async."""
         gen, args, cfg = self._generation(input, config, stop, kwargs, as_text=True)
-        make = lambda: asource(*args, cfg)  # noqa: E731
-        return loops.alean(gen, make) if gen.plain else loops.astream(gen, make)
+        if gen.plain:
+            return loops.alean(gen, asource, *args, cfg)
+        return loops.astream(gen, asource, *args, cfg)
 
     def stream_chunks(
         self,
@@ -274,7 +276,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     ) -> Iterator[GenerationChunk]:
         """Stream ``GenerationChunk``s; the last carries ``finish_reason`` and ``usage``."""
         gen, args, cfg = self._generation(input, config, stop, kwargs)
-        return loops.stream(gen, lambda: source(*args, cfg))
+        return loops.stream(gen, source, *args, cfg)
 
     def astream_chunks(
         self,
@@ -286,7 +288,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     ) -> AsyncIterator[GenerationChunk]:
         """Async ``stream_chunks``."""
         gen, args, cfg = self._generation(input, config, stop, kwargs)
-        return loops.astream(gen, lambda: asource(*args, cfg))
+        return loops.astream(gen, asource, *args, cfg)
 
 
 class LLM(BaseLLM):

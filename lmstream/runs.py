@@ -146,8 +146,11 @@ class Run:
             self.lineage = ()
         self.inherited = inherited
         everyone = [*inherited, *local_callbacks] if local_callbacks else inherited
-        self.sinks: list[EventSink] = [h for h in everyone if is_event_sink(h)]
-        self.handlers = [h for h in everyone if not is_event_sink(h)]
+        if everyone:
+            self.sinks: list[EventSink] = [h for h in everyone if is_event_sink(h)]
+            self.handlers = [h for h in everyone if not is_event_sink(h)]
+        else:  # nobody listens: the empty list serves as both
+            self.sinks = self.handlers = everyone
         self.listening = bool(everyone)
         self._id: UUID | None = config.get("run_id")
         self.owner = owner

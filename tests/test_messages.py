@@ -342,7 +342,7 @@ def test_a_chat_generation_adds_up_to_the_same_message(chunks: list[AIMessageChu
 
     run = Run(ensure_config(None), owner=object(), name="chat", run_type="chat_model",
               inputs={"messages": [[]]})  # fmt: skip
-    gen = ChatGenerating(run, [], None, lambda prompt, text: (0, 0))
+    gen = ChatGenerating(run, [], None)
     handed = [gen.feed(c) for c in chunks]
     assert all(a is b for a, b in zip(handed, chunks, strict=True))  # none held back
     whole = add_chunks(chunks)
