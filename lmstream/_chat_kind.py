@@ -142,6 +142,7 @@ class ChatGenerating(Generating[AIMessageChunk]):
     sum (usage reported as running totals must not add up chunk by chunk)."""
 
     __slots__ = ("id",)
+    kind: MessageChunks
 
     def __init__(self, run: Run, prompt: Any, stop: list[str] | None) -> None:
         super().__init__(MessageChunks(), run, prompt, stop, False)
@@ -167,12 +168,15 @@ class ChatGenerating(Generating[AIMessageChunk]):
             chunk = self._feed_with_stops(chunk, self.kind.info(chunk))
             if chunk is None:
                 return None
-        else:
-            self.parts.append(chunk.text)
         self.kept.append(chunk)
         if self.listening and (pending := self.run.report_chunk(chunk)):
             self.pending = pending
         return chunk
+
+    @property
+    def text(self) -> str:
+        """The text handed on so far (without stop sequences, read from the chunks)."""
+        return "".join(self.parts) if self.stops else self.kind.added(self.kept).text
 
     @property
     def info(self) -> dict[str, Any] | None:

@@ -427,28 +427,25 @@ class AIMessageChunk(AIMessage, BaseMessageChunk):
 
 def add_chunks(chunks: list[AIMessageChunk]) -> AIMessageChunk:
     """Chunks added up in linear time: text is joined once, not copied pair by pair."""
-    texts: list[str] = []
-    total, ident = AIMessageChunk(""), None
-    for c in chunks:
-        content = c.content
-        if type(content) is not str or c._tool_call_chunks:
-            return _fold(chunks)
-        texts.append(content)
-        if c.id is not None and c.id != ident:
-            ident = _merge_id(ident, c.id)
-        if (
-            c.usage_metadata
-            or c._response_metadata
-            or c.chunk_position
-            or c._tool_calls
-            or (c.name or c._additional_kwargs)
-        ):
-            total = total + AIMessageChunk(
-                "", usage_metadata=c.usage_metadata, tool_calls=c._tool_calls,
-                response_metadata=c._response_metadata, chunk_position=c.chunk_position,
-                usage_running_total=c.usage_running_total, name=c.name,
-                additional_kwargs=c._additional_kwargs,
-            )  # fmt: skip
+    texts = [c.content for c in chunks]
+    if not all(type(t) is str for t in texts) or any(c._tool_call_chunks for c in chunks):
+        return _fold(chunks) if chunks else AIMessageChunk("")
+    total = AIMessageChunk("")
+    for c in [
+        c for c in chunks
+        if c.usage_metadata is not None or c._response_metadata or c.chunk_position
+        or c._tool_calls or c.name or c._additional_kwargs
+    ]:  # fmt: skip
+        total = total + AIMessageChunk(
+            "", usage_metadata=c.usage_metadata, tool_calls=c._tool_calls,
+            response_metadata=c._response_metadata, chunk_position=c.chunk_position,
+            usage_running_total=c.usage_running_total, name=c.name,
+            additional_kwargs=c._additional_kwargs,
+        )  # fmt: skip
+    ident = None
+    for chunk_id in dict.fromkeys([c.id for c in chunks]):  # repeats change nothing
+        if chunk_id is not None:
+            ident = _merge_id(ident, chunk_id)
     total.id = ident
     total.content = "".join(texts)
     return total
