@@ -11,6 +11,8 @@ from lmstream._accumulate import AddableDict
 from lmstream._sse import SSEDecoder, SSEEvent
 from lmstream._types import RunnableConfig, StreamEvent
 from lmstream.callbacks import AsyncCallbackHandler, BaseCallbackHandler, CallbackManager
+from lmstream.chat_model import BaseChatModel, SimpleChatModel
+from lmstream.chat_prompts import ChatPromptTemplate, MessagesPlaceholder
 from lmstream.chunks import FinishReason, Generation, GenerationChunk, LLMResult, Usage
 from lmstream.compose import (
     RunnableAssign,
@@ -46,13 +48,36 @@ from lmstream.errors import (
 from lmstream.events import EventFilter, adispatch_custom_event, dispatch_custom_event
 from lmstream.functions import RunnableGenerator, RunnableLambda, chain
 from lmstream.llm import LLM, BaseLLM
+from lmstream.message_input import (
+    ChatGeneration,
+    ChatGenerationChunk,
+    ChatResult,
+    convert_to_messages,
+)
+from lmstream.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    BaseMessageChunk,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    SystemMessageChunk,
+    ToolCall,
+    ToolCallChunk,
+    ToolMessage,
+    ToolMessageChunk,
+    UsageMetadata,
+)
 from lmstream.parsers import StrOutputParser
 from lmstream.prompts import ChatPromptValue, PromptTemplate, PromptValue, StringPromptValue
 from lmstream.providers.fake import FakeLLM
+from lmstream.providers.fake_chat import FakeChatModel
 from lmstream.registry import (
     ProviderInfo,
     available_providers,
     builtin_classes,
+    load_chat_model,
     load_llm,
     register_provider,
 )
@@ -98,6 +123,8 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "LLM",
+    "AIMessage",
+    "AIMessageChunk",
     "APIConnectionError",
     "APIContextLengthError",
     "APIError",
@@ -108,20 +135,31 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BaseCallbackHandler",
+    "BaseChatModel",
     "BaseLLM",
+    "BaseMessage",
+    "BaseMessageChunk",
     "CallbackError",
     "CallbackManager",
+    "ChatGeneration",
+    "ChatGenerationChunk",
+    "ChatPromptTemplate",
     "ChatPromptValue",
+    "ChatResult",
     "ContextLengthError",
     "EventFilter",
+    "FakeChatModel",
     "FakeLLM",
     "FinishReason",
     "Generation",
     "GenerationChunk",
     "GenerationError",
+    "HumanMessage",
+    "HumanMessageChunk",
     "InvalidInputError",
     "LLMResult",
     "LMStreamError",
+    "MessagesPlaceholder",
     "MissingVariablesError",
     "ModelLoadError",
     "NotFoundError",
@@ -148,20 +186,30 @@ __all__ = [
     "SSEDecoder",
     "SSEEvent",
     "ServerError",
+    "SimpleChatModel",
     "StrOutputParser",
     "StreamEvent",
     "StreamingStep",
     "StreamingUnsupportedError",
     "StringPromptValue",
+    "SystemMessage",
+    "SystemMessageChunk",
+    "ToolCall",
+    "ToolCallChunk",
+    "ToolMessage",
+    "ToolMessageChunk",
     "Usage",
+    "UsageMetadata",
     "__version__",
     "adispatch_custom_event",
     "available_providers",
     "chain",
     "coerce_to_runnable",
+    "convert_to_messages",
     "dispatch_custom_event",
     "ensure_config",
     "get_config_list",
+    "load_chat_model",
     "load_llm",
     "merge_configs",
     "patch_config",

@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 
 from lmstream._stops import matcher
 from lmstream.chunks import Generation, GenerationChunk, LLMResult, merge_info
+from lmstream.messages import AIMessageChunk, add_chunks
 
 __all__ = [
     "TEXT",
@@ -76,6 +77,8 @@ def _sum(chunks: Sequence[Any]) -> Any:
         return AddableDict((k, _sum(v) if v else None) for k, v in keys.items())
     if all(type(c) is GenerationChunk for c in chunks):
         return TEXT.join(chunks)
+    if all(type(c) is AIMessageChunk for c in chunks):
+        return add_chunks(list(chunks))  # text joined once, not copied pair by pair
     total = chunks[0]
     for chunk in chunks[1:]:
         total = total + chunk

@@ -114,7 +114,10 @@ class CallbackError(LMStreamError, RuntimeError):
 
 
 class GenerationError(LMStreamError):
-    """A run failed. ``partial_text`` and ``usage`` hold what it produced before failing."""
+    """A run failed. ``partial_text`` and ``usage`` hold what it produced before failing
+    (a chat model's error also holds the partial ``AIMessageChunk`` in ``partial_message``)."""
+
+    partial_message: Any = None
 
     def __init__(
         self,

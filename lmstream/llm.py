@@ -25,7 +25,7 @@ from lmstream._accumulate import TEXT
 from lmstream._generation import TextGenerating
 from lmstream._llmcore import check_stop, declared_fields, init_fields
 from lmstream._llmgenerate import agenerate, generate, generate_config
-from lmstream._llmsources import acomplete, asource, complete, source
+from lmstream._llmsources import acomplete, as_chunk, asource, complete, join_chunks, source
 from lmstream._types import LanguageModelInput, RunnableConfig
 from lmstream.chunks import Generation, GenerationChunk, LLMResult
 from lmstream.config import ensure_config
@@ -160,6 +160,11 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         options = {"tags": tags, "metadata": metadata, "run_name": run_name, "run_id": run_id}
         prompts, config = generate_config(prompts, callbacks, options)
         return await agenerate(self, prompts, config, stop, kwargs)
+
+    # what a non-streaming hook returned as one chunk, and a streaming hook's chunks
+    # joined into one (a chat model's chunks are messages)
+    _to_chunk = staticmethod(as_chunk)
+    _join_chunks = staticmethod(join_chunks)
 
     def get_num_tokens(self, text: str) -> int:
         """Tokens in ``text``; a character-based estimate unless the provider knows better."""

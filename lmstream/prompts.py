@@ -112,6 +112,10 @@ class ChatPromptValue(PromptValue):
     def __repr__(self) -> str:
         return f"ChatPromptValue(messages={self.messages!r})"
 
+    def to_messages(self) -> list[Any]:
+        """The messages."""
+        return list(self.messages)
+
     def to_string(self) -> str:
         """The messages, one ``Role: content`` line each."""
         return messages_to_string(self.messages)

@@ -20,6 +20,7 @@ from lmstream._types import RunnableConfig
 from lmstream._utils import uuid7
 from lmstream.callbacks import CallbackManager, Pending, dispatch, drain, drain_async
 from lmstream.chunks import LLMResult
+from lmstream.message_input import get_buffer_string
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -155,7 +156,7 @@ class Run:
         self.owner = owner
         self.name = config.get("run_name") or name
         self.run_type = run_type
-        self.is_llm = run_type == "llm"
+        self.is_llm = run_type in ("llm", "chat_model")
         tags = [*step_tags, *config.get("tags", ()), *local_tags]
         self.tags = _unique(tags)
         metadata = config.get("metadata") or {}
@@ -205,6 +206,8 @@ class Run:
         if not self.handlers:
             return []
         ser = serialized(self.owner, self.name)
+        if self.run_type == "chat_model":
+            return self._chat_start(ser)
         if self.is_llm:
             return dispatch(
                 self.handlers, "on_llm_start", "ignore_llm", ser, self.inputs["prompts"],
@@ -215,6 +218,19 @@ class Run:
             self.handlers, "on_chain_start", "ignore_chain", ser, inputs,
             metadata=self.metadata, name=self.name, run_type=self.run_type, **self._ids(),
         )  # fmt: skip
+
+    def _chat_start(self, ser: dict[str, Any]) -> Pending:
+        """``on_chat_model_start`` with the messages, or ``on_llm_start`` with them as text
+        for handlers that only know text models (as the reference falls back)."""
+        chat = [h for h in self.handlers if hasattr(h, "on_chat_model_start")]
+        text = [h for h in self.handlers if not hasattr(h, "on_chat_model_start")]
+        kwargs = {"metadata": self.metadata, "name": self.name, **self._ids(), **self.extra}
+        pending = dispatch(chat, "on_chat_model_start", "ignore_chat_model", ser,
+                           self.inputs["messages"], **kwargs)  # fmt: skip
+        if text:
+            prompts = [get_buffer_string(m) for m in self.inputs["messages"]]
+            pending += dispatch(text, "on_llm_start", "ignore_llm", ser, prompts, **kwargs)
+        return pending
 
     def _finish(self, outcome: str, payload: Any, error: BaseException | None) -> Pending:
         if self.outcome is not None:
