@@ -193,7 +193,7 @@ class Generating(HoldBack[C]):
 
 class TextGenerating(Generating[GenerationChunk]):
     """``Generating`` for text chunks, reading them directly: the per-chunk path of text
-    models, kept as short as it can be."""
+    models, kept as short as it can be. It keeps no chunks: a text result is its text."""
 
     __slots__ = ()
 

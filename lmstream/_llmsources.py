@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from lmstream._accumulate import TEXT
 from lmstream._llmcore import AsyncRunManager, RunManager
 from lmstream._threads import iterate_in_thread, run_in_thread, run_sync
 from lmstream._types import RunnableConfig
 from lmstream._utils import accepts_param
-from lmstream.chunks import Generation, GenerationChunk, merge_info
+from lmstream.chunks import Generation, GenerationChunk
 from lmstream.errors import StreamingUnsupportedError
 from lmstream.runs import Run
 
@@ -33,17 +34,8 @@ def _as_chunk(out: Any) -> GenerationChunk:
     return GenerationChunk(out)
 
 
-def _join(chunks: Iterator[GenerationChunk]) -> GenerationChunk:
-    texts, info = [], None
-    for chunk in chunks:
-        texts.append(chunk.text)
-        if chunk.generation_info:
-            info = merge_info(info, chunk.generation_info)
-    return GenerationChunk("".join(texts), info)
-
-
 async def _ajoin(chunks: AsyncIterator[GenerationChunk]) -> GenerationChunk:
-    return _join(iter([c async for c in chunks]))
+    return TEXT.join([c async for c in chunks])
 
 
 def call_hook(fn: Any, prompt: str, stop: Any, manager: RunManager, kwargs: dict[str, Any]) -> Any:
@@ -104,7 +96,9 @@ def complete(
         manager = AsyncRunManager(run, reports=True)
         return _as_chunk(run_sync(call_hook(llm._acall, prompt, stop, manager, kwargs)))
     if has["_stream"]:
-        return _join(call_hook(llm._stream, prompt, stop, RunManager(run, reports=False), kwargs))
+        return TEXT.join(
+            call_hook(llm._stream, prompt, stop, RunManager(run, reports=False), kwargs)
+        )
     manager = AsyncRunManager(run, reports=False)
     return run_sync(_ajoin(call_hook(llm._astream, prompt, stop, manager, kwargs)))
 
@@ -124,4 +118,6 @@ async def acomplete(
         manager = AsyncRunManager(run, reports=False)
         return await _ajoin(call_hook(llm._astream, prompt, stop, manager, kwargs))
     manager = RunManager(run, reports=False)
-    return await run_in_thread(lambda: _join(call_hook(llm._stream, prompt, stop, manager, kwargs)))
+    return await run_in_thread(
+        lambda: TEXT.join(call_hook(llm._stream, prompt, stop, manager, kwargs))
+    )
