@@ -188,8 +188,9 @@ def _held_suffix(text: str, stops: Sequence[str]) -> int:
     return best
 
 
-class HoldBack(Generic[C]):
-    """What a stream of one ``ChunkKind`` has produced so far.
+class HoldBack:
+    """What a stream of one ``ChunkKind`` has produced so far (chunks are typed ``Any``
+    here: a generic class would cost every ``import lmstream`` for no run-time gain).
 
     ``feed`` takes a provider chunk and returns the chunk to hand on (or ``None`` when
     all of its text is held back because it could be the start of a stop sequence).
@@ -216,7 +217,7 @@ class HoldBack(Generic[C]):
         """The text handed on so far."""
         return "".join(self.parts)
 
-    def feed(self, chunk: C) -> C | None:
+    def feed(self, chunk: Any) -> Any:
         """Account for a provider chunk; return what to hand on."""
         info = self.kind.info(chunk)
         if info:
@@ -226,7 +227,7 @@ class HoldBack(Generic[C]):
             return chunk
         return self._feed_with_stops(chunk, info)
 
-    def _feed_with_stops(self, chunk: C, info: dict[str, Any] | None) -> C | None:
+    def _feed_with_stops(self, chunk: Any, info: dict[str, Any] | None) -> Any:
         buf = self.held + self.kind.text(chunk)
         cut = _first_match(buf, self.stops)
         keep = _held_suffix(buf, self.stops)
@@ -247,7 +248,7 @@ class HoldBack(Generic[C]):
             return None
         return self._emit(chunk, out, info)
 
-    def _emit(self, chunk: C, text: str, info: dict[str, Any] | None) -> C:
+    def _emit(self, chunk: Any, text: str, info: dict[str, Any] | None) -> Any:
         self.parts.append(text)
         return self.kind.with_text(chunk, text, info)
 
@@ -265,7 +266,7 @@ class HoldBack(Generic[C]):
         return held
 
 
-class TextState(HoldBack[GenerationChunk]):
+class TextState(HoldBack):
     """``HoldBack`` for text chunks."""
 
     __slots__ = ()

@@ -44,8 +44,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
 from lmstream._accumulate import ChunkKind, HoldBack
-from lmstream._iterators import aclose, close, is_cancel
 from lmstream._llmcore import final_info, outcome_info, typed_error
+from lmstream._utils import aclose, close, is_cancel
 from lmstream.callbacks import Pending, drain, drain_async
 from lmstream.chunks import GenerationChunk, Usage, merge_info
 from lmstream.runs import Run
@@ -61,11 +61,10 @@ __all__ = [
     "stream",
 ]
 
-C = TypeVar("C")
 S = TypeVar("S")
 
 
-class Generating(HoldBack[C]):
+class Generating(HoldBack):
     """One generation: stop hold-back and what was handed on (``HoldBack``: the text
     parts and merged metadata), its run, the chunks handed on, usage and outcome.
 
@@ -78,7 +77,7 @@ class Generating(HoldBack[C]):
     )  # fmt: skip
 
     def __init__(
-        self, kind: ChunkKind[C], run: Run, prompt: Any, stop: list[str] | None, as_text: bool
+        self, kind: ChunkKind[Any], run: Run, prompt: Any, stop: list[str] | None, as_text: bool
     ) -> None:
         # HoldBack's fields are set here, one by one: this runs once per call
         self.stops = stops = [s for s in stop if s] if stop else []
@@ -92,7 +91,7 @@ class Generating(HoldBack[C]):
         self.prompt = prompt
         self.as_text = as_text
         self.plain = as_text and not listening and not stops
-        self.kept: list[C] = []  # the chunks handed on, for a kind whose result adds them up
+        self.kept: list[Any] = []  # the chunks handed on, for a kind whose result adds them up
         self.pending: Pending | None = None  # async handlers' work for the last chunk
         self.source: Any = None
 
@@ -105,7 +104,7 @@ class Generating(HoldBack[C]):
         """Merge a chunk's metadata into what was handed on (the lean loop)."""
         self.info = merge_info(self.info, info)
 
-    def feed(self, chunk: C) -> Any:
+    def feed(self, chunk: Any) -> Any:
         """Account for a provider chunk and report it to the run; what the consumer gets
         (``None``: nothing, its text is held back or empty)."""
         out = HoldBack.feed(self, chunk)
@@ -161,12 +160,12 @@ class Generating(HoldBack[C]):
             added["finish_reason"] = info["finish_reason"]
         return added, self.kind.result(text, merge_info(info, added), self.kept)
 
-    def finish(self) -> tuple[C | None, list[Any], Any]:
+    def finish(self) -> tuple[Any, list[Any], Any]:
         """At the end of the stream: (the final chunk to report to the run, or None; what
         the consumer still gets; the run's result, None when nobody will see it)."""
         tail = self.flush()
         added, result = self._final() if self.listening or not self.as_text else ({}, None)
-        report, items = None, []  # type: tuple[C | None, list[Any]]
+        report, items = None, []  # type: tuple[Any, list[Any]]
         if tail or added:
             chunk = self.kind.make(tail, added or None)
             if self.listening and tail:
@@ -182,7 +181,7 @@ class Generating(HoldBack[C]):
         self.run.end(None)
         return [] if any(self.parts) else [""]
 
-    def whole(self, chunk: C) -> Any:
+    def whole(self, chunk: Any) -> Any:
         """The run's result for a whole generation (``invoke``), stop sequences applied."""
         out = HoldBack.feed(self, chunk)
         if out is not None:
@@ -191,7 +190,7 @@ class Generating(HoldBack[C]):
         return self._final()[1]
 
 
-class TextGenerating(Generating[GenerationChunk]):
+class TextGenerating(Generating):
     """``Generating`` for text chunks, reading them directly: the per-chunk path of text
     models, kept as short as it can be. It keeps no chunks: a text result is its text."""
 
@@ -226,7 +225,7 @@ def _raise(error: BaseException, exc: BaseException) -> NoReturn:
 # -- the loops: sync and async twins around Generating -----------------------------------
 
 
-def lean(gen: Generating[Any], make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[str]:
+def lean(gen: Generating, make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[str]:
     """Text out, nobody listening, no stop sequences: text chunks' text and metadata are
     only kept (read directly: ``as_text`` chunks have ``text`` and ``generation_info``)."""
     try:
@@ -244,7 +243,7 @@ def lean(gen: Generating[Any], make: Callable[..., Iterator[Any]], *args: Any) -
 
 
 async def alean(
-    gen: Generating[Any], make: Callable[..., AsyncIterator[Any]], *args: Any
+    gen: Generating, make: Callable[..., AsyncIterator[Any]], *args: Any
 ) -> AsyncIterator[str]:
     """The async twin of ``lean``."""
     try:
@@ -262,7 +261,7 @@ async def alean(
         yield item
 
 
-def stream(gen: Generating[Any], make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[Any]:
+def stream(gen: Generating, make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[Any]:
     """Every chunk through ``gen.feed``; stops at a stop sequence; then the final chunk."""
     gen.run.start()
     try:
@@ -281,7 +280,7 @@ def stream(gen: Generating[Any], make: Callable[..., Iterator[Any]], *args: Any)
 
 
 async def astream(
-    gen: Generating[Any], make: Callable[..., AsyncIterator[Any]], *args: Any
+    gen: Generating, make: Callable[..., AsyncIterator[Any]], *args: Any
 ) -> AsyncIterator[Any]:
     """The async twin of ``stream``."""
     await gen.run.astart()
@@ -301,7 +300,7 @@ async def astream(
         yield item
 
 
-def _finish(gen: Generating[Any]) -> Iterator[Any]:
+def _finish(gen: Generating) -> Iterator[Any]:
     close(gen.source)
     report, items, result = gen.finish()
     try:
@@ -312,7 +311,7 @@ def _finish(gen: Generating[Any]) -> Iterator[Any]:
         gen.run.end(result)
 
 
-async def _afinish(gen: Generating[Any]) -> AsyncIterator[Any]:
+async def _afinish(gen: Generating) -> AsyncIterator[Any]:
     await aclose(gen.source)
     report, items, result = gen.finish()
     try:
@@ -324,7 +323,7 @@ async def _afinish(gen: Generating[Any]) -> AsyncIterator[Any]:
         await gen.run.aend(result)
 
 
-def invoke(gen: Generating[C], make: Callable[..., C], *args: Any) -> Any:
+def invoke(gen: Generating, make: Callable[..., Any], *args: Any) -> Any:
     """One whole generation; the run's result."""
     gen.run.start()
     try:
@@ -336,7 +335,7 @@ def invoke(gen: Generating[C], make: Callable[..., C], *args: Any) -> Any:
     return result
 
 
-async def ainvoke(gen: Generating[C], make: Callable[..., Awaitable[C]], *args: Any) -> Any:
+async def ainvoke(gen: Generating, make: Callable[..., Awaitable[Any]], *args: Any) -> Any:
     """The async twin of ``invoke``."""
     await gen.run.astart()
     try:

@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from lmstream._execution import acall_with_config, call_with_config
-from lmstream._iterators import EMPTY, aclose, close
 from lmstream._types import Configs, RunnableConfig
+from lmstream._utils import EMPTY, aclose, close
 from lmstream.config import merge_configs, patch_config
 from lmstream.errors import InvalidInputError
 from lmstream.runnable import Runnable, StreamingStep
