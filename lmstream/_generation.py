@@ -176,11 +176,6 @@ class Generating(HoldBack):
             items.append(tail)  # an empty completion still gives one (empty) text
         return report, items, result
 
-    def end_lean(self) -> list[str]:
-        """End a lean stream: nobody sees the run's result; what the consumer still gets."""
-        self.run.end(None)
-        return [] if any(self.parts) else [""]
-
     def whole(self, chunk: Any) -> Any:
         """The run's result for a whole generation (``invoke``), stop sequences applied."""
         out = HoldBack.feed(self, chunk)
@@ -229,7 +224,8 @@ def lean(gen: Generating, make: Callable[..., Iterator[Any]], *args: Any) -> Ite
     """Text out, nobody listening, no stop sequences: text chunks' text and metadata are
     only kept (read directly: ``as_text`` chunks have ``text`` and ``generation_info``)."""
     try:
-        append, chunks = gen.parts.append, gen.opened(make(*args))
+        append, chunks = gen.parts.append, make(*args)
+        gen.source = chunks
         for chunk in chunks:
             append(text := chunk.text)
             if chunk.generation_info is not None:
@@ -239,7 +235,9 @@ def lean(gen: Generating, make: Callable[..., Iterator[Any]], *args: Any) -> Ite
     except BaseException as exc:
         gen.settle(exc)
     close(chunks)
-    yield from gen.end_lean()
+    gen.run.end(None)  # nobody listens: no result to make
+    if not any(gen.parts):
+        yield ""  # an empty completion still gives one (empty) text
 
 
 async def alean(
@@ -247,7 +245,8 @@ async def alean(
 ) -> AsyncIterator[str]:
     """The async twin of ``lean``."""
     try:
-        append, chunks = gen.parts.append, gen.opened(make(*args))
+        append, chunks = gen.parts.append, make(*args)
+        gen.source = chunks
         async for chunk in chunks:
             append(text := chunk.text)
             if chunk.generation_info is not None:
@@ -257,8 +256,9 @@ async def alean(
     except BaseException as exc:
         await gen.asettle(exc)
     await aclose(chunks)
-    for item in gen.end_lean():
-        yield item
+    gen.run.end(None)  # nobody listens: the sync end waits for nobody
+    if not any(gen.parts):
+        yield ""
 
 
 def stream(gen: Generating, make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[Any]:
