@@ -30,6 +30,7 @@ from lmstream._llmcore import (
     typed_error,
 )
 from lmstream._llmsources import acomplete, asource, complete, source
+from lmstream._otel import observed
 from lmstream._types import LanguageModelInput, RunnableConfig
 from lmstream.callbacks import drain_async
 from lmstream.chunks import Generation, GenerationChunk, LLMResult, Usage, merge_info
@@ -160,7 +161,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     ) -> Run:
         inputs = {"prompts": [prompt]}
         callbacks = config.get("callbacks")
-        if not self.callbacks and (not callbacks or callbacks is SILENT):
+        if not self.callbacks and (not callbacks or callbacks is SILENT) and not observed():
             return Run(config, owner=self, name=self.get_name(), run_type="llm", inputs=inputs)
         extra = {
             "invocation_params": {**self.asdict(), "stop": stop, **kwargs},

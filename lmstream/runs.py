@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from lmstream._otel import observer
 from lmstream._types import RunnableConfig
 from lmstream._utils import uuid7
 from lmstream.callbacks import CallbackManager, Pending, dispatch, drain, drain_async
@@ -110,6 +111,8 @@ class Run:
             self.lineage = ()
         self.inherited = inherited
         everyone = [*inherited, *local_callbacks] if local_callbacks else inherited
+        if (recorder := observer(run_type)) is not None:  # OpenTelemetry, when it is set up
+            everyone = [*everyone, recorder]
         self.sinks = [h for h in everyone if getattr(h, "is_event_sink", False)]
         self.handlers = [h for h in everyone if not getattr(h, "is_event_sink", False)]
         self.listening = bool(everyone)
