@@ -25,7 +25,7 @@ from lmstream import _genai
 if TYPE_CHECKING:
     from lmstream.runs import Run
 
-__all__ = ["RunRecorder", "observed", "observer", "refresh"]
+__all__ = ["RunRecorder", "current_tracing", "observed", "observer", "refresh"]
 
 _modules = sys.modules
 _open: dict[Any, Any] = {}  # run id -> its open span, so a child's span finds its parent
@@ -92,6 +92,14 @@ def refresh(tracer_provider: Any = None, meter_provider: Any = None) -> _Telemet
 def observed() -> bool:
     """Whether runs are traced or measured now (models then gather their parameters)."""
     return "opentelemetry" in _modules and _current() is not None
+
+
+def current_tracing() -> _Telemetry | None:
+    """The telemetry in use when a tracer provider is set, else ``None``."""
+    if "opentelemetry" not in _modules:
+        return None
+    telemetry = _current()
+    return telemetry if telemetry is not None and telemetry.tracer is not None else None
 
 
 def observer(run_type: str) -> RunRecorder | None:

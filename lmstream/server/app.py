@@ -21,7 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lmstream.llm import BaseLLM
 from lmstream.server import openai_routes, runnable_routes
 from lmstream.server.errors import HTTPError, error_body
+from lmstream.server.metrics import install as install_metrics
 from lmstream.server.state import RequestLog, ServerSettings, ServerState
+from lmstream.server.telemetry import ServerTelemetry, route_paths
 
 __all__ = ["create_app"]
 
@@ -55,6 +57,8 @@ class Guard:
 
     def _authorized(self, scope: Scope) -> bool:
         if not self.keys or scope["path"] == "/health":
+            return True
+        if scope["path"] == "/metrics" and self.state.settings.metrics_public:
             return True
         header = dict(scope.get("headers") or []).get(b"authorization", b"")
         scheme, _, token = header.partition(b" ")
@@ -178,4 +182,5 @@ def create_app(
         return JSONResponse(body, status_code=503 if state.draining.is_set() else 200)
 
     _install_handlers(app, state)
-    return Guard(app, state)
+    metrics = install_metrics(app, state)
+    return ServerTelemetry(Guard(app, state), metrics, route_paths(app))

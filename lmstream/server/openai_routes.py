@@ -109,7 +109,7 @@ class _Completion:
         chunks = []
         async for chunk in stream:
             chunks.append(chunk)
-            log.token(bool(chunk.text))
+            log.token(bool(chunk.text), chunk.usage)
         return aggregate(chunks) if chunks else GenerationChunk("")
 
     def open_streams(self) -> list[AsyncIterator[GenerationChunk]]:
@@ -131,7 +131,7 @@ class _Completion:
             await ticket.wait()
             for index, stream in enumerate(streams):
                 async for chunk in stream:
-                    log.token(bool(chunk.text))
+                    log.token(bool(chunk.text), chunk.usage)
                     if chunk.text or chunk.finish_reason:
                         yield frame(self.chunk(index, chunk.text, chunk.finish_reason))
                     if chunk.usage is not None:
