@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-batch", type=int, default=64, help="inputs per /batch request")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds streams get on shutdown")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+    parser.add_argument(
+        "--metrics-public", action="store_true", help="answer GET /metrics without a key"
+    )
     _add_model_options(parser)
     parser.set_defaults(model=None)
     parser.add_argument(
@@ -106,6 +110,7 @@ def _serve(args: argparse.Namespace) -> int:
         grace_seconds=args.grace,
         max_concurrency=args.max_concurrency,
         max_batch=args.max_batch,
+        metrics_public=args.metrics_public,
     )
     models, aliases = _models(args)
     app = create_app(models, settings, aliases)
@@ -143,4 +148,9 @@ def run_serve(argv: list[str]) -> int:
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
+    if args.log_format == "json":
+        from lmstream.server.telemetry import JsonFormatter
+
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
     return _guarded(args, lambda: _serve(args))

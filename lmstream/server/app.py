@@ -23,7 +23,7 @@ from lmstream.server import openai_routes, runnable_routes
 from lmstream.server.errors import HTTPError, error_body
 from lmstream.server.metrics import install as install_metrics
 from lmstream.server.state import RequestLog, ServerSettings, ServerState
-from lmstream.server.telemetry import ServerTelemetry, route_paths
+from lmstream.server.telemetry import ServerTelemetry, fastapi_options, route_paths
 
 __all__ = ["create_app"]
 
@@ -169,7 +169,9 @@ def create_app(
     if not models:
         raise ValueError("serve at least one model")
     state = ServerState(dict(models), settings or ServerSettings(), dict(aliases or {}))
-    app = FastAPI(title="lmstream", summary="Streaming completions from lmstream models.")
+    app = FastAPI(
+        title="lmstream", summary="Streaming completions from lmstream models.", **fastapi_options()
+    )
     app.state.lmstream = state
     app.include_router(openai_routes.router)
     app.include_router(runnable_routes.router)

@@ -21,7 +21,7 @@ from lmstream import _otel
 if TYPE_CHECKING:
     from lmstream.server.metrics import ServerMetrics
 
-__all__ = ["JsonFormatter", "ServerTelemetry", "current_trace_id"]
+__all__ = ["JsonFormatter", "ServerTelemetry", "current_trace_id", "fastapi_options", "route_paths"]
 
 Scope = dict[str, Any]
 _trace_id: ContextVar[str | None] = ContextVar("lmstream_trace_id", default=None)
@@ -130,6 +130,17 @@ class JsonFormatter(logging.Formatter):
     def converter(self, seconds: float | None) -> time.struct_time:
         """Times in UTC."""
         return time.gmtime(seconds)
+
+
+def fastapi_options() -> dict[str, Any]:
+    """FastAPI's own request spans off where it has them: the request span is ours."""
+    import inspect
+
+    from fastapi import FastAPI
+
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        return {"telemetry": {"tracing": False}}
+    return {}
 
 
 def route_paths(app: Any) -> set[str]:
