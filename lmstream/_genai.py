@@ -68,7 +68,8 @@ class Instruments:
         )  # fmt: skip
         self.per_chunk = histogram(
             "gen_ai.client.operation.time_per_output_chunk", "s",
-            "Time between consecutive chunks of a streamed response.", _SECONDS,
+            "Mean time between the chunks of a streamed response, one value per call.",
+            _SECONDS,
         )  # fmt: skip
 
 
@@ -239,12 +240,17 @@ def capture_prompt_event(span: Any, run: Run) -> None:
 def record(
     found: Instruments,
     attributes: dict[str, Any],
-    seconds: float,
-    first_chunk: float | None,
+    times: tuple[float, float | None, float | None],
     payload: Any,
     error: BaseException | None,
 ) -> None:
-    """A finished call's duration, token usage and time to first chunk."""
+    """A finished call's duration, token usage, time to first chunk and time per chunk.
+
+    ``times`` is (duration, time to first chunk, mean time between chunks). The time per
+    output chunk is recorded once per call, as the mean gap: a histogram record costs
+    the SDK more than the rest of a chunk's way through lmstream.
+    """
+    seconds, first_chunk, per_chunk = times
     _, info = _generation(payload)
     model = info.get("model")
     if isinstance(model, str) and model:
@@ -255,6 +261,8 @@ def record(
         found.tokens.record(usage.completion_tokens, {**attributes, "gen_ai.token.type": "output"})
     if first_chunk is not None:
         found.first_chunk.record(first_chunk, attributes)
+    if per_chunk is not None:
+        found.per_chunk.record(per_chunk, attributes)
     if error is not None:
         attributes = {**attributes, "error.type": error_attributes(error)["error.type"]}
     found.duration.record(seconds, attributes)

@@ -46,35 +46,58 @@ class _Telemetry:
         self.capture = capture.strip().lower() in ("true", "1", "span_only", "span_and_event")
 
 
-_seen: tuple[Any, Any] = (None, None)
+_UNSEEN: Any = object()
+_seen: list[Any] = [_UNSEEN, _UNSEEN]  # the globals last looked at
 _telemetry: _Telemetry | None = None
 
 
-def _provider(module: Any, getter: str, proxies: tuple[str, ...]) -> Any:
-    if module is None:
+_NO_TRACER = ("NoneType", "ProxyTracerProvider", "NoOpTracerProvider")
+_NO_METER = ("NoneType", "_ProxyMeterProvider", "NoOpMeterProvider")
+_apis: list[Any] = []  # the trace module and the metrics globals, once both are imported
+
+
+def _find_apis() -> list[Any] | None:
+    if _apis:
+        return _apis
+    if "opentelemetry" not in _modules:
         return None
-    provider = getattr(module, getter)()
-    return None if type(provider).__name__ in proxies else provider
+    trace = _modules.get("opentelemetry.trace")
+    metrics = _modules.get("opentelemetry.metrics._internal")
+    if trace is not None and metrics is not None:
+        _apis.extend((trace, metrics))
+        return _apis
+    return [trace, metrics]  # one of them so far: look again next time
+
+
+def _provider(value: Any, variable: str, load: Any, none: tuple[str, ...]) -> Any:
+    if value is None and variable in os.environ:  # named by the environment: load it
+        value = load()
+    return None if type(value).__name__ in none else value
 
 
 def _current() -> _Telemetry | None:
-    trace = _modules.get("opentelemetry.trace")
-    metrics = _modules.get("opentelemetry.metrics")
-    if trace is None and metrics is None:
+    apis = _find_apis()
+    if apis is None:
         return None
-    tp = _provider(trace, "get_tracer_provider", ("ProxyTracerProvider", "NoOpTracerProvider"))
-    mp = _provider(metrics, "get_meter_provider", ("_ProxyMeterProvider", "NoOpMeterProvider"))
-    if (tp, mp) != _seen:
-        return refresh(tp, mp)
-    return _telemetry
+    trace, metrics = apis
+    # the globals themselves: get_tracer_provider() reads the environment on every call
+    tp = None if trace is None else trace._TRACER_PROVIDER
+    mp = None if metrics is None else metrics._METER_PROVIDER
+    if tp is _seen[0] and mp is _seen[1]:
+        return _telemetry
+    _seen[:] = [tp, mp]
+    if trace is not None:
+        tp = _provider(tp, "OTEL_PYTHON_TRACER_PROVIDER", trace.get_tracer_provider, _NO_TRACER)
+    if metrics is not None:
+        mp = _provider(mp, "OTEL_PYTHON_METER_PROVIDER", metrics.get_meter_provider, _NO_METER)
+    return refresh(tp, mp)
 
 
 def refresh(tracer_provider: Any = None, meter_provider: Any = None) -> _Telemetry | None:
     """Build the tracer and instruments for these providers (and re-read the options)."""
-    global _seen, _telemetry
+    global _telemetry
     from lmstream import __version__
 
-    _seen = (tracer_provider, meter_provider)
     if tracer_provider is None and meter_provider is None:
         _telemetry = None
         return None
@@ -91,21 +114,17 @@ def refresh(tracer_provider: Any = None, meter_provider: Any = None) -> _Telemet
 
 def observed() -> bool:
     """Whether runs are traced or measured now (models then gather their parameters)."""
-    return "opentelemetry" in _modules and _current() is not None
+    return _current() is not None
 
 
 def current_tracing() -> _Telemetry | None:
     """The telemetry in use when a tracer provider is set, else ``None``."""
-    if "opentelemetry" not in _modules:
-        return None
     telemetry = _current()
     return telemetry if telemetry is not None and telemetry.tracer is not None else None
 
 
 def observer(run_type: str) -> RunRecorder | None:
     """A recorder for a new run, or ``None`` when nobody traces or measures it."""
-    if "opentelemetry" not in _modules:
-        return None
     telemetry = _current()
     if telemetry is None:
         return None
@@ -118,7 +137,7 @@ class RunRecorder:
     """The span and measurements of one run, fed by the run as an event sink."""
 
     is_event_sink = True
-    __slots__ = ("attrs", "chunks", "first", "last", "model", "span", "t0", "telemetry")
+    __slots__ = ("attrs", "chunks", "first", "model", "span", "t0", "telemetry")
 
     def __init__(self, telemetry: _Telemetry) -> None:
         self.telemetry = telemetry
@@ -126,17 +145,17 @@ class RunRecorder:
         self.attrs: dict[str, Any] = {}
         self.model = False
         self.chunks = 0
-        self.t0 = self.last = 0.0
+        self.t0 = 0.0
         self.first: float | None = None
 
     def run_started(self, run: Run) -> None:
         """Open the run's span, under its parent run's span or the current context."""
         telemetry = self.telemetry
         self.model = run.run_type in _genai.MODEL_RUNS
-        self.t0 = perf_counter()
         if self.model:
             self.attrs, params = _genai.request_attributes(run, telemetry.latest)
         if telemetry.tracer is None:
+            self.t0 = perf_counter()
             return
         api = telemetry.api
         parent = _open.get(run.parent_id) if run.parent_id is not None else None
@@ -153,18 +172,13 @@ class RunRecorder:
         if self.model and telemetry.capture and not telemetry.latest:
             _genai.capture_prompt_event(self.span, run)
         _open[run.id] = self.span
+        self.t0 = perf_counter()  # times are taken from the span's start
 
     def run_chunk(self, run: Run, chunk: Any) -> None:
-        """Time a model's chunk: the first one, and the gaps between the others."""
-        if not self.model:
-            return
-        now = perf_counter()
-        if self.first is None:
-            self.first = now
-        elif (instruments := self.telemetry.instruments) is not None:
-            instruments.per_chunk.record(now - self.last, self.attrs)
-        self.last = now
+        """Count a chunk; the first one's time is the time to first chunk."""
         self.chunks += 1
+        if self.first is None:
+            self.first = perf_counter()
 
     def run_finished(
         self, run: Run, outcome: str, payload: Any, error: BaseException | None
@@ -178,7 +192,9 @@ class RunRecorder:
             self._end_span(run, outcome, payload, error)
         if self.model and (found := self.telemetry.instruments) is not None:
             first = None if self.first is None else self.first - self.t0
-            _genai.record(found, self.attrs, end - self.t0, first, payload, error)
+            gap = None if self.first is None or self.chunks < 2 else end - self.first
+            gap = None if gap is None else gap / (self.chunks - 1)
+            _genai.record(found, self.attrs, (end - self.t0, first, gap), payload, error)
 
     def _end_span(self, run: Run, outcome: str, payload: Any, error: BaseException | None) -> None:
         span, api, telemetry = self.span, self.telemetry.api, self.telemetry

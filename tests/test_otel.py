@@ -246,8 +246,9 @@ def test_metrics_match_the_run(otel: Telemetry, flavour: str) -> None:
     assert list(given.explicit_bounds)[:4] == [1, 4, 16, 64]
     assert _one(otel, "gen_ai.client.operation.time_to_first_chunk").count == 2
     per_chunk = _one(otel, "gen_ai.client.operation.time_per_output_chunk")
-    assert per_chunk.count == (len("hello world") - 1) + (3 - 1)
-    assert per_chunk.sum <= _seconds(span) + duration.sum
+    assert per_chunk.count == 2  # one mean gap per streamed call
+    assert 0 < per_chunk.sum <= duration.sum
+    assert _seconds(span) <= duration.sum
 
 
 def test_metrics_of_a_failure_name_the_error(otel: Telemetry, flavour: str) -> None:
