@@ -171,7 +171,8 @@ class RunRecorder:
         self.span = telemetry.tracer.start_span(name, context, kind, attributes)
         if self.model and telemetry.capture and not telemetry.latest:
             _genai.capture_prompt_event(self.span, run)
-        _open[run.id] = self.span
+        if not self.model:  # a model call has no steps inside: it needs no run id
+            _open[run.id] = self.span
         self.t0 = perf_counter()  # times are taken from the span's start
 
     def run_chunk(self, run: Run, chunk: Any) -> None:
@@ -188,7 +189,8 @@ class RunRecorder:
             self.run_started(run)  # ended before it was reported as started
         end = perf_counter()
         if self.span is not None:
-            _open.pop(run.id, None)
+            if not self.model:
+                _open.pop(run.id, None)
             self._end_span(run, outcome, payload, error)
         if self.model and (found := self.telemetry.instruments) is not None:
             first = None if self.first is None else self.first - self.t0
