@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from otel_support import Telemetry, installed
 from prometheus_client.parser import text_string_to_metric_families
 
-from lmstream import FakeLLM, RemoteLLM
+from lmstream import FakeLLM, ProviderError, RemoteLLM
 from lmstream.server.telemetry import JsonFormatter
 
 STREAM = {"model": "m", "prompt": "two words", "stream": True, "max_tokens": 400}
@@ -207,3 +207,15 @@ def _up(url: str) -> bool:
         return httpx.get(url + "/health").status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_remote_failure_marks_both_sides(otel: Telemetry, serve: Any, flavour: str) -> None:
+    with serve({"m": FakeLLM(["abcdef"], error_after=2)}) as server:
+        with pytest.raises(ProviderError):
+            collect(stream_of(RemoteLLM(server.url, max_retries=0), flavour, "p"))
+        assert wait_until(lambda: len(otel.spans("model")) == 2)
+    for span in otel.spans("model"):
+        attrs = dict(span.attributes or {})
+        assert span.status.status_code is StatusCode.ERROR, attrs["gen_ai.system"]
+        assert attrs["lmstream.run.outcome"] == "failed"
+        assert str(attrs["error.type"]).startswith("lmstream.errors.")
