@@ -58,8 +58,6 @@ class Guard:
     def _authorized(self, scope: Scope) -> bool:
         if not self.keys or scope["path"] == "/health":
             return True
-        if scope["path"] == "/metrics" and self.state.settings.metrics_public:
-            return True
         header = dict(scope.get("headers") or []).get(b"authorization", b"")
         scheme, _, token = header.partition(b" ")
         if scheme.lower() != b"bearer":

@@ -110,6 +110,10 @@ class ServerMetrics:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
 
+    async def answer(self, scope: Any, receive: Any, send: Any) -> None:
+        """Answer a ``GET /metrics`` request (ASGI)."""
+        await Response(self.exposition(), media_type=CONTENT_TYPE_LATEST)(scope, receive, send)
+
 
 async def metrics_endpoint(request: Request) -> Response:
     """Prometheus metrics, in the text exposition format."""

@@ -61,6 +61,9 @@ class ServerTelemetry:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"] == "/metrics" and self.state.settings.metrics_public:
+            await self.metrics.answer(scope, receive, send)  # no key asked
+            return
         headers = _headers(scope)
         telemetry = _otel.current_tracing()
         route = self.route(scope["path"])
