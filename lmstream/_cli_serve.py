@@ -133,6 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         timeout_graceful_shutdown=args.grace + 2,
         lifespan="off",
+        **({"log_config": None} if args.log_format == "json" else {}),  # uvicorn's lines too
     )
     sys.stderr.write(_banner(args, keys, [*models, *aliases]) + "\n")
     sys.stderr.flush()

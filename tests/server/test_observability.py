@@ -196,7 +196,10 @@ def test_serve_with_json_logs_and_public_metrics() -> None:
     invoke = ("lmstream_requests_total", (("model", "fake:hi"), ("outcome", "finished"),
                                           ("route", "/invoke")))  # fmt: skip
     assert metrics[invoke] == 1
-    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    banner, *rest = err.splitlines()
+    assert banner.startswith("lmstream: serving")
+    lines = [json.loads(line) for line in rest]  # uvicorn's own lines too
+    assert {r["logger"] for r in lines} >= {"uvicorn.error", "lmstream.server"}
     [record] = [r for r in lines if r.get("path") == "/invoke"]
     assert record["trace_id"] == TRACE and record["status"] == 200
     assert record["logger"] == "lmstream.server" and record["time"].endswith("Z")
