@@ -3,6 +3,7 @@ scripted server: where the server is, what it answered, each time limit, cancell
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sys
 import time
@@ -136,3 +137,24 @@ def test_the_connect_limit(otel: Telemetry, flavour: str) -> None:
         server.close()
     attrs = _attrs(otel)
     assert attrs["lmstream.timeout.phase"] == "connect" and attrs["server.port"] == port
+
+
+def test_task_cancellation(otel: Telemetry, scripted: ScriptedServer, make_llm: Make) -> None:
+    scripted.script(stream(["a"] * 100, delay=0.05))
+
+    async def consume() -> None:
+        async for _ in make_llm().astream("p"):
+            pass
+
+    async def run() -> None:
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    span = otel.span()
+    assert span.status.status_code is StatusCode.UNSET
+    assert dict(span.attributes or {})["lmstream.run.outcome"] == "cancelled"
+    assert scripted.wait(lambda: scripted.requests[0].disconnected is not None)
