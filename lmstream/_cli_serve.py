@@ -97,6 +97,7 @@ def _banner(args: argparse.Namespace, keys: list[str], names: list[str]) -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from lmstream.server.app import create_app
     from lmstream.server.state import ServerSettings
@@ -133,7 +134,7 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         timeout_graceful_shutdown=args.grace + 2,
         lifespan="off",
-        **({"log_config": None} if args.log_format == "json" else {}),  # uvicorn's lines too
+        log_config=None if args.log_format == "json" else LOGGING_CONFIG,  # uvicorn's too
     )
     sys.stderr.write(_banner(args, keys, [*models, *aliases]) + "\n")
     sys.stderr.flush()
