@@ -67,7 +67,7 @@ def environment() -> dict[str, Any]:
     commit = _git("rev-parse", "--short", "HEAD")
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", "lmstream"))
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
         "cpu": _cpu(),
         "cores": os.cpu_count(),
         "os": f"{platform.system()} {platform.release()}",

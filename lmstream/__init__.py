@@ -8,6 +8,7 @@ the backend can, one honest chunk where it can't.
 import typing as _typing
 
 from lmstream._accumulate import AddableDict
+from lmstream._sse import SSEDecoder, SSEEvent
 from lmstream._types import RunnableConfig, StreamEvent
 from lmstream.callbacks import AsyncCallbackHandler, BaseCallbackHandler, CallbackManager
 from lmstream.chunks import FinishReason, Generation, GenerationChunk, LLMResult, Usage
@@ -46,11 +47,19 @@ from lmstream.llm import LLM, BaseLLM
 from lmstream.parsers import StrOutputParser
 from lmstream.prompts import ChatPromptValue, PromptTemplate, PromptValue, StringPromptValue
 from lmstream.providers.fake import FakeLLM
-from lmstream.registry import ProviderInfo, available_providers, load_llm, register_provider
+from lmstream.registry import (
+    ProviderInfo,
+    available_providers,
+    builtin_classes,
+    load_llm,
+    register_provider,
+)
 from lmstream.runnable import Runnable, StreamingStep, coerce_to_runnable
+from lmstream.settings import Rule, setting
 from lmstream.wrappers import RunnableBinding, RunnableRetry, RunnableWithFallbacks
 
-if _typing.TYPE_CHECKING:
+if _typing.TYPE_CHECKING:  # for type checkers only: at run time these load on first use
+    from lmstream.providers._http_llm import HTTPLLM as HTTPLLM
     from lmstream.providers.llamacpp import LlamaCpp as LlamaCpp
     from lmstream.providers.openai import OpenAI as OpenAI
     from lmstream.providers.remote import RemoteLLM as RemoteLLM
@@ -58,12 +67,10 @@ if _typing.TYPE_CHECKING:
 __version__ = "0.1.0"
 
 # Providers with heavy dependencies load on first use: ``from lmstream import LlamaCpp``
-# imports llama.cpp then, and a missing extra raises an ImportError naming it.
-_LAZY = {
-    "LlamaCpp": "lmstream.providers.llamacpp",
-    "OpenAI": "lmstream.providers.openai",
-    "RemoteLLM": "lmstream.providers.remote",
-}
+# imports llama.cpp then, and a missing extra raises an ImportError naming it. The
+# registry lists them; HTTPLLM, the base of HTTP providers, needs httpx.
+_LAZY = {**builtin_classes(), "HTTPLLM": "lmstream.providers._http_llm"}
+del builtin_classes
 
 
 def __getattr__(name: str) -> _typing.Any:
@@ -116,6 +123,7 @@ __all__ = [
     "ProviderError",
     "ProviderInfo",
     "RateLimitError",
+    "Rule",
     "Runnable",
     "RunnableAssign",
     "RunnableBinding",
@@ -127,6 +135,8 @@ __all__ = [
     "RunnableRetry",
     "RunnableSequence",
     "RunnableWithFallbacks",
+    "SSEDecoder",
+    "SSEEvent",
     "ServerError",
     "StrOutputParser",
     "StreamEvent",
@@ -145,4 +155,5 @@ __all__ = [
     "merge_configs",
     "patch_config",
     "register_provider",
+    "setting",
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from lmstream._stops import matcher
 from lmstream.chunks import GenerationChunk, merge_info
 
 __all__ = ["AddableDict", "TextState", "aggregate"]
@@ -66,22 +67,6 @@ def aggregate(chunks: Sequence[Any]) -> Any:
     return _fold(chunks)
 
 
-def _first_match(text: str, stops: Sequence[str]) -> int:
-    """Where the first complete stop sequence in ``text`` starts, or -1."""
-    return min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-
-
-def _held_suffix(text: str, stops: Sequence[str]) -> int:
-    """Length of the longest end of ``text`` that could start a stop sequence."""
-    best = 0
-    for stop in stops:
-        for size in range(min(len(stop) - 1, len(text)), best, -1):
-            if text.endswith(stop[:size]):
-                best = size
-                break
-    return best
-
-
 class TextState:
     """What an LLM stream has produced so far.
 
@@ -91,10 +76,13 @@ class TextState:
     exactly before the first one; ``stopped`` then tells the shell to close the provider.
     """
 
-    __slots__ = ("held", "info", "parts", "stopped", "stops")
+    __slots__ = ("cut", "held", "info", "matcher", "node", "parts", "stopped", "stops")
 
     def __init__(self, stop: Sequence[str] | None = None) -> None:
         self.stops = [s for s in stop if s] if stop else []
+        self.matcher = matcher(tuple(self.stops)) if self.stops else None
+        self.node = 0  # the matcher's state: ``held`` is the text it stands for
+        self.cut = -1  # where a complete stop sequence inside ``held`` starts, or -1
         self.parts: list[str] = []
         self.info: dict[str, Any] | None = None
         self.held = ""
@@ -115,10 +103,14 @@ class TextState:
         return self._feed_with_stops(chunk)
 
     def _feed_with_stops(self, chunk: GenerationChunk) -> GenerationChunk | None:
+        # the work is linear in the new text alone: the matcher resumes from ``held``
+        assert self.matcher is not None
         buf = self.held + chunk.text
-        cut = _first_match(buf, self.stops)
-        keep = _held_suffix(buf, self.stops)
-        pending = len(buf) - keep if keep else len(buf)
+        self.node, first = self.matcher.advance(self.node, chunk.text)
+        cut = self.cut
+        if first is not None and (cut < 0 or len(self.held) + first < cut):
+            cut = len(self.held) + first
+        pending = len(buf) - self.matcher.depth[self.node]
         if 0 <= cut <= pending:
             # no stop sequence that starts earlier can still complete: cut here
             self.stopped = True
@@ -128,9 +120,9 @@ class TextState:
             return self._emit(buf[:cut], info)
         # hold back from the earliest place a stop sequence may start (a complete match
         # further on stays held until the earlier candidate completes or dies)
-        hold = min(pending, cut) if cut >= 0 else pending
-        self.held = buf[hold:]
-        out = buf[:hold]
+        self.held = buf[pending:]
+        self.cut = cut - pending if cut >= 0 else -1
+        out = buf[:pending]
         if not out and not chunk.generation_info:
             return None
         return self._emit(out, chunk.generation_info)
@@ -143,7 +135,7 @@ class TextState:
         """At the end of the stream: the held-back text that turned out to be output
         (up to a stop sequence it contains)."""
         held, self.held = self.held, ""
-        cut = _first_match(held, self.stops) if held else -1
+        cut, self.cut, self.node = self.cut, -1, 0
         if cut >= 0:
             held = held[:cut]
             self.stopped = True

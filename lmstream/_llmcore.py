@@ -9,6 +9,7 @@ from typing import Any
 from lmstream.chunks import GenerationChunk, Usage, merge_info
 from lmstream.errors import GenerationError, InvalidInputError, LMStreamError, ProviderError
 from lmstream.runs import Run
+from lmstream.settings import init_settings, settings_of
 
 __all__ = [
     "AsyncRunManager",
@@ -19,41 +20,18 @@ __all__ = [
     "typed_error",
 ]
 
-_FIELDS: dict[type, dict[str, Any]] = {}
-_REQUIRED: Any = object()
+_ARGUMENTS = ("callbacks", "metadata", "name", "tags")  # taken by every model's constructor
 
 
 def declared_fields(cls: type, stop_at: type) -> dict[str, Any]:
-    """Public annotated attributes of ``cls`` below ``stop_at``, with their defaults."""
-    found = _FIELDS.get(cls)
-    if found is not None:
-        return found
-    found = {}
-    for klass in reversed(cls.__mro__):
-        if not issubclass(klass, stop_at) or klass is stop_at:
-            continue
-        for name, annotation in vars(klass).get("__annotations__", {}).items():
-            if name.startswith("_") or "ClassVar" in str(annotation):
-                continue
-            found[name] = vars(klass).get(name, found.get(name, _REQUIRED))
-    _FIELDS[cls] = found
-    return found
+    """The settings ``cls`` declares below ``stop_at`` (see ``lmstream.settings``)."""
+    return settings_of(cls, stop_at)
 
 
 def init_fields(obj: Any, stop_at: type, values: dict[str, Any]) -> None:
-    """Set declared fields from keyword arguments, LangChain style: ``MyLLM(n=5)``."""
-    fields = declared_fields(type(obj), stop_at)
-    unknown = set(values) - set(fields)
-    if unknown:
-        raise InvalidInputError(
-            f"{type(obj).__name__} got unexpected arguments: {sorted(unknown)}"
-            + (f" (fields: {sorted(fields)})" if fields else "")
-        )
-    for name, default in fields.items():
-        if name in values:
-            setattr(obj, name, values[name])
-        elif default is _REQUIRED:
-            raise InvalidInputError(f"{type(obj).__name__} requires the argument {name!r}")
+    """Set declared settings from keyword arguments, LangChain style: ``MyLLM(n=5)``."""
+    others = getattr(obj, "constructor_arguments", _ARGUMENTS)
+    init_settings(obj, stop_at, values, others)
 
 
 def check_stop(stop: Any) -> list[str] | None:

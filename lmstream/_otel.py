@@ -96,7 +96,12 @@ def _current() -> _Telemetry | None:
 def refresh(tracer_provider: Any = None, meter_provider: Any = None) -> _Telemetry | None:
     """Build the tracer and instruments for these providers (and re-read the options)."""
     global _telemetry
-    from lmstream import __version__
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours: str | None = version("lmstream")
+    except PackageNotFoundError:  # run from a source tree
+        ours = None
 
     if tracer_provider is None and meter_provider is None:
         _telemetry = None
@@ -105,9 +110,9 @@ def refresh(tracer_provider: Any = None, meter_provider: Any = None) -> _Telemet
 
     tracer = meter = None
     if tracer_provider is not None:
-        tracer = tracer_provider.get_tracer("lmstream", __version__)
+        tracer = tracer_provider.get_tracer("lmstream", ours)
     if meter_provider is not None:
-        meter = meter_provider.get_meter("lmstream", __version__)
+        meter = meter_provider.get_meter("lmstream", ours)
     _telemetry = _Telemetry(trace, tracer, meter)
     return _telemetry
 

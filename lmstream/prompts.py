@@ -17,6 +17,7 @@ __all__ = [
     "PromptTemplate",
     "PromptValue",
     "StringPromptValue",
+    "chat_messages",
     "messages_to_string",
     "prompt_to_string",
 ]
@@ -113,6 +114,25 @@ class ChatPromptValue(PromptValue):
     def to_string(self) -> str:
         """The messages, one ``Role: content`` line each."""
         return messages_to_string(self.messages)
+
+
+_CHAT_ROLES = {"human": "user", "ai": "assistant", "developer": "system"}
+
+
+def chat_messages(value: Any) -> list[dict[str, str]] | None:
+    """The turns of a message-list input (a list of messages or a ``ChatPromptValue``) as
+    ``{"role": ..., "content": ...}`` dicts with the roles chat templates know (``user``,
+    ``assistant``, ``system``, ...); ``None`` for any other input."""
+    if isinstance(value, ChatPromptValue):
+        value = value.messages
+    elif isinstance(value, (str, PromptValue, bytes, bytearray)) or not isinstance(value, Sequence):
+        return None
+    turns = []
+    for message in value:
+        role, content = _message_parts(message)
+        role = role.lower()
+        turns.append({"role": _CHAT_ROLES.get(role, role), "content": content})
+    return turns
 
 
 def _checked(text: str) -> str:

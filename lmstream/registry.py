@@ -3,19 +3,29 @@
 Built-in providers are registered by import path, so nothing heavy is imported until a
 model is loaded. Third-party providers register through the ``lmstream.providers``
 entry-point group: the entry point's name is the provider name and it loads a class
-(or factory) called as ``factory(model, **kwargs)`` with the part after the colon.
+(or factory); the part of the id after the colon goes to its ``model`` setting (or, for a
+class without one, to its first positional setting; a plain function gets ``model=``).
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import re
 from collections.abc import Callable
 from typing import Any
 
 from lmstream.errors import InvalidInputError
 from lmstream.llm import BaseLLM
+from lmstream.settings import settings_of
 
-__all__ = ["ProviderInfo", "available_providers", "load_llm", "register_provider"]
+__all__ = [
+    "ProviderInfo",
+    "available_providers",
+    "builtin_classes",
+    "load_llm",
+    "register_provider",
+]
 
 ENTRY_POINT_GROUP = "lmstream.providers"
 DEFAULT_MODEL = "llamacpp"
@@ -23,8 +33,10 @@ DEFAULT_MODEL = "llamacpp"
 
 class ProviderInfo:
     """A registered provider: how to build it (``target``: ``"module:Class"`` or a
-    callable), which keyword gets the model part of the id (``model_arg``), and what it
-    needs (``requires``: a module; ``extra``: the pip extra that installs it)."""
+    callable), which keyword gets the model part of the id (``model_arg``; ``None``: the
+    class's ``model`` setting or its first positional one), what it needs (``requires``: a
+    module; ``extra``: the pip extra that installs it), and ``claims``, a pattern of model
+    ids that belong to it (``gpt-4`` to ``openai``), for suggestions."""
 
     def __init__(
         self,
@@ -34,6 +46,7 @@ class ProviderInfo:
         description: str = "",
         requires: str | None = None,
         extra: str | None = None,
+        claims: str | None = None,
     ) -> None:
         self.name = name
         self.target = target
@@ -41,6 +54,7 @@ class ProviderInfo:
         self.description = description
         self.requires = requires
         self.extra = extra
+        self.claims = re.compile(claims, re.IGNORECASE) if claims else None
 
     def __repr__(self) -> str:
         return f"ProviderInfo(name={self.name!r}, target={self.target!r})"
@@ -64,22 +78,36 @@ _BUILTIN = [
     ProviderInfo(
         "llamacpp", "lmstream.providers.llamacpp:LlamaCpp", "model_path",
         "a local GGUF model through llama.cpp (default: the embedded SmolLM2-135M-Instruct)",
-        "llama_cpp", "local",
+        "llama_cpp", "local", claims=r".+\.gguf$",
     ),
     ProviderInfo(
         "openai", "lmstream.providers.openai:OpenAI", "model",
         "any OpenAI-compatible /v1/completions server (OPENAI_BASE_URL, OPENAI_API_KEY)",
-        "httpx", "openai",
+        "httpx", "openai", claims=r"(gpt-|o\d|text-|davinci|babbage|chatgpt|ft:)",
     ),
     ProviderInfo(
         "remote", "lmstream.providers.remote:RemoteLLM", "url",
         "a model served by lmstream serve (remote:http://host:8000)", "httpx", "openai",
+        claims=r"https?://",
     ),
     ProviderInfo(
         "fake", "lmstream.providers.fake:FakeLLM", "responses",
         "scripted responses for tests and demos (fake:<text> answers <text>)",
     ),
 ]  # fmt: skip
+"""The built-in providers: the one list of them (``lmstream`` exports their classes)."""
+
+
+def builtin_classes() -> dict[str, str]:
+    """The built-in provider classes whose dependencies are heavy, by name: their module."""
+    found = {}
+    for info in _BUILTIN:
+        if info.requires is not None and isinstance(info.target, str):
+            module, _, name = info.target.partition(":")
+            found[name] = module
+    return found
+
+
 _REGISTRY: dict[str, ProviderInfo] = {p.name: p for p in _BUILTIN}
 _PLUGINS_LOADED = False
 
@@ -98,7 +126,7 @@ def _load_plugins() -> None:
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in _REGISTRY:
-            _REGISTRY[ep.name] = ProviderInfo(ep.name, ep.value, "model", f"plugin {ep.value}")
+            _REGISTRY[ep.name] = ProviderInfo(ep.name, ep.value, None, f"plugin {ep.value}")
 
 
 def available_providers() -> list[ProviderInfo]:
@@ -107,16 +135,49 @@ def available_providers() -> list[ProviderInfo]:
     return sorted(_REGISTRY.values(), key=lambda p: p.name)
 
 
+def _suggestion(model_id: str, name: str) -> str:
+    """The id the user likely meant, as a hint (``gpt-4``: ``openai:gpt-4``)."""
+    for info in sorted(_REGISTRY.values(), key=lambda p: p.name):
+        if info.claims is not None and info.claims.match(model_id):
+            return f"; did you mean '{info.name}:{model_id}'?"
+    close = difflib.get_close_matches(name.lower(), list(_REGISTRY), 1, cutoff=0.7)
+    if close:
+        return f"; did you mean {close[0] + model_id[len(name) :]!r}?"
+    return ""
+
+
 def _parse(model_id: str) -> tuple[ProviderInfo, str | None]:
     if not isinstance(model_id, str) or not model_id.strip():
         raise InvalidInputError(f"a model id is a non-empty string, got {model_id!r}")
-    name, sep, model = model_id.strip().partition(":")
+    model_id = model_id.strip()
+    name, sep, model = model_id.partition(":")
     _load_plugins()
     info = _REGISTRY.get(name.lower())
     if info is None:
         known = ", ".join(sorted(_REGISTRY))
-        raise InvalidInputError(f"unknown provider {name!r} in {model_id!r} (known: {known})")
+        raise InvalidInputError(
+            f"unknown provider {name!r} in {model_id!r}{_suggestion(model_id, name)} "
+            f"(known: {known})"
+        )
     return info, (model if sep and model else None)
+
+
+def _model_arg(info: ProviderInfo, factory: Callable[..., BaseLLM]) -> str | None:
+    """The keyword that gets the model part of an id."""
+    if info.model_arg is not None or not isinstance(factory, type):
+        return info.model_arg or "model"
+    settings = settings_of(factory, BaseLLM) if issubclass(factory, BaseLLM) else {}
+    if "model" in settings:
+        return "model"
+    positional = getattr(factory, "positional", ())
+    return positional[0] if positional else None
+
+
+def _required(factory: Callable[..., BaseLLM], name: str) -> bool:
+    if not (isinstance(factory, type) and issubclass(factory, BaseLLM)):
+        return False
+    setting = settings_of(factory, BaseLLM).get(name)
+    return setting is not None and setting.required
 
 
 def load_llm(model_id: str = DEFAULT_MODEL, **kwargs: Any) -> BaseLLM:
@@ -127,9 +188,16 @@ def load_llm(model_id: str = DEFAULT_MODEL, **kwargs: Any) -> BaseLLM:
         raise ImportError(
             f"provider {info.name!r} needs {info.requires!r}: pip install 'lmstream[{info.extra}]'"
         )
+    factory = info.factory()
+    arg = _model_arg(info, factory)
     if model is not None:
-        if info.model_arg is None:
+        if arg is None:
             raise InvalidInputError(f"provider {info.name!r} takes no model part: {model_id!r}")
         value: Any = [model] if info.name == "fake" else model  # fake:<text> answers <text>
-        kwargs.setdefault(info.model_arg, value)
-    return info.factory()(**kwargs)
+        kwargs.setdefault(arg, value)
+    elif arg is not None and arg not in kwargs and _required(factory, arg):
+        raise InvalidInputError(
+            f"{model_id!r} lacks the {arg} that provider {info.name!r} needs: "
+            f"write {info.name}:<{arg}>" + (f" ({info.description})" if info.description else "")
+        )
+    return factory(**kwargs)

@@ -120,7 +120,7 @@ def first_waits_for_the_rest(gate: Gate, n: int) -> RunnableLambda:
         if x == 0:
             try:
                 await asyncio.wait_for(aothers.wait(), WAIT)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise TimeoutError("the others never ran: waves, not a sliding window") from None
         await asyncio.sleep(0)
         return x * 10

@@ -28,14 +28,20 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
 def test_streams_with_the_demo_separator() -> None:
     result = run("Write me a song", "-m", "fake:Sparkling water", "--sep", "|")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "S|p|a|r|k|l|i|n|g| |w|a|t|e|r|"
+    assert result.stdout == "S|p|a|r|k|l|i|n|g| |w|a|t|e|r|\n"  # a newline, as on a terminal
     assert result.stderr == ""  # no spinner, no noise off a terminal
+
+
+def test_piped_text_ends_with_one_newline() -> None:
+    assert run("p", "-m", "fake:hey").stdout == "hey\n"
+    assert run("p", "-m", "fake:two lines\n").stdout == "two lines\n"
+    assert run("p", "-m", "fake:a", "--max-tokens", "0").stdout == ""  # nothing, no newline
 
 
 def test_reads_the_prompt_from_stdin() -> None:
     for args in ([], ["-"]):
         result = run(*args, "-m", "fake:ok", "--option", 'chunking="none"', stdin="a prompt\n")
-        assert (result.returncode, result.stdout) == (0, "ok")
+        assert (result.returncode, result.stdout) == (0, "ok\n")
 
 
 def test_generation_options_reach_the_model() -> None:
@@ -96,6 +102,21 @@ def test_models_lists_the_providers() -> None:
     result = run("models")
     names = [line.split()[0] for line in result.stdout.splitlines()]
     assert {"fake", "llamacpp", "openai"} <= set(names)
+
+
+def test_models_shows_a_plugin_whose_module_is_missing_as_broken(tmp_path: Path) -> None:
+    dist = tmp_path / "ghost_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ghost-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[lmstream.providers]\nghost = ghost_gone:Ghost\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run(
+        [*CLI, "models"], capture_output=True, text=True, timeout=60, check=False, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert "broken: ModuleNotFoundError: No module named 'ghost_gone'" in lines["ghost"]
+    assert "installed" in lines["fake"] and "broken" not in lines["fake"]
 
 
 def _start(*args: str) -> subprocess.Popen[bytes]:

@@ -39,6 +39,21 @@ def test_providers_with_heavy_dependencies_load_lazily() -> None:
     code = (
         "import sys, lmstream; "
         "assert 'llama_cpp' not in sys.modules and 'httpx' not in sys.modules; "
-        "assert 'LlamaCpp' in dir(lmstream) and 'OpenAI' in dir(lmstream)"
+        "assert 'LlamaCpp' in dir(lmstream) and 'OpenAI' in dir(lmstream); "
+        "assert 'HTTPLLM' in dir(lmstream) and 'HTTPLLM' not in vars(lmstream); "
+        "from lmstream import HTTPLLM, OpenAI; assert issubclass(OpenAI, HTTPLLM)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_builtin_providers_are_listed_once_in_the_registry() -> None:
+    from lmstream.registry import available_providers
+
+    classes = {p.factory().__name__ for p in available_providers() if p.name in _BUILTIN}
+    assert classes == {"FakeLLM", "LlamaCpp", "OpenAI", "RemoteLLM"}
+    assert set(lmstream._LAZY) == {"LlamaCpp", "OpenAI", "RemoteLLM", "HTTPLLM"}
+    for name in classes:
+        assert getattr(lmstream, name).__name__ == name
+
+
+_BUILTIN = ("fake", "llamacpp", "openai", "remote")

@@ -6,10 +6,19 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from lmstream import FakeLLM, InvalidInputError, ProviderInfo, load_llm, register_provider
+from lmstream import (
+    LLM,
+    FakeLLM,
+    InvalidInputError,
+    OpenAI,
+    ProviderInfo,
+    load_llm,
+    register_provider,
+)
 from lmstream.registry import available_providers
 
 
@@ -73,3 +82,27 @@ def test_third_party_providers_come_from_entry_points(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, timeout=60, check=True,
     )  # fmt: skip
     assert any(line.startswith("plug ") for line in models.stdout.splitlines())
+
+
+class _Parrot(LLM):
+    prefix: str = ""
+
+    def _call(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> str:
+        return f"{self.prefix} {prompt}"
+
+
+class _NamedParrot(_Parrot):
+    positional = ("prefix",)
+
+
+def test_a_plugin_class_gets_the_model_part_in_a_setting_it_has() -> None:
+    # entry points register with model_arg=None: the class's model setting, else its first
+    # positional one, else a clear error instead of an unexpected model= argument
+    register_provider(ProviderInfo("named-parrot", _NamedParrot, None))
+    assert load_llm("named-parrot:Polly says:").invoke("hi") == "Polly says: hi"
+    register_provider(ProviderInfo("plain-parrot", _Parrot, None))
+    assert load_llm("plain-parrot", prefix="Polly:").invoke("hi") == "Polly: hi"
+    with pytest.raises(InvalidInputError, match="'plain-parrot' takes no model part"):
+        load_llm("plain-parrot:Polly")
+    register_provider(ProviderInfo("openai-like", OpenAI, None))
+    assert load_llm("openai-like:my-model", base_url="http://127.0.0.1:9/v1").model == "my-model"

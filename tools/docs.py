@@ -13,7 +13,8 @@ The examples of a page run in order in one process, like the cells of a notebook
 namespace, one event loop, ``await`` and ``async for`` allowed at top level, and a
 scratch working directory that ``sh`` examples share (they find ``lmstream`` on PATH).
 A page containing ``<!-- docs: serve ARGS -->`` gets ``lmstream serve ARGS`` running for
-its examples; they name it ``127.0.0.1:8000`` and talk to it on a free port.
+its examples; they name it ``127.0.0.1:8000`` (or ``--port 8000``) and talk to it on a free
+port.
 
 Output is normalised so that it only changes when its content does: run ids and other
 UUIDs (and 32-digit hex ids such as ``cmpl-...``) become ``<uuid-1>``, ``<uuid-2>``... in
@@ -274,14 +275,21 @@ def serving(args: list[str], port: int) -> Iterator[None]:
         proc.wait(timeout=60)
 
 
+def _to_port(code: str, port: int | None) -> str:
+    """``code`` talking to the page's server: its address, and ``--port 8000``."""
+    if port is None:
+        return code
+    code = code.replace(f"127.0.0.1:{DOC_PORT}", f"127.0.0.1:{port}")
+    return code.replace(f"--port {DOC_PORT}", f"--port {port}")
+
+
 def _execute(page: Page, scratch: str, port: int | None) -> list[str]:
-    here = f"127.0.0.1:{DOC_PORT}"
     examples = [
         {
             "lang": e.lang,
             "options": list(e.options),
             "where": f"{page.path.name}:{e.line}",
-            "code": e.code.replace(here, f"127.0.0.1:{port}") if port else e.code,
+            "code": _to_port(e.code, port),
         }
         for e in page.examples
     ]

@@ -1,11 +1,14 @@
-"""The I/O of HTTP providers, shared: one request per call with time limits per phase,
-retries before the first chunk, and the response closed the moment the consumer stops.
+"""The base of HTTP providers, and their I/O: one request per call with time limits per
+phase, retries before the first chunk, and the response closed the moment the consumer stops.
 
-A provider says what to send (``_plan``: a ``Call``) and how to read the answer
-(``_wire()``: an object fed the streamed body's bytes, returning chunks, with ``done`` and
-``end()``; ``_parse(raw)``: a whole JSON answer). Sync runs on ``httpx.Client`` and async
-on ``httpx.AsyncClient``, natively; one pooled client per instance (per event loop for
-async), made on first use and released by ``close()``/``aclose()`` or a ``with`` block.
+A provider declares its settings (``lmstream.setting``) and says what to send and how to
+read the answer: ``_request`` gives one call's URL and JSON body, ``_wire()`` an object fed
+the streamed body's bytes (returning chunks, with ``done`` and ``end()``), ``_parse(raw)``
+reads a whole answer. The key goes in the header the class names (``auth_header``, with
+``auth_prefix``), from ``api_key`` or the environment variable ``key_variable``. Sync runs
+on ``httpx.Client`` and async on ``httpx.AsyncClient``, natively; one pooled client per
+instance (per event loop for async), made on first use and released by
+``close()``/``aclose()`` or a ``with`` block.
 """
 
 from __future__ import annotations
@@ -14,22 +17,26 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import httpx
 
 from lmstream.chunks import Generation, GenerationChunk
-from lmstream.errors import APIError
-from lmstream.llm import LLM
+from lmstream.errors import APIError, InvalidInputError
+from lmstream.llm import LLM, BaseLLM
 from lmstream.providers._clients import Clients, afinish, aread, finish, read
-from lmstream.providers._http import Call
-from lmstream.providers._openai_errors import failure, usable
+from lmstream.providers._http import Call, RetryPolicy, TimeLimits
+from lmstream.providers._http_errors import failure, usable
+from lmstream.settings import STOP, for_call, number, positional, setting
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 __all__ = ["HTTPLLM", "Wire"]
+
+_LIMITS, _POLICY = TimeLimits(), RetryPolicy()  # the defaults, stated once in _http
+_SECONDS = number(above=0)
 
 
 class Wire(Protocol):
@@ -43,34 +50,80 @@ class Wire(Protocol):
 
 
 class HTTPLLM(LLM):
-    """Base of the providers that talk HTTP."""
+    """Base of the providers that talk HTTP: subclass it, declare settings, implement
+    ``_request``, ``_wire`` and ``_parse``. Time limits (seconds, ``None``: none) and retries
+    are settings of every HTTP provider, and may be given per call."""
 
-    _clients: Clients
+    auth_header: ClassVar[str] = "Authorization"
+    """The header that carries the key."""
+    auth_prefix: ClassVar[str] = "Bearer "
+    """What comes before the key in that header."""
+    key_variable: ClassVar[str | None] = None
+    """The environment variable read for the key when ``api_key`` is not given."""
+    default_headers: ClassVar[Mapping[str, str]] = {}
+    """Headers sent with every request (a protocol version, for instance)."""
+    positional: ClassVar[tuple[str, ...]] = ()
+    """Settings that may also be given by position (``OpenAI("gpt-x")``)."""
+    constructor_arguments: ClassVar[tuple[str, ...]] = (
+        "api_key", "callbacks", "metadata", "name", "tags",
+    )  # fmt: skip
 
-    def _plan(self, prompt: str, stop: list[str] | None, kw: dict[str, Any], stream: bool) -> Call:
+    stop: list[str] | None = setting(None, STOP)
+    timeout: float | None = setting(_LIMITS.total, _SECONDS, per_call=True, nullable=True)
+    connect_timeout: float | None = setting(_LIMITS.connect, _SECONDS, per_call=True, nullable=True)
+    first_token_timeout: float | None = setting(
+        _LIMITS.first_token, _SECONDS, per_call=True, nullable=True
+    )
+    idle_timeout: float | None = setting(_LIMITS.idle, _SECONDS, per_call=True, nullable=True)
+    max_retries: int = setting(_POLICY.max_retries, number(0, integer=True), per_call=True)
+    retry_backoff: float = setting(_POLICY.backoff, number(0), per_call=True)
+
+    def __init__(self, *args: Any, api_key: str | None = None, **settings: Any) -> None:
+        super().__init__(**positional(type(self).__name__, self.positional, args, settings))
+        if api_key is not None and not isinstance(api_key, str):
+            raise InvalidInputError(f"{type(self).__name__}: api_key must be a str")
+        from lmstream import __version__
+
+        key = api_key if api_key is not None else os.environ.get(self.key_variable or "")
+        self._headers = {"User-Agent": f"lmstream/{__version__}", **self.default_headers}
+        if key:
+            self._headers[self.auth_header] = self.auth_prefix + key
+        self._clients = Clients()
+
+    # -- what a provider writes ---------------------------------------------------------
+
+    def _request(
+        self, prompt: str, stop: list[str] | None, settings: dict[str, Any], stream: bool
+    ) -> tuple[str, dict[str, Any]]:
+        """The URL and JSON body of one call; ``settings`` are the call's settings (the
+        instance's, with the call's own arguments applied)."""
         raise NotImplementedError
 
     def _wire(self) -> Wire:
+        """A reader for one streamed answer."""
         raise NotImplementedError
 
     def _parse(self, raw: bytes) -> Generation:
+        """A whole (non-streamed) answer."""
         raise NotImplementedError
-
-    def _connect(self, api_key: str | None, key_variable: str) -> None:
-        """Headers (the key from ``api_key`` or the environment) and the pooled clients."""
-        from lmstream import __version__
-
-        key = api_key if api_key is not None else os.environ.get(key_variable)
-        self._headers = {"User-Agent": f"lmstream/{__version__}"}
-        if key:
-            self._headers["Authorization"] = f"Bearer {key}"
-        self._clients = Clients()
 
     def _failure(
         self, status: int, headers: httpx.Headers, raw: bytes
     ) -> tuple[APIError, float | None]:
         """The typed error for an error answer, and the Retry-After it gave."""
         return failure(status, headers, raw)
+
+    def _plan(self, prompt: str, stop: list[str] | None, kw: dict[str, Any], stream: bool) -> Call:
+        # read at each call: settings assigned after construction apply, as in LangChain
+        s = for_call(self, BaseLLM, kw)
+        url, body = self._request(prompt, stop, s, stream)
+        limits = TimeLimits(
+            s["connect_timeout"], s["first_token_timeout"], s["idle_timeout"], s["timeout"]
+        )
+        policy = RetryPolicy(s["max_retries"], s["retry_backoff"])
+        accept = "text/event-stream" if stream else "application/json"
+        headers = {**self._headers, "Accept": accept}
+        return Call(url, body, headers, limits, policy, stream=stream)
 
     # -- clients -------------------------------------------------------------------------
 

@@ -20,10 +20,11 @@ import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from lmstream._threads import StopRequested, stop_requested
-from lmstream.errors import ContextLengthError, ModelLoadError, ProviderError
+from lmstream.errors import ContextLengthError, InvalidInputError, ModelLoadError, ProviderError
 
 __all__ = [
     "DEFAULT_MODEL",
+    "ChatPrompt",
     "Engine",
     "FairLock",
     "default_model_path",
@@ -128,6 +129,12 @@ class FairLock:
         self.release()
 
 
+class ChatPrompt(str):
+    """A prompt already rendered through the model's chat template (turns of a message list)."""
+
+    __slots__ = ()
+
+
 class Engine:
     """One loaded model: the llama.cpp handle, its fair lock and per-token caches."""
 
@@ -158,9 +165,19 @@ class Engine:
         """Tokens in ``text`` as plain text (no BOS, special tokens not parsed)."""
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
+    def render(self, turns: list[dict[str, str]]) -> ChatPrompt:
+        """``turns`` (role and content each) as the chat template writes them."""
+        assert self.template is not None
+        messages: Any = turns  # llama-cpp-python types each role's dict apart
+        try:
+            return ChatPrompt(self.template(messages=messages).prompt)
+        except Exception as exc:  # the template's own raise_exception, or a Jinja error
+            raise InvalidInputError(f"the chat template refused the messages: {exc}") from exc
+
     def prompt_tokens(self, prompt: str, chat: bool) -> list[int]:
-        """The tokens fed to the model: one user turn in the chat template when ``chat``."""
-        if chat and self.template is not None:
+        """The tokens fed to the model: one user turn in the chat template when ``chat``
+        (a ``ChatPrompt`` is already rendered)."""
+        if chat and self.template is not None and not isinstance(prompt, ChatPrompt):
             prompt = self.template(messages=[{"role": "user", "content": prompt}]).prompt
         # tokenized the way llama-cpp-python's create_completion does it
         tokens = self.llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)

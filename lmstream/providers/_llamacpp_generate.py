@@ -9,8 +9,6 @@ and stops the engine the moment its consumer closes it.
 from __future__ import annotations
 
 import codecs
-import dataclasses
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,52 +17,16 @@ import llama_cpp
 
 from lmstream._accumulate import TextState
 from lmstream.chunks import GenerationChunk, Usage
-from lmstream.errors import InvalidInputError
 from lmstream.providers._llamacpp_engine import END, Engine
 
 __all__ = ["Settings", "generate"]
 
 _MISSING: Any = object()
-_MAX_SEED = 2**32 - 2  # 2**32 - 1 is llama.cpp's "random seed"
-# name: (integer?, lowest, highest, lowest excluded?, None allowed?)
-_RULES: dict[str, tuple[bool, float, float, bool, bool]] = {
-    "temperature": (False, 0, math.inf, False, False),
-    "top_p": (False, 0, 1, False, False),
-    "top_k": (True, 0, math.inf, False, False),
-    "repeat_penalty": (False, 0, math.inf, True, False),
-    "max_tokens": (True, 0, math.inf, False, True),
-    "seed": (True, 0, _MAX_SEED, False, True),
-    "n_threads": (True, 1, 1024, False, False),
-}
-
-
-def _describe(name: str) -> str:
-    integer, low, high, open_low, nullable = _RULES[name]
-    kind = "an int" if integer else "a number"
-    bound = f"> {low}" if open_low else f">= {low}" if high == math.inf else f"from {low} to {high}"
-    return f"{name} must be {kind} {bound}" + (" or None" if nullable else "")
-
-
-def check(name: str, value: Any) -> Any:
-    """``value`` if it is valid for the parameter ``name``, else ``InvalidInputError``."""
-    integer, low, high, open_low, nullable = _RULES[name]
-    if value is None and nullable:
-        return None
-    kind = int if integer else (int, float)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, kind)
-        or not math.isfinite(value)
-        or not low <= value <= high
-        or (open_low and value == low)
-    ):
-        raise InvalidInputError(f"{_describe(name)}, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Per-generation parameters, validated."""
+    """One generation's sampling parameters (checked by ``LlamaCpp``'s declared settings)."""
 
     temperature: float
     top_p: float
@@ -73,22 +35,6 @@ class Settings:
     max_tokens: int | None
     seed: int | None
     n_threads: int
-
-    def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            check(field.name, getattr(self, field.name))
-
-    def override(self, kwargs: dict[str, Any]) -> Settings:
-        """These settings with a call's keyword arguments applied."""
-        if not kwargs:
-            return self
-        unknown = set(kwargs) - set(_RULES)
-        if unknown:
-            raise InvalidInputError(
-                f"LlamaCpp got unexpected arguments: {sorted(unknown)} "
-                f"(per-call parameters: {sorted(_RULES)})"
-            )
-        return dataclasses.replace(self, **kwargs)
 
 
 def _tokens(engine: Engine, prompt: list[int], settings: Settings) -> Iterator[int]:

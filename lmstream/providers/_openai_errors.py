@@ -4,10 +4,7 @@ typed errors of ``lmstream.errors`` (a context-length 400 recognised), and Retry
 
 from __future__ import annotations
 
-import email.utils
-import json
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +15,7 @@ from lmstream.errors import (
     ProtocolError,
     status_error,
 )
+from lmstream.providers._http_errors import decoded, message_of, retry_after_of
 
 __all__ = [
     "APIContextLengthError",
@@ -27,7 +25,6 @@ __all__ = [
     "json_for_stream",
     "retry_after_of",
     "status_failure",
-    "usable",
 ]
 
 _CONTEXT = re.compile(
@@ -57,59 +54,15 @@ def _context_error(message: str, status: int, body: Any) -> APIContextLengthErro
     )  # fmt: skip
 
 
-def _message_of(body: Any) -> str:
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict):
-            for key in ("message", "detail", "msg"):
-                if error.get(key):
-                    return str(error[key])
-        return str(error)[:500]
-    return str(body)[:500]
-
-
-def decoded(raw: bytes) -> Any:
-    """``raw`` as JSON, else as text."""
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw.decode("utf-8", "replace")
-
-
-def retry_after_of(headers: Mapping[str, str]) -> float | None:
-    """Seconds the server asked us to wait (``retry-after-ms``, ``retry-after``), if any."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) * scale)
-        except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            continue
-        return max(0.0, when.timestamp() - time.time())
-    return None
-
-
 def status_failure(status: int, headers: Mapping[str, str], raw: bytes) -> APIStatusError:
     """The typed error for an HTTP error answer (context length recognised in 400s)."""
     body = decoded(raw)
-    message = f"{status}: {_message_of(body) or 'no message'}"
+    message = f"{status}: {message_of(body) or 'no message'}"
     if status in (400, 413, 422):
         error = _context_error(message, status, body)
         if error is not None:
             return error
     return status_error(status, message, body=body, retry_after=retry_after_of(headers))
-
-
-def usable(status: int, headers: Mapping[str, str], stream: bool) -> bool:
-    """Whether an answer is what was asked for (else its body says what went wrong)."""
-    if not 200 <= status < 300:
-        return False
-    return not (stream and headers.get("content-type", "").startswith("application/json"))
 
 
 def failure(status: int, headers: Mapping[str, str], raw: bytes) -> tuple[APIError, float | None]:
@@ -122,7 +75,7 @@ def failure(status: int, headers: Mapping[str, str], raw: bytes) -> tuple[APIErr
 
 def inband_error(payload: Any) -> APIError:
     """The typed error for an ``{"error": ...}`` sent where a result was expected."""
-    message = _message_of(payload)
+    message = message_of(payload)
     error = payload.get("error") if isinstance(payload, dict) else None
     code = error.get("code", error.get("status")) if isinstance(error, dict) else None
     context = _context_error(message, 400, payload)

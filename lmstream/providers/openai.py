@@ -16,97 +16,88 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lmstream._llmcore import check_stop
 from lmstream.chunks import Generation
+from lmstream.settings import TEXT, URL, Rule, kind, number, setting
 
 try:
-    import httpx  # noqa: F401 - the clear message when the extra is missing
+    import httpx
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the OpenAI provider needs httpx: pip install 'lmstream[openai]'") from exc
 
-from lmstream.errors import APIContextLengthError
-from lmstream.providers._http import Call
+from lmstream.errors import APIContextLengthError, APIError
 from lmstream.providers._http_llm import HTTPLLM, Wire
-from lmstream.providers._openai_params import build_call, check, check_base_url, merged
+from lmstream.providers._openai_errors import failure
 from lmstream.providers._openai_wire import CompletionStream, parse_completion
 
 __all__ = ["APIContextLengthError", "OpenAI"]
 
-_SETTINGS = (
-    "model", "temperature", "max_tokens", "top_p", "seed", "n", "logprobs", "extra_body",
-    "stream_usage", "timeout", "connect_timeout", "first_token_timeout", "idle_timeout",
-    "max_retries", "retry_backoff",
+_BODY = (
+    "model", "temperature", "top_p", "max_tokens", "seed", "logprobs", "presence_penalty",
+    "frequency_penalty", "logit_bias", "user", "suffix", "echo", "best_of",
 )  # fmt: skip
+"""Settings sent in the request body when set."""
+_ONE = Rule(lambda v: v == 1 and type(v) is int, "1 (one completion per call: use batch for more)")
+_STR, _DICT = kind(str, text="a str"), kind(dict, text="a dict")
+
+
+def _base_url() -> str:
+    return os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
 
 
 class OpenAI(HTTPLLM):
-    """An LLM served by any OpenAI-compatible ``/v1/completions`` endpoint."""
+    """An LLM served by any OpenAI-compatible ``/v1/completions`` endpoint.
 
-    model: str = "gpt-3.5-turbo-instruct"
-    base_url: str = ""
-    temperature: float | None = None
-    max_tokens: int | None = None
-    top_p: float | None = None
-    stop: list[str] | None = None
-    seed: int | None = None
-    n: int = 1
-    logprobs: int | None = None
-    extra_body: dict[str, Any] | None = None
-    stream_usage: bool = True
-    timeout: float | None = None
-    connect_timeout: float | None = 5.0
-    first_token_timeout: float | None = 600.0
-    idle_timeout: float | None = 60.0
-    max_retries: int = 2
-    retry_backoff: float = 0.5
+    The key comes from ``api_key`` or ``OPENAI_API_KEY``, the URL from ``base_url`` or
+    ``OPENAI_BASE_URL``. Every setting but ``base_url`` and ``stop`` may also be given per
+    call; fields a server adds go in ``extra_body``."""
 
-    def __init__(
-        self,
-        model: str = "gpt-3.5-turbo-instruct",
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        top_p: float | None = None,
-        stop: str | list[str] | None = None,
-        seed: int | None = None,
-        n: int = 1,
-        logprobs: int | None = None,
-        extra_body: dict[str, Any] | None = None,
-        stream_usage: bool = True,
-        timeout: float | None = None,
-        connect_timeout: float | None = 5.0,
-        first_token_timeout: float | None = 600.0,
-        idle_timeout: float | None = 60.0,
-        max_retries: int = 2,
-        retry_backoff: float = 0.5,
-        **kwargs: Any,
-    ) -> None:
-        given = locals()
-        settings = {name: given[name] for name in _SETTINGS}
-        for name, value in settings.items():
-            check(name, value)
-        url = check_base_url(
-            base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-        )
-        stops = check_stop(stop)
-        super().__init__(**kwargs, **settings, base_url=url, stop=stops)
-        self._connect(api_key, "OPENAI_API_KEY")
+    key_variable = "OPENAI_API_KEY"
+    positional = ("model",)
+
+    model: str = setting("gpt-3.5-turbo-instruct", TEXT, per_call=True)
+    base_url: str = setting(factory=_base_url, rule=URL)
+    temperature: float | None = setting(None, number(0), per_call=True)
+    max_tokens: int | None = setting(None, number(1, integer=True), per_call=True)
+    top_p: float | None = setting(None, number(0, 1), per_call=True)
+    seed: int | None = setting(None, kind(int, text="an int"), per_call=True)
+    n: int = setting(1, _ONE, per_call=True)
+    logprobs: int | None = setting(None, number(0, integer=True), per_call=True)
+    presence_penalty: float | None = setting(None, number(), per_call=True)
+    frequency_penalty: float | None = setting(None, number(), per_call=True)
+    logit_bias: dict[str, float] | None = setting(None, _DICT, per_call=True)
+    user: str | None = setting(None, _STR, per_call=True)
+    suffix: str | None = setting(None, _STR, per_call=True)
+    echo: bool | None = setting(None, kind(bool, text="a bool"), per_call=True)
+    best_of: int | None = setting(None, Rule(_ONE.test, "1 (a stream carries one candidate)"),
+                                  per_call=True)  # fmt: skip
+    extra_body: dict[str, Any] | None = setting(None, kind(dict, text="a dict of extra JSON "
+                                                "fields"), per_call=True)  # fmt: skip
+    stream_usage: bool = setting(True, kind(bool, text="a bool"), per_call=True)
 
     @property
     def _llm_type(self) -> str:
         return "openai"
 
-    def _plan(self, prompt: str, stop: list[str] | None, kw: dict[str, Any], stream: bool) -> Call:
-        # read at each call: settings assigned after construction apply, as in LangChain
-        settings = {name: getattr(self, name) for name in _SETTINGS}
-        settings = merged(settings, kw) if kw else settings
-        url = f"{self.base_url}/completions"
-        return build_call(url, self._headers, settings, prompt, stop, stream)
+    def _request(
+        self, prompt: str, stop: list[str] | None, settings: dict[str, Any], stream: bool
+    ) -> tuple[str, dict[str, Any]]:
+        body = {k: settings[k] for k in _BODY if settings[k] is not None}
+        body["prompt"], body["stream"] = prompt, stream
+        if stop:
+            body["stop"] = stop
+        if stream and settings["stream_usage"]:
+            body["stream_options"] = {"include_usage": True}
+        if settings["extra_body"]:
+            body.update(settings["extra_body"])
+        return f"{self.base_url}/completions", body
 
     def _wire(self) -> Wire:
         return CompletionStream()
 
     def _parse(self, raw: bytes) -> Generation:
         return parse_completion(raw)
+
+    def _failure(
+        self, status: int, headers: httpx.Headers, raw: bytes
+    ) -> tuple[APIError, float | None]:
+        return failure(status, headers, raw)

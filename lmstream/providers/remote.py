@@ -19,18 +19,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("RemoteLLM needs httpx: pip install 'lmstream[openai]'") from exc
 
 from lmstream import errors
-from lmstream._llmcore import check_stop
 from lmstream._sse import SSEDecodeError, SSEDecoder
 from lmstream.chunks import Generation, GenerationChunk, Usage
-from lmstream.providers._http import Call, RetryPolicy
 from lmstream.providers._http_llm import HTTPLLM, Wire
-from lmstream.providers._openai_params import check, check_base_url, limits_of
+from lmstream.settings import TEXT, URL, kind, number, setting
 
 __all__ = ["RemoteLLM", "remote_error"]
 
-_CALL = ("max_tokens", "temperature", "top_p", "seed")
-_CLIENT = ("timeout", "connect_timeout", "first_token_timeout", "idle_timeout", "max_retries",
-           "retry_backoff")  # fmt: skip
+_CALL = ("max_tokens", "temperature", "top_p", "seed")  # sent to the served model
 
 
 def _usage(value: Any) -> Usage | None:
@@ -130,73 +126,32 @@ def _decoded(data: str) -> Any:
 
 
 class RemoteLLM(HTTPLLM):
-    """A model served by ``lmstream serve`` at ``url``."""
+    """A model served by ``lmstream serve`` at ``url`` (the key: ``api_key`` or
+    ``LMSTREAM_API_KEY``). ``temperature``, ``max_tokens``, ``top_p`` and ``seed`` are
+    defaults a call's own arguments override, as are the time limits and retries."""
 
-    url: str = ""
-    model: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    top_p: float | None = None
-    seed: int | None = None
-    stop: list[str] | None = None
-    timeout: float | None = None
-    connect_timeout: float | None = 5.0
-    first_token_timeout: float | None = 600.0
-    idle_timeout: float | None = 60.0
-    max_retries: int = 2
-    retry_backoff: float = 0.5
+    key_variable = "LMSTREAM_API_KEY"
+    positional = ("url",)
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        api_key: str | None = None,
-        model: str | None = None,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
-        stop: str | list[str] | None = None,
-        timeout: float | None = None,
-        connect_timeout: float | None = 5.0,
-        first_token_timeout: float | None = 600.0,
-        idle_timeout: float | None = 60.0,
-        max_retries: int = 2,
-        retry_backoff: float = 0.5,
-        **kwargs: Any,
-    ) -> None:
-        given = locals()
-        for name in (*_CALL, *_CLIENT):
-            check(name, given[name])
-        super().__init__(
-            **kwargs, url=check_base_url(url), model=model, stop=check_stop(stop),
-            **{name: given[name] for name in (*_CALL, *_CLIENT)},
-        )  # fmt: skip
-        self._connect(api_key, "LMSTREAM_API_KEY")
+    url: str = setting(rule=URL)
+    model: str | None = setting(None, TEXT)
+    temperature: float | None = setting(None, number(0), per_call=True)
+    max_tokens: int | None = setting(None, number(1, integer=True), per_call=True)
+    top_p: float | None = setting(None, number(0, 1), per_call=True)
+    seed: int | None = setting(None, kind(int, text="an int"), per_call=True)
 
     @property
     def _llm_type(self) -> str:
         return "remote"
 
-    def _plan(self, prompt: str, stop: list[str] | None, kw: dict[str, Any], stream: bool) -> Call:
-        for name, value in kw.items():
-            if name not in _CALL:
-                raise errors.InvalidInputError(
-                    f"RemoteLLM passes on only {_CALL} and stop, not {name!r}"
-                )
-            check(name, value)
-        # the instance's generation settings are defaults a call's own arguments override
-        defaults = {name: getattr(self, name) for name in _CALL}
-        settings = {k: v for k, v in {**defaults, **kw}.items() if v is not None}
-        body: dict[str, Any] = {"input": prompt, "kwargs": {**settings, "stop": stop}}
+    def _request(
+        self, prompt: str, stop: list[str] | None, settings: dict[str, Any], stream: bool
+    ) -> tuple[str, dict[str, Any]]:
+        sent = {k: settings[k] for k in _CALL if settings[k] is not None}
+        body: dict[str, Any] = {"input": prompt, "kwargs": {**sent, "stop": stop}}
         if self.model:
             body["model"] = self.model
-        settings = {name: getattr(self, name) for name in _CLIENT}
-        policy = RetryPolicy(settings["max_retries"], settings["retry_backoff"])
-        accept = "text/event-stream" if stream else "application/json"
-        headers = {**self._headers, "Accept": accept}
-        path = "/stream" if stream else "/invoke"
-        return Call(self.url + path, body, headers, limits_of(settings), policy, stream=stream)
+        return self.url + ("/stream" if stream else "/invoke"), body
 
     def _wire(self) -> Wire:
         return RunnableStream()

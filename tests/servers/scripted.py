@@ -370,7 +370,7 @@ async def _sleep_or_gone(seconds: float | None, gone: asyncio.Event) -> bool:
     """Wait; ``False`` if the client went away meanwhile."""
     try:
         await asyncio.wait_for(gone.wait(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return True
     return False
 
