@@ -54,9 +54,10 @@ class Tokens(lmstream.LLM):
 class _Listener:
     """An event sink that does nothing: what any listener costs lmstream's own path."""
 
-    is_event_sink = True
-
     def run_started(self, run: Any) -> None:
+        pass
+
+    def custom_event(self, *args: Any) -> None:
         pass
 
     def run_chunk(self, run: Any, chunk: Any) -> None:

@@ -141,7 +141,6 @@ def observer(run_type: str) -> RunRecorder | None:
 class RunRecorder:
     """The span and measurements of one run, fed by the run as an event sink."""
 
-    is_event_sink = True
     __slots__ = ("attrs", "chunks", "first", "model", "span", "t0", "telemetry")
 
     def __init__(self, telemetry: _Telemetry) -> None:
@@ -202,6 +201,11 @@ class RunRecorder:
             gap = None if self.first is None or self.chunks < 2 else end - self.first
             gap = None if gap is None else gap / (self.chunks - 1)
             _genai.record(found, self.attrs, (end - self.t0, first, gap), payload, error)
+
+    def custom_event(
+        self, name: str, data: Any, run_id: Any, tags: list[str], metadata: dict[str, Any]
+    ) -> None:
+        """Custom events are not traced."""
 
     def _end_span(self, run: Run, outcome: str, payload: Any, error: BaseException | None) -> None:
         span, api, telemetry = self.span, self.telemetry.api, self.telemetry

@@ -16,7 +16,7 @@ from helpers import collect, invoke_of, is_sync, stream_of, take
 from opentelemetry.trace import SpanKind, StatusCode
 from otel_support import Telemetry, installed
 
-from lmstream import FakeLLM, PromptTemplate, ProviderError, StrOutputParser
+from lmstream import FakeChatModel, FakeLLM, PromptTemplate, ProviderError, StrOutputParser
 
 
 @pytest.fixture
@@ -283,3 +283,26 @@ print([s.name for s in exporter.get_finished_spans()])
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "['text_completion']"
+
+
+def test_a_chat_model_call_is_a_chat_span(monkeypatch: pytest.MonkeyPatch, flavour: str) -> None:
+    env = {
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true",
+        "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
+    }
+    for otel in installed(monkeypatch, **env):
+        chat = FakeChatModel(["Ahoy!"], model_name="fake-chat-1")
+        stream = stream_of(chat, flavour, [("system", "Be brief."), ("human", "Hi")])
+        assert "".join(c.content for c in collect(stream)) == "Ahoy!"
+        span = otel.span()
+        attrs = dict(span.attributes or {})
+        assert span.name == "chat fake-chat-1" and span.kind is SpanKind.CLIENT
+        assert attrs["gen_ai.operation.name"] == "chat"
+        assert attrs["gen_ai.request.model"] == "fake-chat-1"
+        assert attrs["lmstream.run.outcome"] == "finished"
+        given = json.loads(str(attrs["gen_ai.input.messages"]))
+        assert [m["parts"][0]["content"] for m in given] == ["Be brief.", "Hi"]
+        [answer] = json.loads(str(attrs["gen_ai.output.messages"]))
+        assert answer["parts"][0]["content"] == "Ahoy!"
+        point = _one(otel, "gen_ai.client.operation.duration")
+        assert dict(point.attributes)["gen_ai.operation.name"] == "chat"
