@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "docs" / "assets" / "benchmarks"
 RESULTS = ASSETS / "results.json"
-PARTS = ("core", "chat", "llamacpp", "server", "openai")
+PARTS = ("core", "chat", "llamacpp", "server", "openai", "otel")
 PACKAGES = ("langchain-core", "llama-cpp-python", "httpx", "openai", "fastapi", "uvicorn")
 
 
@@ -179,12 +179,20 @@ def run_chat(quick: bool) -> dict[str, Any]:
     return chat.measure(sizes, rounds, target)
 
 
+def run_otel(quick: bool) -> dict[str, Any]:
+    """What tracing costs per chunk and per call: off, no provider, the SDK."""
+    from bench import otel
+
+    return otel.measure(quick)
+
+
 RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "core": run_core,
     "chat": run_chat,
     "llamacpp": run_llamacpp,
     "server": run_server,
     "openai": run_openai,
+    "otel": run_otel,
 }
 
 

@@ -18,6 +18,7 @@ from lmstream import _generation as loops
 from lmstream import _llmsources
 from lmstream._chat_kind import ChatGenerating
 from lmstream._llmcore import check_stop
+from lmstream._otel import observed
 from lmstream._types import LanguageModelInput, RunnableConfig
 from lmstream.callbacks import CallbackManager
 from lmstream.config import ensure_config
@@ -155,7 +156,7 @@ class BaseChatModel(_Loop):
     ) -> Run:
         inputs = {"messages": [prompt]}
         callbacks = config.get("callbacks")
-        if not self.callbacks and (not callbacks or callbacks is SILENT):
+        if not self.callbacks and (not callbacks or callbacks is SILENT) and not observed():
             return Run(
                 config, owner=self, name=self.get_name(), run_type="chat_model", inputs=inputs
             )

@@ -26,6 +26,7 @@ from lmstream._generation import TextGenerating
 from lmstream._llmcore import check_stop, declared_fields, init_fields
 from lmstream._llmgenerate import agenerate, generate, generate_config
 from lmstream._llmsources import acomplete, as_chunk, asource, complete, join_chunks, source
+from lmstream._otel import observed
 from lmstream._types import LanguageModelInput, RunnableConfig
 from lmstream.chunks import Generation, GenerationChunk, LLMResult
 from lmstream.config import ensure_config
@@ -198,7 +199,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     ) -> Run:
         inputs = {"prompts": [prompt]}
         callbacks = config.get("callbacks")
-        if not self.callbacks and (not callbacks or callbacks is SILENT):
+        if not self.callbacks and (not callbacks or callbacks is SILENT) and not observed():
             return Run(config, owner=self, name=self.get_name(), run_type="llm", inputs=inputs)
         extra = {
             "invocation_params": {**self.asdict(), "stop": stop, **kwargs},

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from lmstream._otel import observer
 from lmstream._types import RunnableConfig
 from lmstream._utils import is_cancel, uuid7
 from lmstream.callbacks import CallbackManager, Pending, dispatch, drain, drain_async
@@ -145,6 +146,8 @@ class Run:
             self.lineage = ()
         self.inherited = inherited
         everyone = [*inherited, *local_callbacks] if local_callbacks else inherited
+        if (recorder := observer(run_type)) is not None:  # OpenTelemetry, when it is set up
+            everyone = [*everyone, recorder]
         if everyone:
             self.sinks: list[EventSink] = [h for h in everyone if is_event_sink(h)]
             self.handlers = [h for h in everyone if not is_event_sink(h)]

@@ -85,6 +85,14 @@ def parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=("debug", "info", "warning", "error"),
         help="what the server logs; info: one line per request (default: %(default)s)",
     )  # fmt: skip
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default="text",
+        help="log lines as text, or as one JSON object each (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metrics-public", action="store_true",
+        help="answer GET /metrics without an API key (default: the key is needed)",
+    )  # fmt: skip
     _add_connection_options(parser)
     add_model_options(parser, request_defaults=REQUEST_DEFAULTS.format(defaults.default_max_tokens))
     parser.add_argument(
@@ -165,6 +173,7 @@ def _banner(args: argparse.Namespace, port: int, keys: list[str], names: list[st
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from lmstream.server import ServerSettings, create_app, uvicorn_options
 
@@ -183,6 +192,7 @@ def _serve(args: argparse.Namespace) -> int:
         header_timeout=args.header_timeout,
         idle_timeout=args.idle_timeout,
         send_timeout=args.send_timeout,
+        metrics_public=args.metrics_public,
     )
     sock = _listen(args.host, args.port)  # before the model loads: a taken port fails fast
     models, aliases = _models(args)
@@ -206,6 +216,7 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         timeout_graceful_shutdown=args.grace + 2,
         lifespan="off",
+        log_config=None if args.log_format == "json" else LOGGING_CONFIG,  # uvicorn's too
         **uvicorn_options(settings),
     )
     sys.stderr.write(_banner(args, sock.getsockname()[1], keys, [*models, *aliases]) + "\n")
@@ -227,4 +238,9 @@ def run_serve(argv: list[str]) -> int:
     if args.max_tokens is not None and args.max_tokens > args.max_tokens_cap:
         parse.error("--max-tokens must be at most --max-tokens-cap")  # or every request is a 400
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
+    if args.log_format == "json":
+        from lmstream.server.telemetry import JsonFormatter
+
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
     return guarded(args, lambda: _serve(args))

@@ -23,7 +23,9 @@ from lmstream.llm import BaseLLM
 from lmstream.server import openai_routes, runnable_routes
 from lmstream.server.errors import HTTPError, error_body
 from lmstream.server.hosts import HostPolicy
+from lmstream.server.metrics import install as install_metrics
 from lmstream.server.state import RequestLog, ServerSettings, ServerState
+from lmstream.server.telemetry import ServerTelemetry, fastapi_options, route_paths
 
 __all__ = ["create_app"]
 
@@ -207,6 +209,7 @@ def create_app(
         title="lmstream",
         summary="Streaming completions from lmstream models.",
         redirect_slashes=False,  # a redirect would point at the request's own Host
+        **fastapi_options(),
     )
     app.state.lmstream = state
     app.include_router(openai_routes.router)
@@ -222,4 +225,5 @@ def create_app(
         return JSONResponse(body, status_code=503 if state.draining.is_set() else 200)
 
     _install_handlers(app, state)
-    return Guard(app, state)
+    metrics = install_metrics(app, state)
+    return ServerTelemetry(Guard(app, state), metrics, route_paths(app))

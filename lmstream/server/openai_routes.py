@@ -132,7 +132,7 @@ class _Completion:
         chunks = []
         async for chunk in stream:
             chunks.append(chunk)
-            log.token(bool(chunk.text))
+            log.token(bool(chunk.text), chunk.usage)
         return aggregate(chunks) if chunks else GenerationChunk("")
 
     def validate(self) -> None:
@@ -157,7 +157,7 @@ class _Completion:
             for index, prompt in enumerate(self.prompts):
                 stream = self.open(prompt)
                 async for chunk in stream:
-                    log.token(bool(chunk.text))
+                    log.token(bool(chunk.text), chunk.usage)
                     if chunk.text or chunk.finish_reason:
                         yield frame(self.chunk(index, chunk.text, chunk.finish_reason))
                     if chunk.usage is not None:

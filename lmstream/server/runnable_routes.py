@@ -56,7 +56,7 @@ async def _generate(
     chunks = []
     async for chunk in served.llm.astream_chunks(value, config, **kwargs):
         chunks.append(chunk)
-        log.token(bool(chunk.text))
+        log.token(bool(chunk.text), chunk.usage)
     return aggregate(chunks) if chunks else GenerationChunk("")
 
 
@@ -175,7 +175,7 @@ async def _framed(
             yield head
         async for item in source:
             if counts(item):
-                log.token()
+                log.token(1, getattr(item, "usage", None))
             yield frame(to_jsonable(shape(item)), event="data")
         yield frame(to_jsonable(outcome()), event="end")
     except BaseException as exc:

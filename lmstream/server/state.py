@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from lmstream.chunks import Usage
 from lmstream.llm import BaseLLM
 from lmstream.server.admission import Gate
 from lmstream.server.errors import HTTPError
+from lmstream.server.telemetry import current_trace_id
 
 __all__ = ["RequestLog", "ServedModel", "ServerSettings", "ServerState"]
 
@@ -50,6 +52,8 @@ class ServerSettings:
     send_timeout: float = 30.0
     """Seconds a send may wait on a client that does not read; then the connection is
     dropped and the generation behind it cancelled."""
+    metrics_public: bool = False
+    """Whether ``GET /metrics`` is answered without an API key."""
 
 
 @dataclass
@@ -105,32 +109,47 @@ class RequestLog:
         self.method, self.path, self.model = quote(method), quote(path, safe=_PATH_SAFE), model
         self.t0 = time.monotonic()
         self.first: float | None = None
+        self.last: float | None = None
+        self.ended: float | None = None
         self.tokens = 0
+        self.usage: Usage | None = None
         self.outcome = "finished"
         self.status = 200
+        self.trace_id = current_trace_id()
 
-    def token(self, n: int = 1) -> None:
-        """Count streamed tokens; the first one marks the time to first token."""
+    def token(self, n: int = 1, usage: Usage | None = None) -> None:
+        """Count streamed tokens (the first marks the time to first token) and usage."""
+        now = time.monotonic()
         if self.first is None:
-            self.first = time.monotonic()
+            self.first = now
+        if n:
+            self.last = now
         self.tokens += n
+        if usage is not None:
+            self.usage = usage if self.usage is None else self.usage + usage
+
+    def fields(self) -> dict[str, Any]:
+        """What the log line says, by name (for structured logs)."""
+        ended = self.ended if self.ended is not None else time.monotonic()
+        ttft = None if self.first is None else round((self.first - self.t0) * 1000)
+        return {
+            "method": self.method, "path": self.path, "status": self.status,
+            "model": self.model, "outcome": self.outcome, "ttft_ms": ttft,
+            "tokens": self.tokens, "duration_ms": round((ended - self.t0) * 1000),
+            "trace_id": self.trace_id,
+        }  # fmt: skip
 
     def write(self, **extra: Any) -> None:
         """Emit the line (never headers: keys stay out of logs)."""
         if self.status >= 400 and self.outcome == "finished":
             self.outcome = "rejected"
-        ttft = f"{(self.first - self.t0) * 1000:.0f}ms" if self.first is not None else "-"
-        took = (time.monotonic() - self.t0) * 1000
+        self.ended = time.monotonic()
+        fields = {**self.fields(), **extra}
+        ttft = "-" if fields["ttft_ms"] is None else f"{fields['ttft_ms']}ms"
         extras = "".join(f" {k}={v}" for k, v in extra.items())
         logger.info(
-            "%s %s %d model=%s outcome=%s ttft=%s tokens=%d duration=%.0fms%s",
-            self.method,
-            self.path,
-            self.status,
-            self.model or "-",
-            self.outcome,
-            ttft,
-            self.tokens,
-            took,
-            extras,
-        )
+            "%s %s %d model=%s outcome=%s ttft=%s tokens=%d duration=%dms trace=%s%s",
+            self.method, self.path, self.status, self.model or "-", self.outcome, ttft,
+            self.tokens, fields["duration_ms"], self.trace_id or "-", extras,
+            extra={"request": fields},
+        )  # fmt: skip

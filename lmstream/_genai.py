@@ -1,0 +1,268 @@
+"""The OpenTelemetry GenAI semantic conventions for model runs, pure: attributes, names,
+instruments and what a finished run records.
+
+By default the names are those of the conventions' version 1.36 (the provider as
+``gen_ai.system``, message content as span events); with
+``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`` the latest ones
+(``gen_ai.provider.name``, ``gen_ai.input.messages`` / ``gen_ai.output.messages``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from lmstream.chunks import LLMResult, Usage
+
+if TYPE_CHECKING:
+    from lmstream.runs import Run
+
+__all__ = [
+    "MODEL_RUNS",
+    "error_attributes",
+    "instruments",
+    "record",
+    "request_attributes",
+    "response_attributes",
+    "span_name",
+]
+
+MODEL_RUNS = frozenset({"llm", "chat_model"})
+_SECONDS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+_TOKENS = [4**i for i in range(14)]  # 1, 4, 16, ... 67108864
+_PARAMS = {
+    "max_tokens": "gen_ai.request.max_tokens",
+    "temperature": "gen_ai.request.temperature",
+    "top_p": "gen_ai.request.top_p",
+    "top_k": "gen_ai.request.top_k",
+    "seed": "gen_ai.request.seed",
+    "frequency_penalty": "gen_ai.request.frequency_penalty",
+    "presence_penalty": "gen_ai.request.presence_penalty",
+}
+_servers: dict[str, tuple[str | None, int | None]] = {}
+
+
+class Instruments:
+    """The four histograms of the GenAI client metrics."""
+
+    __slots__ = ("duration", "first_chunk", "per_chunk", "tokens")
+
+    def __init__(self, meter: Any) -> None:
+        def histogram(name: str, unit: str, description: str, buckets: list[Any]) -> Any:
+            return meter.create_histogram(
+                name, unit=unit, description=description,
+                explicit_bucket_boundaries_advisory=buckets,
+            )  # fmt: skip
+
+        self.duration = histogram(
+            "gen_ai.client.operation.duration", "s", "GenAI operation duration.", _SECONDS
+        )
+        self.tokens = histogram(
+            "gen_ai.client.token.usage", "{token}", "Number of input and output tokens used.",
+            _TOKENS,
+        )  # fmt: skip
+        self.first_chunk = histogram(
+            "gen_ai.client.operation.time_to_first_chunk", "s",
+            "Time to receive the first chunk of a streamed response.", _SECONDS,
+        )  # fmt: skip
+        self.per_chunk = histogram(
+            "gen_ai.client.operation.time_per_output_chunk", "s",
+            "Mean time between the chunks of a streamed response, one value per call.",
+            _SECONDS,
+        )  # fmt: skip
+
+
+def instruments(meter: Any) -> Instruments:
+    """The instruments, made with ``meter``."""
+    return Instruments(meter)
+
+
+def _server(url: Any) -> tuple[str | None, int | None]:
+    if not isinstance(url, str) or not url:
+        return None, None
+    found = _servers.get(url)
+    if found is None:
+        parts = urlsplit(url)
+        try:
+            port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+        except ValueError:
+            port = None
+        found = _servers[url] = (parts.hostname, port)
+    return found
+
+
+def _operation(run: Run) -> str:
+    own = getattr(run.owner, "gen_ai_operation", None)
+    if isinstance(own, str):
+        return own
+    chat = run.run_type == "chat_model" or run.metadata.get("ls_model_type") == "chat"
+    return "chat" if chat else "text_completion"
+
+
+def _provider(run: Run) -> str:
+    own = getattr(run.owner, "gen_ai_provider", None)
+    if isinstance(own, str):
+        return own
+    name = run.metadata.get("ls_provider")
+    if isinstance(name, str):
+        return name
+    name = type(run.owner).__name__.lower()
+    return name[:-3] if name.endswith("llm") and len(name) > 3 else name
+
+
+def request_attributes(run: Run, latest: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(attributes shared by the span and the metrics, the request's parameters)."""
+    params: dict[str, Any] = run.extra.get("invocation_params") or {}
+    owner = run.owner
+    shared: dict[str, Any] = {
+        "gen_ai.operation.name": _operation(run),
+        "gen_ai.provider.name" if latest else "gen_ai.system": _provider(run),
+    }
+    model = (
+        params.get("model")
+        or run.metadata.get("ls_model_name")
+        or getattr(owner, "model", None)
+        or getattr(owner, "model_name", None)
+    )
+    if isinstance(model, str) and model:
+        shared["gen_ai.request.model"] = model
+    address, port = _server(params.get("base_url") or params.get("url"))
+    if address:
+        shared["server.address"] = address
+        if port:
+            shared["server.port"] = port
+    request: dict[str, Any] = {}
+    for key, attribute in _PARAMS.items():
+        value = params.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            request[attribute] = value
+    stop = params.get("stop")
+    if stop:
+        request["gen_ai.request.stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    return shared, request
+
+
+def span_name(attributes: dict[str, Any]) -> str:
+    """``{operation} {model}``, as the conventions name a model call's span."""
+    model = attributes.get("gen_ai.request.model")
+    operation: str = attributes["gen_ai.operation.name"]
+    return f"{operation} {model}" if model else operation
+
+
+def _generation(payload: Any) -> tuple[str | None, dict[str, Any]]:
+    if isinstance(payload, LLMResult) and payload.generations and payload.generations[0]:
+        generation = payload.generations[0][0]
+        return generation.text, generation.generation_info or {}
+    return None, {}
+
+
+def response_attributes(payload: Any, first: float | None, t0: float) -> dict[str, Any]:
+    """The finish reason, usage, response id and model, and the time to first chunk."""
+    _, info = _generation(payload)
+    out: dict[str, Any] = {}
+    reason = info.get("finish_reason")
+    if isinstance(reason, str):
+        out["gen_ai.response.finish_reasons"] = [reason]
+    usage = info.get("usage")
+    if isinstance(usage, Usage):
+        out["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+        out["gen_ai.usage.output_tokens"] = usage.completion_tokens
+        out["lmstream.usage.estimated"] = usage.estimated
+    for key, attribute in (("id", "gen_ai.response.id"), ("model", "gen_ai.response.model")):
+        value = info.get(key)
+        if isinstance(value, str) and value:
+            out[attribute] = value
+    if first is not None:
+        out["gen_ai.response.time_to_first_chunk"] = first - t0
+    return out
+
+
+def error_attributes(error: BaseException) -> dict[str, Any]:
+    """``error.type`` (the exception's full name), the time limit's phase or HTTP status."""
+    kind = type(error)
+    out: dict[str, Any] = {"error.type": f"{kind.__module__}.{kind.__qualname__}"}
+    phase = getattr(error, "phase", None)
+    if isinstance(phase, str):
+        out["lmstream.timeout.phase"] = phase
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int):
+        out["http.response.status_code"] = status
+    return out
+
+
+def _prompt(run: Run) -> Any:
+    inputs = run.inputs
+    if isinstance(inputs, dict):
+        for key in ("prompts", "messages"):
+            found = inputs.get(key)
+            if isinstance(found, list) and found:
+                return found[0]
+    return inputs
+
+
+def _messages(value: Any, role: str) -> list[dict[str, Any]]:
+    if isinstance(value, str):
+        return [{"role": role, "parts": [{"type": "text", "content": value}]}]
+    out = []
+    for message in value if isinstance(value, list) else [value]:
+        kind = getattr(message, "type", None) or getattr(message, "role", None) or role
+        content = getattr(message, "content", message)
+        out.append({"role": str(kind), "parts": [{"type": "text", "content": str(content)}]})
+    return out
+
+
+def capture_input(attributes: dict[str, Any], run: Run, latest: bool) -> None:
+    """The prompt, as the conventions carry it: an attribute (latest) or, at the end, an event."""
+    if latest:
+        attributes["gen_ai.input.messages"] = json.dumps(_messages(_prompt(run), "user"))
+
+
+def capture_output(span: Any, attributes: dict[str, Any], payload: Any, latest: bool) -> None:
+    """The output text, and for the older conventions the prompt too, as span events."""
+    text, info = _generation(payload)
+    if text is None:
+        return
+    if latest:
+        [message] = _messages(text, "assistant")
+        message["finish_reason"] = info.get("finish_reason", "stop")
+        attributes["gen_ai.output.messages"] = json.dumps([message])
+    else:
+        span.add_event("gen_ai.content.completion", {"gen_ai.completion": text})
+
+
+def capture_prompt_event(span: Any, run: Run) -> None:
+    """The prompt as the older conventions' span event."""
+    messages = _messages(_prompt(run), "user")
+    span.add_event("gen_ai.content.prompt", {"gen_ai.prompt": json.dumps(messages)})
+
+
+def record(
+    found: Instruments,
+    attributes: dict[str, Any],
+    times: tuple[float, float | None, float | None],
+    payload: Any,
+    error: BaseException | None,
+) -> None:
+    """A finished call's duration, token usage, time to first chunk and time per chunk.
+
+    ``times`` is (duration, time to first chunk, mean time between chunks). The time per
+    output chunk is recorded once per call, as the mean gap: a histogram record costs
+    the SDK more than the rest of a chunk's way through lmstream.
+    """
+    seconds, first_chunk, per_chunk = times
+    _, info = _generation(payload)
+    model = info.get("model")
+    if isinstance(model, str) and model:
+        attributes = {**attributes, "gen_ai.response.model": model}
+    usage = info.get("usage")
+    if isinstance(usage, Usage):
+        found.tokens.record(usage.prompt_tokens, {**attributes, "gen_ai.token.type": "input"})
+        found.tokens.record(usage.completion_tokens, {**attributes, "gen_ai.token.type": "output"})
+    if first_chunk is not None:
+        found.first_chunk.record(first_chunk, attributes)
+    if per_chunk is not None:
+        found.per_chunk.record(per_chunk, attributes)
+    if error is not None:
+        attributes = {**attributes, "error.type": error_attributes(error)["error.type"]}
+    found.duration.record(seconds, attributes)
