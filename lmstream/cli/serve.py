@@ -137,8 +137,9 @@ class _Shutdown:
 
 def _listen(host: str, port: int) -> socket.socket:
     """The server's socket, bound before anything claims to serve: a taken port is one
-    clear error, and ``--port 0`` gets a free port the banner can name. It listens (and
-    clients connect) only once the server is ready."""
+    clear error, and ``--port 0`` gets a free port the banner can name. It listens at once:
+    a client that connects as soon as the banner shows waits in the backlog until the
+    server accepts, instead of being refused."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -147,6 +148,7 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
