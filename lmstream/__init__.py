@@ -54,6 +54,7 @@ if _typing.TYPE_CHECKING:
     from lmstream.providers.llamacpp import LlamaCpp as LlamaCpp
     from lmstream.providers.openai import OpenAI as OpenAI
     from lmstream.providers.remote import RemoteLLM as RemoteLLM
+    from lmstream.providers.router import Router as Router
 
 __version__ = "0.1.0"
 
@@ -63,6 +64,7 @@ _LAZY = {
     "LlamaCpp": "lmstream.providers.llamacpp",
     "OpenAI": "lmstream.providers.openai",
     "RemoteLLM": "lmstream.providers.remote",
+    "Router": "lmstream.providers.router",
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from lmstream import load_llm
 from lmstream.cli.common import (
+    DEFAULT_MODEL,
     HelpFormatter,
     add_model_options,
     call_kwargs,
@@ -83,13 +84,34 @@ def parser() -> argparse.ArgumentParser:
         "--extra-model", action="append", default=[], metavar="ID",
         help="serve another model too, under its id (repeatable; default: none)",
     )  # fmt: skip
+    parser.add_argument(
+        "--upstream", action="append", default=[], metavar="URL",
+        help="serve, instead of a model, a router over these OpenAI-compatible servers; -m "
+        "names their model (default: the first they list); --option sets the router's "
+        "settings, e.g. policy=least (repeatable; default: none)",
+    )  # fmt: skip
     return parser
 
 
+def _router(args: argparse.Namespace) -> Any:
+    import logging
+
+    from lmstream.providers.router import Router, served_model
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per probe
+    options = provider_options(args)
+    model = args.model
+    if model == DEFAULT_MODEL:  # not given: ask the upstreams what they serve
+        model = served_model(args.upstream, options.get("api_key")) or "default"
+    return Router(args.upstream, model=model, **options)
+
+
 def _models(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
-    primary_id = args.model
-    names = args.served_model_name or [primary_id]
-    models = {names[0]: load_llm(primary_id, **provider_options(args))}
+    primary: Any = (
+        _router(args) if args.upstream else load_llm(args.model, **provider_options(args))
+    )
+    names = args.served_model_name or [primary.model if args.upstream else args.model]
+    models = {names[0]: primary}
     for model_id in args.extra_model:
         models[model_id] = load_llm(model_id)
     return models, dict.fromkeys(names[1:], names[0])
