@@ -35,7 +35,7 @@ from lmstream.errors import (
     ServerError,
 )
 
-__all__ = ["POLICIES", "Attempts", "Backend", "NoBackendError", "Pool"]
+__all__ = ["POLICIES", "Attempts", "Backend", "NoBackendError", "Pool", "affine"]
 
 POLICIES = ("p2c", "least")
 _MAX_WAIT = 60.0  # the longest a 429's Retry-After keeps a backend aside
@@ -93,8 +93,12 @@ def retryable(error: BaseException) -> bool:
     return isinstance(error, (APIConnectionError, RateLimitError, ServerError))
 
 
-def _score(backend: Backend, key: str) -> bytes:
-    return hashlib.blake2b(f"{backend.url}\0{key}".encode(), digest_size=8).digest()
+def affine(backends: list[Backend], key: str) -> Backend:
+    """The backend for an affinity key among ``backends``: rendezvous hashing."""
+    return max(
+        backends,
+        key=lambda b: hashlib.blake2b(f"{b.url}\0{key}".encode(), digest_size=8).digest(),
+    )
 
 
 class Pool:
@@ -118,7 +122,7 @@ class Pool:
             if not ready:
                 return None
             if key is not None:
-                chosen = max(ready, key=lambda b: _score(b, key))
+                chosen = affine(ready, key)
             elif self.policy == "least" or len(ready) == 1:
                 low = min(b.load() for b in ready)
                 chosen = random.choice([b for b in ready if b.load() == low])
@@ -208,14 +212,13 @@ class Attempts:
         if backend is not None:
             self.tried.add(backend)
             return backend, 0.0
-        if self.left > 0:
-            wait = pool.wait_for_any(set())
-            if pool.admitted() and self.tried:  # each was tried: a new round after a pause
-                wait = min(wait if wait is not None else _ROUND_PAUSE, _ROUND_PAUSE)
-            if wait is not None:
-                self.left -= 1
-                self.tried = set()
-                return None, wait
+        # here a retry is allowed (``failed`` counted it): wait for a backend to be ready
+        wait = pool.wait_for_any(set())
+        if pool.admitted() and self.tried:  # each was tried: a new round after a pause
+            wait = min(wait if wait is not None else _ROUND_PAUSE, _ROUND_PAUSE)
+        if wait is not None:
+            self.tried = set()
+            return None, wait
         if self.last is not None:
             raise self.last
         raise NoBackendError("no backend is available: every one failed its health checks")

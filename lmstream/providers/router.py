@@ -34,6 +34,7 @@ from lmstream.providers._router_pool import (
     Backend,
     NoBackendError,
     Pool,
+    affine,
     name_backend,
 )
 from lmstream.providers.openai import OpenAI
@@ -132,6 +133,14 @@ class Router(LLM):
         """Per backend URL: requests in flight, counters (requests, completed, failed,
         retried elsewhere, cancelled, ejections, probes, tokens) and health."""
         return {b.url: b.stats() for b in self._pool.backends}
+
+    def backend_for(self, key: str) -> str | None:
+        """The URL of the backend a session id (or, with ``affinity="prefix"``, a prompt)
+        goes to now, ``None`` when none is admitted."""
+        if self.affinity == "prefix":
+            key = key[: self.prefix_chars]
+        admitted = [b for b in self._pool.backends if not b.ejected]
+        return affine(admitted, key).url if admitted else None
 
     def _attempts(self, prompt: str, kwargs: dict[str, Any]) -> tuple[Attempts, dict[str, Any]]:
         self._prober.start()
