@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "docs" / "assets" / "benchmarks"
 RESULTS = ASSETS / "results.json"
-PARTS = ("core", "llamacpp", "server", "openai")
+PARTS = ("core", "llamacpp", "server", "openai", "router")
 PACKAGES = ("langchain-core", "llama-cpp-python", "httpx", "openai", "fastapi", "uvicorn")
 
 
@@ -171,11 +171,19 @@ def run_openai(quick: bool) -> dict[str, Any]:
     }
 
 
+def run_router(quick: bool) -> dict[str, Any]:
+    """The router's overhead, a backend killed under load, and cancellation."""
+    from bench import router
+
+    return router.measure(quick)
+
+
 RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "core": run_core,
     "llamacpp": run_llamacpp,
     "server": run_server,
     "openai": run_openai,
+    "router": run_router,
 }
 
 
