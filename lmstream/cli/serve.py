@@ -90,6 +90,15 @@ def parser() -> argparse.ArgumentParser:
         "names their model (default: the first they list); --option sets the router's "
         "settings, e.g. policy=least (repeatable; default: none)",
     )  # fmt: skip
+    parser.add_argument(
+        "--ray", action="store_true",
+        help="run the server as a Ray Serve deployment, on the cluster RAY_ADDRESS names or a "
+        "local one (needs lmstream[ray]; default: one process)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--replicas", type=int, default=1, metavar="N",
+        help="with --ray, copies of the server; Ray places them (default: %(default)s)",
+    )  # fmt: skip
     return parser
 
 
@@ -163,13 +172,10 @@ def _banner(args: argparse.Namespace, port: int, keys: list[str], names: list[st
     return f"lmstream: serving {', '.join(names)} on {where} ({note})"
 
 
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+def _settings(args: argparse.Namespace, keys: list[str]) -> Any:
+    from lmstream.server import ServerSettings
 
-    from lmstream.server import ServerSettings, create_app
-
-    keys = [*args.api_key, *filter(None, os.environ.get("LMSTREAM_API_KEYS", "").split(","))]
-    settings = ServerSettings(
+    return ServerSettings(
         api_keys=keys,
         max_body_bytes=args.max_body_bytes,
         max_tokens_cap=args.max_tokens_cap,
@@ -179,6 +185,31 @@ def _serve(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         request_defaults=call_kwargs(args),
     )
+
+
+def _serve_on_ray(args: argparse.Namespace, settings: Any, keys: list[str]) -> int:
+    """The server as a Ray Serve deployment of ``--replicas`` replicas."""
+    import functools
+
+    from lmstream.ray import application, run
+
+    app = application(functools.partial(_models, args), replicas=args.replicas, settings=settings)
+    names = args.served_model_name or [args.model]
+    banner = _banner(args, args.port, keys, names)
+    sys.stderr.write(banner.replace("serving", f"serving on Ray ({args.replicas} replicas)") + "\n")
+    run(app, host=args.host, port=args.port)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from lmstream.server import create_app
+
+    keys = [*args.api_key, *filter(None, os.environ.get("LMSTREAM_API_KEYS", "").split(","))]
+    if args.ray:
+        return _serve_on_ray(args, _settings(args, keys), keys)
+    settings = _settings(args, keys)
     sock = _listen(args.host, args.port)  # before the model loads: a taken port fails fast
     models, aliases = _models(args)
     app = create_app(models, settings, aliases)
