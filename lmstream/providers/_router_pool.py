@@ -168,6 +168,11 @@ class Pool:
             elif isinstance(error, APIError) and _server_side(error):
                 self._failure(backend)
 
+    def count(self, backend: Backend, name: str) -> None:
+        """Add one to a counter of ``backend``."""
+        with self._lock:
+            backend.count(name)
+
     def probed(self, backend: Backend, ok: bool, waiting: float | None = None) -> None:
         """A health probe's outcome: a success admits the backend again."""
         with self._lock:
@@ -231,7 +236,7 @@ class Attempts:
         if not retryable(error) or self.left <= 0:
             raise error
         self.left -= 1
-        backend.count("retried_elsewhere")
+        pool.count(backend, "retried_elsewhere")
 
 
 def name_backend(error: BaseException, backend: Backend) -> BaseException:

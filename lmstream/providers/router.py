@@ -147,7 +147,7 @@ class Router(LLM):
         session = kwargs.pop("session_id", None)
         if session is not None and not isinstance(session, str):
             raise InvalidInputError(f"session_id must be a str, not {session!r}")
-        key = session if session is not None else None
+        key = session
         if key is None and self.affinity == "prefix":
             key = prompt[: self.prefix_chars]
         return Attempts(key, self.max_retries), kwargs
