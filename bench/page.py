@@ -245,6 +245,12 @@ def _openai_tables(results: dict[str, Any]) -> str:
     )
 
 
+def _router_tables(results: dict[str, Any]) -> str:
+    from bench.router import tables
+
+    return tables(results["router"])
+
+
 # -- the page ------------------------------------------------------------------------------
 
 
@@ -287,6 +293,13 @@ SECTIONS = (
         "openai",
         "Client CPU per chunk and batch throughput against the official SDK",
         _openai_tables,
+    ),
+    (
+        "router",
+        "The router in front of several backends",
+        "router",
+        "Time to first chunk and gaps through the router, and a backend killed under load",
+        _router_tables,
     ),
 )
 

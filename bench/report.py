@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "docs" / "assets" / "benchmarks"
 RESULTS = ASSETS / "results.json"
-PARTS = ("core", "chat", "llamacpp", "server", "openai", "otel")
+PARTS = ("core", "chat", "llamacpp", "server", "openai", "otel", "router")
 PACKAGES = ("langchain-core", "llama-cpp-python", "httpx", "openai", "fastapi", "uvicorn")
 
 
@@ -186,6 +186,13 @@ def run_otel(quick: bool) -> dict[str, Any]:
     return otel.measure(quick)
 
 
+def run_router(quick: bool) -> dict[str, Any]:
+    """The router's overhead, a backend killed under load, and cancellation."""
+    from bench import router
+
+    return router.measure(quick)
+
+
 RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "core": run_core,
     "chat": run_chat,
@@ -193,6 +200,7 @@ RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "server": run_server,
     "openai": run_openai,
     "otel": run_otel,
+    "router": run_router,
 }
 
 

@@ -91,6 +91,7 @@ if _typing.TYPE_CHECKING:  # for type checkers only: at run time these load on f
     from lmstream.providers.llamacpp import LlamaCpp as LlamaCpp
     from lmstream.providers.openai import OpenAI as OpenAI
     from lmstream.providers.remote import RemoteLLM as RemoteLLM
+    from lmstream.providers.router import Router as Router
 
 __version__ = "0.1.0"
 
@@ -102,6 +103,7 @@ _LAZY = {
     **builtin_classes(),
     "HTTPLLM": "lmstream.providers._http_llm",
     "SizeLimits": "lmstream.providers._http",
+    "Router": "lmstream.providers.router",
 }
 del builtin_classes
 

@@ -136,7 +136,10 @@ class ProviderError(GenerationError):
 
 
 class APIError(GenerationError):
-    """An HTTP backend failed. ``body`` is the decoded error body where there is one."""
+    """An HTTP backend failed. ``body`` is the decoded error body where there is one;
+    ``backend`` the URL of the server that failed, when a ``Router`` chose it."""
+
+    backend: str | None = None
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ from typing import Any
 
 from lmstream import load_llm
 from lmstream.cli.common import (
+    DEFAULT_MODEL,
     HelpFormatter,
     add_model_options,
     call_kwargs,
@@ -99,6 +100,21 @@ def parser() -> argparse.ArgumentParser:
         "--extra-model", action="append", default=[], metavar="ID",
         help="serve another model too, under its id (repeatable; default: none)",
     )  # fmt: skip
+    parser.add_argument(
+        "--upstream", action="append", default=[], metavar="URL",
+        help="serve, instead of a model, a router over these OpenAI-compatible servers; -m "
+        "names their model (default: the first they list); --option sets the router's "
+        "settings, e.g. policy=least (repeatable; default: none)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ray", action="store_true",
+        help="run the server as a Ray Serve deployment, on the cluster RAY_ADDRESS names or a "
+        "local one (needs lmstream[ray]; default: one process)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--replicas", type=int, default=1, metavar="N",
+        help="with --ray, copies of the server; Ray places them (default: %(default)s)",
+    )  # fmt: skip
     return parser
 
 
@@ -111,10 +127,25 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _router(args: argparse.Namespace) -> Any:
+    import logging
+
+    from lmstream.providers.router import Router, served_model
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per probe
+    options = provider_options(args)
+    model = args.model
+    if model == DEFAULT_MODEL:  # not given: ask the upstreams what they serve
+        model = served_model(args.upstream, options.get("api_key")) or "default"
+    return Router(args.upstream, model=model, **options)
+
+
 def _models(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
-    primary_id = args.model
-    names = args.served_model_name or [primary_id]
-    models = {names[0]: load_llm(primary_id, **provider_options(args))}
+    primary: Any = (
+        _router(args) if args.upstream else load_llm(args.model, **provider_options(args))
+    )
+    names = args.served_model_name or [primary.model if args.upstream else args.model]
+    models = {names[0]: primary}
     for model_id in args.extra_model:
         models[model_id] = load_llm(model_id)
     return models, dict.fromkeys(names[1:], names[0])
@@ -173,14 +204,10 @@ def _banner(args: argparse.Namespace, port: int, keys: list[str], names: list[st
     return f"lmstream: serving {', '.join(names)} on {where} ({note})"
 
 
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-    from uvicorn.config import LOGGING_CONFIG
+def _settings(args: argparse.Namespace, keys: list[str]) -> Any:
+    from lmstream.server import ServerSettings
 
-    from lmstream.server import ServerSettings, create_app, uvicorn_options
-
-    keys = [*args.api_key, *filter(None, os.environ.get("LMSTREAM_API_KEYS", "").split(","))]
-    settings = ServerSettings(
+    return ServerSettings(
         api_keys=keys,
         max_body_bytes=args.max_body_bytes,
         max_tokens_cap=args.max_tokens_cap,
@@ -196,6 +223,32 @@ def _serve(args: argparse.Namespace) -> int:
         send_timeout=args.send_timeout,
         metrics_public=args.metrics_public,
     )
+
+
+def _serve_on_ray(args: argparse.Namespace, settings: Any, keys: list[str]) -> int:
+    """The server as a Ray Serve deployment of ``--replicas`` replicas."""
+    import functools
+
+    from lmstream.ray import application, run
+
+    app = application(functools.partial(_models, args), replicas=args.replicas, settings=settings)
+    names = args.served_model_name or [args.model]
+    banner = _banner(args, args.port, keys, names)
+    sys.stderr.write(banner.replace("serving", f"serving on Ray ({args.replicas} replicas)") + "\n")
+    run(app, host=args.host, port=args.port)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    from lmstream.server import create_app, uvicorn_options
+
+    keys = [*args.api_key, *filter(None, os.environ.get("LMSTREAM_API_KEYS", "").split(","))]
+    if args.ray:
+        return _serve_on_ray(args, _settings(args, keys), keys)
+    settings = _settings(args, keys)
     sock = _listen(args.host, args.port)  # before the model loads: a taken port fails fast
     models, aliases = _models(args)
     app = create_app(models, settings, aliases)

@@ -15,6 +15,8 @@ answer ended, and when the client disconnected before the end.
 
 Replies queued with ``script`` are used in order, one per request; when the queue is
 empty, ``handler(body)`` answers (by default ``echo``: the prompt back, word by word).
+Probes (``GET /health``, ``/v1/models``, ``/metrics``) take no reply from the queue: they
+are answered by ``server.health`` and ``server.metrics`` and logged in ``server.probes``.
 
 Reply builders: ``stream`` (a streamed completion, optionally split at odd byte
 boundaries, paced, cut short, followed by more steps), ``frames``/``sse`` (raw frames),
@@ -107,6 +109,8 @@ class Recorded:
     """When the client went away before the answer was complete."""
     reset: bool = False
 
+
+_PROBED = ("/health", "/v1/models", "/metrics")
 
 # -- reply builders ------------------------------------------------------------------
 
@@ -234,6 +238,12 @@ class ScriptedServer:
         self._thread: threading.Thread | None = None
         self.url = ""
         """The base URL to give a client: ``http://127.0.0.1:<port>/v1``."""
+        self.health: Reply | None = None
+        """The answer to probes (``GET /health``, ``/v1/models``); ``None``: 200, one model."""
+        self.metrics = ""
+        """The body of ``GET /metrics`` (Prometheus text); empty: 404."""
+        self.probes: list[str] = []
+        """The paths probed, in order (probes take no scripted reply)."""
 
     def script(self, *replies: Reply) -> None:
         """Queue replies for the next requests, in order."""
@@ -311,6 +321,9 @@ class ScriptedServer:
     async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
+        if scope["method"] == "GET" and scope["path"] in _PROBED:
+            await self._probe(scope["path"], send)
+            return
         raw = b""
         while True:
             message = await receive()
@@ -348,6 +361,20 @@ class ScriptedServer:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()
+
+    async def _probe(self, path: str, send: Any) -> None:
+        self.probes.append(path)
+        if path == "/metrics":
+            status, body = (200, self.metrics.encode()) if self.metrics else (404, b"")
+            reply = Reply(status, {"content-type": "text/plain"}, [Send(body)])
+        else:
+            models = {"object": "list", "data": [{"id": "scripted", "object": "model"}]}
+            listed = Send(json.dumps(models).encode())
+            reply = self.health or Reply(200, {"content-type": "application/json"}, [listed])
+        headers = [(k.encode(), v.encode()) for k, v in reply.headers.items()]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        data = b"".join(step.data for step in reply.steps if isinstance(step, Send))
+        await send({"type": "http.response.body", "body": data, "more_body": False})
 
     def _transport(self, scope: dict[str, Any]) -> Any:
         assert self._server is not None
