@@ -40,7 +40,7 @@ from lmstream.providers._router_pool import (
 from lmstream.providers.openai import OpenAI
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 __all__ = ["NoBackendError", "Router", "served_model"]
 
