@@ -34,6 +34,7 @@ from lmstream.errors import (
     LMStreamError,
     ModelLoadError,
     NotFoundError,
+    OutputParserError,
     PermissionDeniedError,
     ProtocolError,
     ProviderError,
@@ -56,6 +57,13 @@ from lmstream.registry import (
 )
 from lmstream.runnable import Runnable, StreamingStep, coerce_to_runnable
 from lmstream.settings import Rule, setting
+from lmstream.structured import (
+    JsonOutputParser,
+    Partial,
+    PydanticOutputParser,
+    ReasoningParser,
+    ReasoningSplitter,
+)
 from lmstream.wrappers import RunnableBinding, RunnableRetry, RunnableWithFallbacks
 
 if _typing.TYPE_CHECKING:  # for type checkers only: at run time these load on first use
@@ -112,17 +120,23 @@ __all__ = [
     "GenerationChunk",
     "GenerationError",
     "InvalidInputError",
+    "JsonOutputParser",
     "LLMResult",
     "LMStreamError",
     "ModelLoadError",
     "NotFoundError",
+    "OutputParserError",
+    "Partial",
     "PermissionDeniedError",
     "PromptTemplate",
     "PromptValue",
     "ProtocolError",
     "ProviderError",
     "ProviderInfo",
+    "PydanticOutputParser",
     "RateLimitError",
+    "ReasoningParser",
+    "ReasoningSplitter",
     "Rule",
     "Runnable",
     "RunnableAssign",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from lmstream._jsonstream import PartialDict, PartialList
 from lmstream.chunks import GenerationChunk, merge_info
 
 __all__ = ["AddableDict", "TextState", "aggregate"]
@@ -46,8 +47,8 @@ def aggregate(chunks: Sequence[Any]) -> Any:
     """Add up streamed chunks in linear time (strings joined, dicts merged by key)."""
     if not chunks:
         return None
-    if len(chunks) == 1:
-        return chunks[0]
+    if len(chunks) == 1 or isinstance(chunks[0], (PartialDict, PartialList)):
+        return chunks[-1]  # snapshots of a value that fills in: the last one is the value
     if all(type(c) is str for c in chunks):
         return "".join(chunks)
     if all(isinstance(c, dict) for c in chunks):

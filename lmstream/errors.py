@@ -9,6 +9,7 @@
     ├── StreamingUnsupportedError    strict streaming: a step would buffer the stream
     ├── ModelLoadError               a model file is missing, unreadable or corrupt
     ├── CallbackError                no parent run to dispatch a custom event to
+    ├── OutputParserError            (also ValueError) output is not the JSON/object asked for
     └── GenerationError              a run failed; carries the partial text and usage
         ├── ProviderError            the backend failed (wraps foreign exceptions)
         ├── APIError                 an HTTP backend failed
@@ -50,6 +51,7 @@ __all__ = [
     "LMStreamError",
     "ModelLoadError",
     "NotFoundError",
+    "OutputParserError",
     "PermissionDeniedError",
     "ProtocolError",
     "ProviderError",
@@ -91,6 +93,18 @@ class ModelLoadError(LMStreamError):
 
 class CallbackError(LMStreamError):
     """A callback could not be dispatched (for example, a custom event outside any run)."""
+
+
+class OutputParserError(LMStreamError, ValueError):
+    """A model's output is not what a parser asked for: not JSON, cut short, or not valid
+    against the schema. ``llm_output`` is the raw text; ``errors`` the validation errors."""
+
+    def __init__(
+        self, message: str, *, llm_output: str = "", errors: list[Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.llm_output = llm_output
+        self.errors = errors or []
 
 
 class GenerationError(LMStreamError):
