@@ -63,6 +63,7 @@ def call_kwargs(body: Any, state: ServerState, *, default_max: int | None) -> di
         "top_p": body.top_p,
         "seed": body.seed,
         "stop": body.stop,
+        "response_format": body.response_format,
     }
     return {**defaults, **{k: v for k, v in kwargs.items() if v is not None}}
 

@@ -40,6 +40,7 @@ class CompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     stop: Stop = None
     seed: int | None = None
+    response_format: dict[str, Any] | None = None  # JSON output, where the model has it
     echo: bool = False
     logprobs: int | None = None
     best_of: int | None = None
@@ -70,6 +71,7 @@ class RunKwargs(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     seed: int | None = None
     stop: Stop = None
+    response_format: dict[str, Any] | None = None
 
 
 class InvokeRequest(BaseModel):
