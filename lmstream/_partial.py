@@ -49,6 +49,7 @@ def partial_model(model: type[BaseModel]) -> type[BaseModel]:
         f"Partial{model.__name__}",
         __config__=ConfigDict(**config),  # type: ignore[typeddict-item]
         __doc__=model.__doc__,
+        __module__=model.__module__,
         **fields,
     )
     return partial
