@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from lmstream._accumulate import AddableDict
 from lmstream._execution import acall_with_config, call_with_config
 from lmstream._jsonstream import JsonStream
-from lmstream._partial import Partial, partial_model
+from lmstream._partial import Partial, PartialBuilder, partial_model
 from lmstream._reasoning import ReasoningSplitter
 from lmstream._types import RunnableConfig
 from lmstream.errors import InvalidInputError, OutputParserError
@@ -80,18 +80,19 @@ def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
 class _Streamer:
     """One stream through a parser: the pure per-chunk work the sync and async shells share."""
 
-    __slots__ = ("last", "parser", "stream")
+    __slots__ = ("last", "parser", "state", "stream")
 
     def __init__(self, parser: JsonOutputParser) -> None:
         self.parser = parser
         self.stream = JsonStream(patches=parser.diff)
+        self.state = parser._start()
         self.last: Any = _SKIP
 
     def feed(self, chunk: Any) -> Any:
         """What to yield for ``chunk`` (``_SKIP`` when nothing changed)."""
         if not self.stream.feed(chunk_text(chunk)):
             return _SKIP
-        out = self.parser._emit(self.stream)
+        out = self.parser._emit(self.stream, self.state)
         if out is not _SKIP:
             self.last = out
         return out
@@ -128,7 +129,11 @@ class JsonOutputParser(StreamingStep[Any, Any]):
         schema = json.dumps(_schema_of(self.pydantic_object), ensure_ascii=False)
         return JSON_FORMAT_INSTRUCTIONS.format(schema=schema)
 
-    def _emit(self, stream: JsonStream) -> Any:
+    def _start(self) -> Any:
+        """Per-stream state for ``_emit``."""
+        return None
+
+    def _emit(self, stream: JsonStream, state: Any) -> Any:
         return stream.patch() if self.diff else stream.partial()
 
     def _final(self, stream: JsonStream) -> Any:
@@ -200,13 +205,16 @@ class PydanticOutputParser(JsonOutputParser, Generic[M]):
         out: M = self._final(stream)
         return out
 
-    def _emit(self, stream: JsonStream) -> Any:
-        if self.partial_model is None:
+    def _start(self) -> Any:
+        return None if self.partial_model is None else PartialBuilder(self.partial_model)
+
+    def _emit(self, stream: JsonStream, state: Any) -> Any:
+        if state is None:
             return _SKIP
         from pydantic import ValidationError
 
         try:
-            return self.partial_model.model_validate(stream.partial())
+            return state.build(stream.partial())
         except ValidationError:  # e.g. a string that is not yet one of an enum's values
             return _SKIP
 

@@ -12,9 +12,11 @@ import pytest
 from helpers import is_sync
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
-from lmstream import JsonOutputParser, ReasoningParser
+from lmstream import JsonOutputParser, Partial, ReasoningParser
 from lmstream._jsonstream import JsonStream, is_json_prefix
+from lmstream._partial import PartialBuilder
 from lmstream._reasoning import ReasoningSplitter
 
 RECORDED_JSON = [
@@ -184,3 +186,40 @@ def test_reasoning_whole_results() -> None:
     )
     assert split_reasoning([RECORDED_REASONING[1]]) == ("", RECORDED_REASONING[1])
     assert split_reasoning([RECORDED_REASONING[2]]) == ("onetwo", "AB </thi")
+
+
+class Stop(BaseModel):
+    port: str
+    days: int | None = None
+
+
+class Voyage(BaseModel):
+    ship: str
+    crew: list[str]
+    stops: list[Stop]
+    flagship: Stop | None = None
+
+
+VOYAGE = json.dumps(
+    {
+        "ship": "Revenge",
+        "crew": ["Anne", "Mary"],
+        "stops": [{"port": "Nassau", "days": 3}, {"port": "Port Royal"}, {"port": "Tortuga"}],
+        "flagship": {"port": "Havana", "days": None},
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 10_000), max_size=40))
+def test_partial_models_built_piecewise_equal_whole_validation(cuts: list[int]) -> None:
+    partial_cls = Partial[Voyage]
+    builder = PartialBuilder(partial_cls)
+    stream = JsonStream()
+    for piece in cut(VOYAGE, cuts):
+        if stream.feed(piece):
+            snapshot = stream.partial()
+            built = builder.build(snapshot)
+            assert built == partial_cls.model_validate(snapshot)
+            assert built.model_fields_set == partial_cls.model_validate(snapshot).model_fields_set
+    assert Voyage.model_validate(stream.finish()) == Voyage.model_validate_json(VOYAGE)
