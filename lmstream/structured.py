@@ -120,7 +120,7 @@ class JsonOutputParser(StreamingStep[Any, Any]):
         """The JSON value in ``text`` (a Markdown code fence around it is fine)."""
         stream = JsonStream()
         stream.feed(text)
-        return self._final(stream)
+        return stream.finish()
 
     def get_format_instructions(self) -> str:
         """What to tell the model about the output's shape."""

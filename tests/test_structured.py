@@ -92,6 +92,8 @@ def test_json_partials_are_snapshots_that_never_change_later(flavour: str) -> No
 
 def test_json_invoke_matches_the_stream(flavour: str) -> None:
     assert invoke_of(chain(JsonOutputParser()), flavour, {"q": "go"}) == DOC
+    whole = invoke_of(chain(JsonOutputParser(diff=True)), flavour, {"q": "go"})
+    assert whole == [{"op": "replace", "path": "", "value": DOC}]
 
 
 def test_json_diff_ops_rebuild_every_partial(flavour: str) -> None:
