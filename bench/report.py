@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "docs" / "assets" / "benchmarks"
 RESULTS = ASSETS / "results.json"
-PARTS = ("core", "llamacpp", "server", "openai")
+PARTS = ("core", "llamacpp", "server", "openai", "structured")
 PACKAGES = ("langchain-core", "llama-cpp-python", "httpx", "openai", "fastapi", "uvicorn")
 
 
@@ -171,11 +171,19 @@ def run_openai(quick: bool) -> dict[str, Any]:
     }
 
 
+def run_structured(quick: bool) -> dict[str, Any]:
+    """JsonOutputParser's cost per chunk against langchain-core's, at three sizes."""
+    from bench import structured
+
+    return structured.measure(1 if quick else 3, 0.2 if quick else 0.5)
+
+
 RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "core": run_core,
     "llamacpp": run_llamacpp,
     "server": run_server,
     "openai": run_openai,
+    "structured": run_structured,
 }
 
 
