@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "docs" / "assets" / "benchmarks"
 RESULTS = ASSETS / "results.json"
-PARTS = ("core", "llamacpp", "server", "openai", "structured")
+PARTS = ("core", "chat", "llamacpp", "server", "openai", "structured")
 PACKAGES = ("langchain-core", "llama-cpp-python", "httpx", "openai", "fastapi", "uvicorn")
 
 
@@ -171,6 +171,14 @@ def run_openai(quick: bool) -> dict[str, Any]:
     }
 
 
+def run_chat(quick: bool) -> dict[str, Any]:
+    """Chat models against langchain-core's BaseChatModel: cost per chunk, N = 1,000."""
+    from bench import chat
+
+    sizes, rounds, target = ((1000,), 3, 0.02) if quick else ((100, 1000), 7, 0.05)
+    return chat.measure(sizes, rounds, target)
+
+
 def run_structured(quick: bool) -> dict[str, Any]:
     """JsonOutputParser's cost per chunk against langchain-core's, at three sizes."""
     from bench import structured
@@ -180,6 +188,7 @@ def run_structured(quick: bool) -> dict[str, Any]:
 
 RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "core": run_core,
+    "chat": run_chat,
     "llamacpp": run_llamacpp,
     "server": run_server,
     "openai": run_openai,

@@ -11,9 +11,12 @@ from lmstream._accumulate import AddableDict
 from lmstream._sse import SSEDecoder, SSEEvent
 from lmstream._types import RunnableConfig, StreamEvent
 from lmstream.callbacks import AsyncCallbackHandler, BaseCallbackHandler, CallbackManager
+from lmstream.chat_model import BaseChatModel, SimpleChatModel
+from lmstream.chat_prompts import ChatPromptTemplate, MessagesPlaceholder
 from lmstream.chunks import FinishReason, Generation, GenerationChunk, LLMResult, Usage
 from lmstream.compose import (
     RunnableAssign,
+    RunnableMap,
     RunnableParallel,
     RunnablePassthrough,
     RunnableSequence,
@@ -32,6 +35,7 @@ from lmstream.errors import (
     GenerationError,
     InvalidInputError,
     LMStreamError,
+    MissingVariablesError,
     ModelLoadError,
     NotFoundError,
     OutputParserError,
@@ -43,15 +47,38 @@ from lmstream.errors import (
     StreamingUnsupportedError,
 )
 from lmstream.events import EventFilter, adispatch_custom_event, dispatch_custom_event
-from lmstream.functions import RunnableGenerator, RunnableLambda
+from lmstream.functions import RunnableGenerator, RunnableLambda, chain
 from lmstream.llm import LLM, BaseLLM
+from lmstream.message_input import (
+    ChatGeneration,
+    ChatGenerationChunk,
+    ChatResult,
+    convert_to_messages,
+)
+from lmstream.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    BaseMessageChunk,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    SystemMessageChunk,
+    ToolCall,
+    ToolCallChunk,
+    ToolMessage,
+    ToolMessageChunk,
+    UsageMetadata,
+)
 from lmstream.parsers import StrOutputParser
 from lmstream.prompts import ChatPromptValue, PromptTemplate, PromptValue, StringPromptValue
 from lmstream.providers.fake import FakeLLM
+from lmstream.providers.fake_chat import FakeChatModel
 from lmstream.registry import (
     ProviderInfo,
     available_providers,
     builtin_classes,
+    load_chat_model,
     load_llm,
     register_provider,
 )
@@ -67,6 +94,7 @@ from lmstream.structured import (
 from lmstream.wrappers import RunnableBinding, RunnableRetry, RunnableWithFallbacks
 
 if _typing.TYPE_CHECKING:  # for type checkers only: at run time these load on first use
+    from lmstream.providers._http import SizeLimits as SizeLimits
     from lmstream.providers._http_llm import HTTPLLM as HTTPLLM
     from lmstream.providers.llamacpp import LlamaCpp as LlamaCpp
     from lmstream.providers.openai import OpenAI as OpenAI
@@ -76,8 +104,13 @@ __version__ = "0.1.0"
 
 # Providers with heavy dependencies load on first use: ``from lmstream import LlamaCpp``
 # imports llama.cpp then, and a missing extra raises an ImportError naming it. The
-# registry lists them; HTTPLLM, the base of HTTP providers, needs httpx.
-_LAZY = {**builtin_classes(), "HTTPLLM": "lmstream.providers._http_llm"}
+# registry lists them; HTTPLLM, the base of HTTP providers, and the SizeLimits its readers
+# are given need httpx.
+_LAZY = {
+    **builtin_classes(),
+    "HTTPLLM": "lmstream.providers._http_llm",
+    "SizeLimits": "lmstream.providers._http",
+}
 del builtin_classes
 
 
@@ -98,6 +131,8 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "LLM",
+    "AIMessage",
+    "AIMessageChunk",
     "APIConnectionError",
     "APIContextLengthError",
     "APIError",
@@ -108,21 +143,33 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BaseCallbackHandler",
+    "BaseChatModel",
     "BaseLLM",
+    "BaseMessage",
+    "BaseMessageChunk",
     "CallbackError",
     "CallbackManager",
+    "ChatGeneration",
+    "ChatGenerationChunk",
+    "ChatPromptTemplate",
     "ChatPromptValue",
+    "ChatResult",
     "ContextLengthError",
     "EventFilter",
+    "FakeChatModel",
     "FakeLLM",
     "FinishReason",
     "Generation",
     "GenerationChunk",
     "GenerationError",
+    "HumanMessage",
+    "HumanMessageChunk",
     "InvalidInputError",
     "JsonOutputParser",
     "LLMResult",
     "LMStreamError",
+    "MessagesPlaceholder",
+    "MissingVariablesError",
     "ModelLoadError",
     "NotFoundError",
     "OutputParserError",
@@ -144,6 +191,7 @@ __all__ = [
     "RunnableConfig",
     "RunnableGenerator",
     "RunnableLambda",
+    "RunnableMap",
     "RunnableParallel",
     "RunnablePassthrough",
     "RunnableRetry",
@@ -152,19 +200,30 @@ __all__ = [
     "SSEDecoder",
     "SSEEvent",
     "ServerError",
+    "SimpleChatModel",
     "StrOutputParser",
     "StreamEvent",
     "StreamingStep",
     "StreamingUnsupportedError",
     "StringPromptValue",
+    "SystemMessage",
+    "SystemMessageChunk",
+    "ToolCall",
+    "ToolCallChunk",
+    "ToolMessage",
+    "ToolMessageChunk",
     "Usage",
+    "UsageMetadata",
     "__version__",
     "adispatch_custom_event",
     "available_providers",
+    "chain",
     "coerce_to_runnable",
+    "convert_to_messages",
     "dispatch_custom_event",
     "ensure_config",
     "get_config_list",
+    "load_chat_model",
     "load_llm",
     "merge_configs",
     "patch_config",

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from lmstream._types import RunnableConfig
+from lmstream._types import Configs, RunnableConfig
 from lmstream.config import get_config_list
 from lmstream.errors import InvalidInputError
 
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = ["abatch", "abatch_as_completed", "batch", "batch_as_completed"]
 
-Configs = RunnableConfig | Sequence[RunnableConfig] | None
 _END: Any = object()
 
 

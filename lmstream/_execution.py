@@ -7,13 +7,17 @@ consumer stops, so cancellation travels down to the model before it is reported.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lmstream._accumulate import aggregate
+from lmstream._iterators import EMPTY as EMPTY
+from lmstream._iterators import aclose as aclose
+from lmstream._iterators import aiter_of as aiter_of
+from lmstream._iterators import close as close
+from lmstream._iterators import is_cancel as is_cancel
 from lmstream._types import RunnableConfig
-from lmstream.callbacks import drain_async
+from lmstream.callbacks import Pending, drain, drain_async
 from lmstream.config import child_config, ensure_config, use_config
 from lmstream.errors import StreamingUnsupportedError
 from lmstream.runs import STREAMING_INPUT, Run
@@ -21,7 +25,10 @@ from lmstream.runs import STREAMING_INPUT, Run
 if TYPE_CHECKING:
     from lmstream.runnable import Runnable
 
+# EMPTY, aclose, aiter_of, close and is_cancel live in the leaf ``_iterators``; they are
+# re-exported here for modules that still import them from this one.
 __all__ = [
+    "EMPTY",
     "acall_with_config",
     "aclose",
     "agather",
@@ -35,45 +42,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_EMPTY: Any = object()
-_STOPS = (GeneratorExit, KeyboardInterrupt)
-
-
-def is_cancel(exc: BaseException) -> bool:
-    """Whether ``exc`` means the consumer stopped (not a failure)."""
-    if isinstance(exc, _STOPS):
-        return True
-    # asyncio is imported lazily: when it was never imported, nothing was cancelled by it
-    aio = sys.modules.get("asyncio")
-    return aio is not None and isinstance(exc, aio.CancelledError)
-
-
-def close(it: Any) -> None:
-    """Close a sync iterator now, if it can be closed."""
-    fn = getattr(it, "close", None)
-    if fn is not None:
-        fn()
-
-
-async def aclose(it: Any) -> None:
-    """Close an async iterator now, if it can be closed."""
-    fn = getattr(it, "aclose", None)
-    if fn is not None:
-        await fn()
-
-
-def _settle(run: Run, exc: BaseException, partial: Any) -> None:
-    if is_cancel(exc):
-        run.cancel(partial)
-    else:
-        run.fail(exc, partial)
-
-
-async def _asettle(run: Run, exc: BaseException, partial: Any) -> None:
-    if is_cancel(exc):
-        await run.acancel(partial)
-    else:
-        await run.afail(exc, partial)
 
 
 def call_with_config(
@@ -93,7 +61,7 @@ def call_with_config(
         with use_config(child):
             output = func(input, run, child)
     except BaseException as exc:
-        _settle(run, exc, None)
+        run.settle(exc, None)
         raise
     run.end(output)
     return output
@@ -116,7 +84,7 @@ async def acall_with_config(
         with use_config(child):
             output = await func(input, run, child)
     except BaseException as exc:
-        await _asettle(run, exc, None)
+        await run.asettle(exc, None)
         raise
     await run.aend(output)
     return output
@@ -138,23 +106,68 @@ async def _arecording(source: AsyncIterator[Any], seen: list[Any]) -> AsyncItera
         yield item
 
 
-async def aiter_of(*items: Any) -> AsyncIterator[Any]:
-    """An async iterator over ``items``."""
-    for item in items:
-        yield item
-
-
 def _prepend(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    if first is not _EMPTY:
+    if first is not EMPTY:
         yield first
     yield from rest
 
 
 async def _aprepend(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    if first is not _EMPTY:
+    if first is not EMPTY:
         yield first
     async for item in rest:
         yield item
+
+
+class _Step:
+    """One streaming run of a step, what its sync and async shells share: the run, the
+    input as it is read and the output as it goes out (both kept only when someone
+    listens), and the transformer's output stream, to close when the step is done."""
+
+    __slots__ = ("config", "listening", "out", "outputs", "run", "seen")
+
+    def __init__(self, owner: Runnable[Any, Any], config: RunnableConfig | None, kind: str) -> None:
+        self.config = config = ensure_config(config)
+        self.run = run = Run(
+            config, owner=owner, name=owner.get_name(), run_type=kind, inputs=STREAMING_INPUT
+        )
+        self.listening = run.listening
+        self.seen: list[Any] = []
+        self.outputs: list[Any] = []
+        self.out: Any = None
+
+    def start(self) -> bool:
+        """Report the start; whether anyone listens."""
+        self.run.start()
+        return self.listening
+
+    async def astart(self) -> bool:
+        """Report the start; whether anyone listens."""
+        await self.run.astart()
+        return self.listening
+
+    def open(self, transformer: Callable[..., T], source: Any, recording: Callable[..., Any]) -> T:
+        """The transformer's output stream over ``source`` (recorded when someone listens)."""
+        if self.listening:
+            source = recording(source, self.seen)
+        self.out = out = transformer(source, self.run, child_config(self.config, self.run.child()))
+        return out
+
+    def record(self, chunk: Any) -> Pending:
+        """Keep an output chunk and report it; the async handlers' work, to wait for."""
+        self.outputs.append(chunk)
+        return self.run.report_chunk(chunk)
+
+    def partial(self) -> Any:
+        """What the step produced before it was cut short (its input too, as far as read)."""
+        if self.seen:
+            self.run.inputs = aggregate(self.seen)
+        return aggregate(self.outputs)
+
+    def output(self) -> Any:
+        """The whole output of the finished step (and its whole input)."""
+        self.run.inputs = aggregate(self.seen)
+        return aggregate(self.outputs)
 
 
 def transform_stream(
@@ -170,35 +183,21 @@ def transform_stream(
     The run starts once the first input chunk exists (so upstream steps start first);
     its input is recorded as it streams by; the input is closed when the step is done.
     """
-    config = ensure_config(config)
     inputs = iter(inputs)
-    first = next(inputs, _EMPTY)
-    run = Run(config, owner=owner, name=owner.get_name(), run_type=run_type, inputs=STREAMING_INPUT)
-    run.start()
-    listening = run.listening
-    seen: list[Any] = []
-    outputs: list[Any] = []
-    source = _prepend(first, inputs)
-    if listening:
-        source = _recording(source, seen)
-    out = None
+    first = next(inputs, EMPTY)
+    step = _Step(owner, config, run_type)
+    listening = step.start()
     try:
-        out = transformer(source, run, child_config(config, run.child()))
-        for chunk in out:
-            if listening:
-                outputs.append(chunk)
-                run.chunk(chunk)
+        for chunk in step.open(transformer, _prepend(first, inputs), _recording):
+            if listening and (pending := step.record(chunk)):
+                drain(pending, "chunk")
             yield chunk
     except BaseException as exc:
-        close(out)
-        close(inputs)
-        run.inputs = aggregate(seen) if seen else run.inputs
-        _settle(run, exc, aggregate(outputs))
+        close(step.out, inputs)
+        step.run.settle(exc, step.partial())
         raise
-    close(out)
-    close(inputs)
-    run.inputs = aggregate(seen)
-    run.end(aggregate(outputs))
+    close(step.out, inputs)
+    step.run.end(step.output())
 
 
 async def atransform_stream(
@@ -210,35 +209,20 @@ async def atransform_stream(
     run_type: str = "chain",
 ) -> AsyncIterator[Any]:
     """The async twin of ``transform_stream``."""
-    config = ensure_config(config)
-    first = await anext(inputs, _EMPTY)
-    run = Run(config, owner=owner, name=owner.get_name(), run_type=run_type, inputs=STREAMING_INPUT)
-    await run.astart()
-    listening = run.listening
-    seen: list[Any] = []
-    outputs: list[Any] = []
-    source = _aprepend(first, inputs)
-    if listening:
-        source = _arecording(source, seen)
-    out = None
+    first = await anext(inputs, EMPTY)
+    step = _Step(owner, config, run_type)
+    listening = await step.astart()
     try:
-        out = transformer(source, run, child_config(config, run.child()))
-        async for chunk in out:
-            if listening:
-                outputs.append(chunk)
-                if pending := run.report_chunk(chunk):  # await only async handlers' work
-                    await drain_async(pending, "chunk")
+        async for chunk in step.open(transformer, _aprepend(first, inputs), _arecording):
+            if listening and (pending := step.record(chunk)):
+                await drain_async(pending, "chunk")
             yield chunk
     except BaseException as exc:
-        await aclose(out)
-        await aclose(inputs)
-        run.inputs = aggregate(seen) if seen else run.inputs
-        await _asettle(run, exc, aggregate(outputs))
+        await aclose(step.out, inputs)
+        await step.run.asettle(exc, step.partial())
         raise
-    await aclose(out)
-    await aclose(inputs)
-    run.inputs = aggregate(seen)
-    await run.aend(aggregate(outputs))
+    await aclose(step.out, inputs)
+    await step.run.aend(step.output())
 
 
 def _too_many(owner: Runnable[Any, Any]) -> StreamingUnsupportedError:
@@ -249,14 +233,14 @@ def _too_many(owner: Runnable[Any, Any]) -> StreamingUnsupportedError:
 
 
 def gather(owner: Runnable[Any, Any], inputs: Iterator[Any], strict: bool) -> Any:
-    """Read a whole input stream and add it up; ``_EMPTY`` when there was none."""
+    """Read a whole input stream and add it up; ``EMPTY`` when there was none."""
     chunks: list[Any] = []
     for chunk in inputs:
         chunks.append(chunk)
         if strict and len(chunks) > 1:
             close(inputs)
             raise _too_many(owner)
-    return aggregate(chunks) if chunks else _EMPTY
+    return aggregate(chunks) if chunks else EMPTY
 
 
 async def agather(owner: Runnable[Any, Any], inputs: AsyncIterator[Any], strict: bool) -> Any:
@@ -267,7 +251,4 @@ async def agather(owner: Runnable[Any, Any], inputs: AsyncIterator[Any], strict:
         if strict and len(chunks) > 1:
             await aclose(inputs)
             raise _too_many(owner)
-    return aggregate(chunks) if chunks else _EMPTY
-
-
-EMPTY = _EMPTY
+    return aggregate(chunks) if chunks else EMPTY

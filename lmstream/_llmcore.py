@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lmstream.chunks import GenerationChunk, Usage, merge_info
-from lmstream.errors import GenerationError, InvalidInputError, LMStreamError, ProviderError
+from lmstream.errors import InvalidInputError, with_partial
 from lmstream.runs import Run
 from lmstream.settings import init_settings, settings_of
 
@@ -110,20 +110,6 @@ def outcome_info(
 
 
 def typed_error(exc: BaseException, text: str, usage: Usage | None) -> BaseException:
-    """The error to raise for a failed generation, carrying what was produced.
-
-    Errors of lmstream's own generation types get the partial text filled in; other
-    lmstream errors (bad input) pass unchanged; anything foreign is wrapped in a
-    ``ProviderError`` whose ``__cause__`` is the original.
-    """
-    if isinstance(exc, GenerationError):
-        if not exc.partial_text:
-            exc.partial_text = text
-        if exc.usage is None:
-            exc.usage = usage
-        return exc
-    if isinstance(exc, LMStreamError) or not isinstance(exc, Exception):
-        return exc
-    error = ProviderError(f"{type(exc).__name__}: {exc}", partial_text=text, usage=usage)
-    error.__cause__ = exc
-    return error
+    """The error to raise for a failed generation, carrying what was produced: a
+    provider's own error keeps its type and becomes a ``ProviderError`` too."""
+    return with_partial(exc, text, usage)

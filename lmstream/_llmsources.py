@@ -22,10 +22,10 @@ from lmstream.runs import Run
 if TYPE_CHECKING:
     from lmstream.llm import BaseLLM
 
-__all__ = ["acomplete", "asource", "call_hook", "complete", "source"]
+__all__ = ["acomplete", "as_chunk", "asource", "call_hook", "complete", "join_chunks", "source"]
 
 
-def _as_chunk(out: Any) -> GenerationChunk:
+def as_chunk(out: Any) -> GenerationChunk:
     if isinstance(out, Generation):
         return GenerationChunk(out.text, out.generation_info)
     if not isinstance(out, str):
@@ -33,7 +33,7 @@ def _as_chunk(out: Any) -> GenerationChunk:
     return GenerationChunk(out)
 
 
-def _join(chunks: Iterator[GenerationChunk]) -> GenerationChunk:
+def join_chunks(chunks: Iterator[GenerationChunk]) -> GenerationChunk:
     texts, info = [], None
     for chunk in chunks:
         texts.append(chunk.text)
@@ -42,11 +42,13 @@ def _join(chunks: Iterator[GenerationChunk]) -> GenerationChunk:
     return GenerationChunk("".join(texts), info)
 
 
-async def _ajoin(chunks: AsyncIterator[GenerationChunk]) -> GenerationChunk:
-    return _join(iter([c async for c in chunks]))
+async def _ajoin(llm: BaseLLM, chunks: AsyncIterator[GenerationChunk]) -> GenerationChunk:
+    return llm._join_chunks(iter([c async for c in chunks]))
 
 
-def call_hook(fn: Any, prompt: str, stop: Any, manager: RunManager, kwargs: dict[str, Any]) -> Any:
+def call_hook(
+    fn: Any, prompt: str | list[str], stop: Any, manager: RunManager, kwargs: dict[str, Any]
+) -> Any:
     if accepts_param(fn, "run_manager"):
         return fn(prompt, stop=stop, run_manager=manager, **kwargs)
     return fn(prompt, stop=stop, **kwargs)
@@ -94,34 +96,55 @@ async def one_chunk(
     yield await acomplete(llm, prompt, stop, run, kwargs)
 
 
+def _first(result: Any) -> GenerationChunk:
+    """The first candidate of the first prompt of a ``_generate`` result."""
+    return as_chunk(result.generations[0][0])
+
+
+async def _agenerated(
+    llm: BaseLLM, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any]
+) -> GenerationChunk:
+    """One prompt through ``_agenerate``, or ``_generate`` in a worker thread."""
+    if not llm._has["_agenerate"]:
+        return await run_in_thread(complete, llm, prompt, stop, run, kwargs)
+    manager = AsyncRunManager(run, reports=True)
+    return _first(await call_hook(llm._agenerate, [prompt], stop, manager, kwargs))
+
+
 def complete(
     llm: BaseLLM, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any]
 ) -> GenerationChunk:
-    has = llm._has
+    has, one, join = llm._has, llm._to_chunk, llm._join_chunks
+    if has["_generate"]:  # LangChain's batch hook, for one prompt
+        return _first(
+            call_hook(llm._generate, [prompt], stop, RunManager(run, reports=True), kwargs)
+        )
     if has["_call"]:
-        return _as_chunk(call_hook(llm._call, prompt, stop, RunManager(run, reports=True), kwargs))
+        return one(call_hook(llm._call, prompt, stop, RunManager(run, reports=True), kwargs))
     if has["_acall"]:
         manager = AsyncRunManager(run, reports=True)
-        return _as_chunk(run_sync(call_hook(llm._acall, prompt, stop, manager, kwargs)))
+        return one(run_sync(call_hook(llm._acall, prompt, stop, manager, kwargs)))
     if has["_stream"]:
-        return _join(call_hook(llm._stream, prompt, stop, RunManager(run, reports=False), kwargs))
+        return join(call_hook(llm._stream, prompt, stop, RunManager(run, reports=False), kwargs))
     manager = AsyncRunManager(run, reports=False)
-    return run_sync(_ajoin(call_hook(llm._astream, prompt, stop, manager, kwargs)))
+    return run_sync(_ajoin(llm, call_hook(llm._astream, prompt, stop, manager, kwargs)))
 
 
 async def acomplete(
     llm: BaseLLM, prompt: str, stop: Any, run: Run, kwargs: dict[str, Any]
 ) -> GenerationChunk:
-    has = llm._has
+    has, one, join = llm._has, llm._to_chunk, llm._join_chunks
     manager: RunManager
+    if has["_agenerate"] or has["_generate"]:
+        return await _agenerated(llm, prompt, stop, run, kwargs)
     if has["_acall"]:
         manager = AsyncRunManager(run, reports=True)
-        return _as_chunk(await call_hook(llm._acall, prompt, stop, manager, kwargs))
+        return one(await call_hook(llm._acall, prompt, stop, manager, kwargs))
     if has["_call"]:
         manager = RunManager(run, reports=True)
-        return _as_chunk(await run_in_thread(call_hook, llm._call, prompt, stop, manager, kwargs))
+        return one(await run_in_thread(call_hook, llm._call, prompt, stop, manager, kwargs))
     if has["_astream"]:
         manager = AsyncRunManager(run, reports=False)
-        return await _ajoin(call_hook(llm._astream, prompt, stop, manager, kwargs))
+        return await _ajoin(llm, call_hook(llm._astream, prompt, stop, manager, kwargs))
     manager = RunManager(run, reports=False)
-    return await run_in_thread(lambda: _join(call_hook(llm._stream, prompt, stop, manager, kwargs)))
+    return await run_in_thread(lambda: join(call_hook(llm._stream, prompt, stop, manager, kwargs)))

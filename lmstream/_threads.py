@@ -4,7 +4,8 @@
   thread per stream, a bounded buffer and a cancel flag. The consumer is woken only
   when it waits, never once per item through an executor hop.
 * ``run_sync``: run a coroutine from sync code on one reusable background loop, never
-  ``asyncio.run`` per call.
+  ``asyncio.run`` per call; ``drive_async`` iterates an async iterator from sync code on
+  that loop, and ``SyncFromAsync`` from a worker thread on the loop the iterator lives on.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ if TYPE_CHECKING:
     import asyncio
 
 
-__all__ = ["StopRequested", "iterate_in_thread", "run_in_thread", "run_sync", "stop_requested"]
+__all__ = [
+    "StopRequested",
+    "SyncFromAsync",
+    "drive_async",
+    "iterate_in_thread",
+    "run_in_thread",
+    "run_sync",
+    "stop_requested",
+]
 
 T = TypeVar("T")
 
@@ -74,6 +83,46 @@ async def _in_context(ctx: contextvars.Context, coro: Coroutine[Any, Any, T]) ->
 
     task = ctx.run(asyncio.get_running_loop().create_task, coro)
     return await task
+
+
+async def _anext(it: AsyncIterator[Any]) -> Any:
+    return await it.__anext__()
+
+
+async def _aclose(it: AsyncIterator[Any]) -> None:
+    await it.aclose()  # type: ignore[attr-defined]
+
+
+def drive_async(it: AsyncIterator[T]) -> Iterator[T]:
+    """A sync iterator over an async one, advanced on the background loop."""
+    try:
+        while True:
+            try:
+                item = run_sync(_anext(it))
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        if hasattr(it, "aclose"):
+            run_sync(_aclose(it))
+
+
+class SyncFromAsync(Generic[T]):
+    """A sync iterator over an async one that lives on ``loop`` (for worker threads)."""
+
+    def __init__(self, it: AsyncIterator[T], loop: asyncio.AbstractEventLoop) -> None:
+        self.it, self.loop = it, loop
+
+    def __iter__(self) -> SyncFromAsync[T]:
+        return self
+
+    def __next__(self) -> T:
+        import asyncio
+
+        try:
+            return asyncio.run_coroutine_threadsafe(_anext(self.it), self.loop).result()  # type: ignore[no-any-return]
+        except StopAsyncIteration:
+            raise StopIteration from None
 
 
 async def run_in_thread(fn: Callable[..., T], *args: Any) -> T:

@@ -11,7 +11,14 @@ if TYPE_CHECKING:
     from lmstream.callbacks import CallbackManager
     from lmstream.prompts import PromptValue
 
-__all__ = ["Callbacks", "EventData", "LanguageModelInput", "RunnableConfig", "StreamEvent"]
+__all__ = [
+    "Callbacks",
+    "Configs",
+    "EventData",
+    "LanguageModelInput",
+    "RunnableConfig",
+    "StreamEvent",
+]
 
 Callbacks = Union[Sequence[Any], "CallbackManager", None]
 """Handlers for a call: ``None``, a list of handler objects, or a manager from a parent run."""
@@ -33,6 +40,10 @@ class RunnableConfig(TypedDict, total=False):
     run_id: uuid.UUID | None
     strict: bool
     """lmstream extension: raise instead of silently buffering a stream (inherited)."""
+
+
+Configs = RunnableConfig | Sequence[RunnableConfig] | None
+"""The config of a batch: one for every input, or one per input."""
 
 
 class EventData(TypedDict, total=False):

@@ -43,6 +43,9 @@ class Usage:
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Usage is immutable")
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle through __init__: no setattr
+        return Usage, self._key()
+
     def _key(self) -> tuple[int, int, int, bool]:
         return (self.prompt_tokens, self.completion_tokens, self.total_tokens, self.estimated)
 

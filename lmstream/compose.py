@@ -8,16 +8,26 @@ branch at once and yields ``{key: chunk}`` as each branch produces output.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from lmstream._accumulate import AddableDict, aggregate
-from lmstream._execution import acall_with_config, aclose, call_with_config, close
+from lmstream._execution import acall_with_config, call_with_config
+from lmstream._iterators import aclose, close, is_cancel
 from lmstream._merge import ATee, Tee, merge_tasks, merge_threads
+from lmstream._seqbatch import SequenceBatch
 from lmstream._threads import run_in_thread, run_sync
-from lmstream._types import RunnableConfig
+from lmstream._types import Configs, RunnableConfig
 from lmstream._utils import accepts_param, is_async_callable
-from lmstream.config import child_config
+from lmstream.config import child_config, ensure_config
 from lmstream.errors import InvalidInputError
 from lmstream.runnable import Runnable, StreamingStep, coerce_to_runnable
 from lmstream.runs import Run
@@ -26,7 +36,13 @@ if TYPE_CHECKING:
     pass
 
 
-__all__ = ["RunnableAssign", "RunnableParallel", "RunnablePassthrough", "RunnableSequence"]
+__all__ = [
+    "RunnableAssign",
+    "RunnableMap",
+    "RunnableParallel",
+    "RunnablePassthrough",
+    "RunnableSequence",
+]
 
 Input = TypeVar("Input")
 Output = TypeVar("Output")
@@ -96,6 +112,45 @@ class RunnableSequence(StreamingStep[Input, Output], Generic[Input, Output]):
             self, lambda v, r, c: self._ainvoke(v, r, c, kwargs), input, config
         )
 
+    def batch(
+        self, inputs: Sequence[Any], config: Configs = None, *, return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:  # fmt: skip
+        """Each step's own ``batch`` on the inputs still going, one step after another
+        (call kwargs go to the first step)."""
+        state = SequenceBatch(self, inputs, config, return_exceptions, kwargs)
+        for run in state.runs:
+            run.start()
+        try:
+            for step, values, configs, kw in state.calls(self.steps):
+                state.took(step.batch(values, configs, **kw))
+        except BaseException as exc:
+            for run in state.runs:
+                run.cancel() if is_cancel(exc) else run.fail(exc)
+            raise
+        for run, out, err in state.outcomes():
+            run.end(out) if err is None else run.fail(err)
+        return state.results()
+
+    async def abatch(
+        self, inputs: Sequence[Any], config: Configs = None, *, return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:  # fmt: skip
+        """Async ``batch``: each step's own ``abatch``."""
+        state = SequenceBatch(self, inputs, config, return_exceptions, kwargs)
+        for run in state.runs:
+            await run.astart()
+        try:
+            for step, values, configs, kw in state.calls(self.steps):
+                state.took(await step.abatch(values, configs, **kw))
+        except BaseException as exc:
+            for run in state.runs:
+                await (run.acancel() if is_cancel(exc) else run.afail(exc))
+            raise
+        for run, out, err in state.outcomes():
+            await (run.aend(out) if err is None else run.afail(err))
+        return state.results()
+
     def _transform(
         self, source: Iterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
     ) -> Iterator[Any]:
@@ -140,6 +195,11 @@ class RunnableParallel(StreamingStep[Input, dict[str, Any]], Generic[Input]):
     def __init__(self, steps: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         merged = {**(steps or {}), **kwargs}
         self.steps = {k: coerce_to_runnable(v) for k, v in merged.items()}
+
+    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
+        """``RunnableParallel<key,...>`` unless named, as the reference names it."""
+        name = name or self.name or f"RunnableParallel<{','.join(self.steps)}>"
+        return super().get_name(suffix, name=name)
 
     def _configs(self, run: Run, config: RunnableConfig) -> dict[str, RunnableConfig]:
         return {k: _step_config(run, config, f"map:key:{k}") for k in self.steps}
@@ -214,71 +274,103 @@ class RunnableParallel(StreamingStep[Input, dict[str, Any]], Generic[Input]):
 
 
 class RunnablePassthrough(StreamingStep[Input, Input], Generic[Input]):
-    """Passes its input through unchanged. ``func`` (sync or async, optionally taking
-    ``config``) is called with the whole input once it has passed."""
+    """Passes its input through unchanged. ``func`` (or ``afunc``; either may take
+    ``config`` and the call's kwargs) is called with the whole input: before the run on
+    ``invoke``, once the input has passed on ``stream``; it gets the config the
+    passthrough was called with, as in the reference."""
 
-    def __init__(self, func: Callable[..., Any] | None = None, *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        func: Callable[..., Any] | None = None,
+        afunc: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+    ) -> None:
+        if func is not None and is_async_callable(func):
+            func, afunc = None, func
         self.func = func
+        self.afunc = afunc
         self.name = name
 
-    def _notify(self, value: Any, config: RunnableConfig) -> None:
+    def _notify(self, value: Any, config: RunnableConfig, kwargs: dict[str, Any]) -> None:
         if self.func is not None:
-            out = _call_with_config(self.func, value, config)
-            if hasattr(out, "__await__"):
-                run_sync(_awaited(out))
+            _call_with_config(self.func, value, config, kwargs)
+        elif self.afunc is not None:
+            run_sync(_awaited(_call_with_config(self.afunc, value, config, kwargs)))
 
-    async def _anotify(self, value: Any, config: RunnableConfig) -> None:
-        func = self.func
-        if func is None:
-            return
-        if is_async_callable(func):
-            await _call_with_config(func, value, config)
-        else:
-            await run_in_thread(_call_with_config, func, value, config)
+    async def _anotify(self, value: Any, config: RunnableConfig, kwargs: dict[str, Any]) -> None:
+        if self.afunc is not None:
+            await _call_with_config(self.afunc, value, config, kwargs)
+        elif self.func is not None:
+            await run_in_thread(_call_with_config, self.func, value, config, kwargs)
 
     def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Input:
         """Return the input."""
-
-        def identity(value: Any, run: Run, cfg: RunnableConfig) -> Any:
-            self._notify(value, cfg)
-            return value
-
-        return call_with_config(self, identity, input, config)  # type: ignore[no-any-return]
+        if self.func is not None or self.afunc is not None:
+            self._notify(input, ensure_config(config), kwargs)
+        return call_with_config(self, _identity, input, config)  # type: ignore[no-any-return]
 
     async def ainvoke(
         self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Input:
         """Return the input."""
-
-        async def identity(value: Any, run: Run, cfg: RunnableConfig) -> Any:
-            await self._anotify(value, cfg)
-            return value
-
-        return await acall_with_config(self, identity, input, config)
+        if self.func is not None or self.afunc is not None:
+            await self._anotify(input, ensure_config(config), kwargs)
+        return await acall_with_config(self, _aidentity, input, config)
 
     def _transform(
         self, source: Iterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
     ) -> Iterator[Any]:
-        if self.func is None:
-            yield from source
-            return
-        seen: list[Any] = []
-        for chunk in source:
-            seen.append(chunk)
-            yield chunk
-        if seen:
-            self._notify(aggregate(seen), config)
+        return source
 
-    async def _atransform(
+    def _atransform(
         self, source: AsyncIterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
     ) -> AsyncIterator[Any]:
+        return source
+
+    def transform(
+        self, input: Iterator[Input], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Input]:
+        """Pass the chunks through; then call the function with their sum."""
+        out = super().transform(input, config)
+        if self.func is None and self.afunc is None:
+            return out
+        return self._then_notify(out, ensure_config(config), kwargs)
+
+    def _then_notify(
+        self, out: Iterator[Any], config: RunnableConfig, kwargs: dict[str, Any]
+    ) -> Iterator[Any]:
         seen: list[Any] = []
-        async for chunk in source:
-            if self.func is not None:
+        try:
+            for chunk in out:
                 seen.append(chunk)
-            yield chunk
+                yield chunk
+        finally:
+            close(out)
         if seen:
-            await self._anotify(aggregate(seen), config)
+            self._notify(aggregate(seen), config, kwargs)
+
+    def atransform(
+        self, input: AsyncIterator[Input], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Input]:
+        """Async ``transform``."""
+        out = super().atransform(input, config)
+        if self.func is None and self.afunc is None:
+            return out
+        return self._athen_notify(out, ensure_config(config), kwargs)
+
+    async def _athen_notify(
+        self, out: AsyncIterator[Any], config: RunnableConfig, kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        seen: list[Any] = []
+        try:
+            async for chunk in out:
+                seen.append(chunk)
+                yield chunk
+        finally:
+            await aclose(out)
+        if seen:
+            await self._anotify(aggregate(seen), config, kwargs)
 
     @classmethod
     def assign(cls, **kwargs: Any) -> RunnableAssign:  # type: ignore[override]
@@ -286,8 +378,20 @@ class RunnablePassthrough(StreamingStep[Input, Input], Generic[Input]):
         return RunnableAssign(RunnableParallel(kwargs))
 
 
-def _call_with_config(func: Callable[..., Any], value: Any, config: RunnableConfig) -> Any:
-    return func(value, config=config) if accepts_param(func, "config") else func(value)
+def _identity(value: Any, run: Run, config: RunnableConfig) -> Any:
+    return value
+
+
+async def _aidentity(value: Any, run: Run, config: RunnableConfig) -> Any:
+    return value
+
+
+def _call_with_config(
+    func: Callable[..., Any], value: Any, config: RunnableConfig, kwargs: dict[str, Any]
+) -> Any:
+    if accepts_param(func, "config"):
+        return func(value, config=config, **kwargs)
+    return func(value, **kwargs)
 
 
 async def _awaited(awaitable: Any) -> Any:
@@ -303,6 +407,11 @@ class RunnableAssign(StreamingStep[dict[str, Any], dict[str, Any]]):
 
     def __init__(self, mapper: RunnableParallel[Any]) -> None:
         self.mapper = mapper
+
+    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
+        """``RunnableAssign<key,...>`` unless named, as the reference names it."""
+        name = name or self.name or f"RunnableAssign<{','.join(self.mapper.steps)}>"
+        return super().get_name(suffix, name=name)
 
     def _check(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -357,3 +466,7 @@ class RunnableAssign(StreamingStep[dict[str, Any], dict[str, Any]]):
                     yield out
             finally:
                 await aclose(mapped)
+
+
+RunnableMap = RunnableParallel
+"""The reference's other name for ``RunnableParallel``."""

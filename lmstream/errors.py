@@ -4,14 +4,15 @@
 
     LMStreamError
     ├── InvalidInputError            (also ValueError and TypeError) bad prompt, config, params
-    │   └── ContextLengthError       the prompt does not fit the model's context
-    │       └── APIContextLengthError    ... as a server said it (also a BadRequestError)
+    │   ├── ContextLengthError       the prompt does not fit the model's context
+    │   │   └── APIContextLengthError    ... as a server said it (also a BadRequestError)
+    │   └── MissingVariablesError    (also KeyError) a template was not given all its variables
     ├── StreamingUnsupportedError    strict streaming: a step would buffer the stream
     ├── ModelLoadError               a model file is missing, unreadable or corrupt
-    ├── CallbackError                no parent run to dispatch a custom event to
+    ├── CallbackError                (also RuntimeError) no parent run for a custom event
     ├── OutputParserError            (also ValueError) output is not the JSON/object asked for
     └── GenerationError              a run failed; carries the partial text and usage
-        ├── ProviderError            the backend failed (wraps foreign exceptions)
+        ├── ProviderError            the backend failed (a foreign error keeps its type)
         ├── APIError                 an HTTP backend failed
         │   ├── APIStatusError       the server answered an error status
         │   │   ├── BadRequestError          400 (and 422)
@@ -27,10 +28,15 @@
 
 Every ``GenerationError`` carries what the run produced before it failed
 (``partial_text``, ``usage``), so a failed stream loses nothing.
+
+A provider's own exception keeps its type: ``as_provider_error`` makes it an instance of
+a subclass of both its class and ``ProviderError`` (see that function), so
+``except MyError``, ``except ProviderError`` and ``partial_text`` all work on it.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -49,6 +55,7 @@ __all__ = [
     "GenerationError",
     "InvalidInputError",
     "LMStreamError",
+    "MissingVariablesError",
     "ModelLoadError",
     "NotFoundError",
     "OutputParserError",
@@ -58,7 +65,9 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "StreamingUnsupportedError",
+    "as_provider_error",
     "status_error",
+    "with_partial",
 ]
 
 
@@ -79,6 +88,15 @@ class ContextLengthError(InvalidInputError):
         self.n_ctx = n_ctx
 
 
+class MissingVariablesError(InvalidInputError, KeyError):
+    """A prompt template was formatted without some of its variables.
+
+    Also a ``KeyError``, which is what the reference raises there."""
+
+    def __str__(self) -> str:  # a KeyError's str() would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class StreamingUnsupportedError(LMStreamError):
     """Strict streaming was asked for and a step would buffer the stream."""
 
@@ -91,8 +109,10 @@ class ModelLoadError(LMStreamError):
         self.path = path
 
 
-class CallbackError(LMStreamError):
-    """A callback could not be dispatched (for example, a custom event outside any run)."""
+class CallbackError(LMStreamError, RuntimeError):
+    """A callback could not be dispatched (for example, a custom event outside any run).
+
+    Also a ``RuntimeError``, which is what the reference raises there."""
 
 
 class OutputParserError(LMStreamError, ValueError):
@@ -108,7 +128,10 @@ class OutputParserError(LMStreamError, ValueError):
 
 
 class GenerationError(LMStreamError):
-    """A run failed. ``partial_text`` and ``usage`` hold what it produced before failing."""
+    """A run failed. ``partial_text`` and ``usage`` hold what it produced before failing
+    (a chat model's error also holds the partial ``AIMessageChunk`` in ``partial_message``)."""
+
+    partial_message: Any = None
 
     def __init__(
         self,
@@ -260,3 +283,107 @@ def status_error(
     if cls is None:
         cls = ServerError if status_code >= 500 else APIStatusError
     return cls(message, status_code=status_code, body=body)
+
+
+# Each foreign exception class's subclass that is also a ProviderError (None: the class
+# cannot be subclassed). Weak keys: a class created at run time may go away.
+_AS_PROVIDER: weakref.WeakKeyDictionary[type, type | None] = weakref.WeakKeyDictionary()
+_KEPT: weakref.WeakSet[type] = weakref.WeakSet()  # the classes made here
+
+
+def with_partial(exc: BaseException, partial_text: str, usage: Usage | None) -> BaseException:
+    """The error to raise for a failed generation, carrying what it produced.
+
+    lmstream's own generation errors get the partial text and usage filled in where
+    they have none; its other errors (bad input) and non-``Exception``s pass unchanged;
+    anything else is a provider's own error, which keeps its type
+    (``as_provider_error``).
+    """
+    if isinstance(exc, GenerationError) and type(exc) not in _KEPT:
+        if not exc.partial_text:
+            exc.partial_text = partial_text
+        if exc.usage is None:
+            exc.usage = usage
+        return exc
+    if (isinstance(exc, LMStreamError) and type(exc) not in _KEPT) or not isinstance(
+        exc, Exception
+    ):
+        return exc
+    return as_provider_error(exc, partial_text, usage)
+
+
+def _rebuild(base: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """Unpickle an error made by ``as_provider_error``."""
+    cls = _provider_type(base) or base
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+def _reduce(self: BaseException) -> tuple[Any, ...]:
+    return _rebuild, (type(self).__bases__[0], self.args, dict(self.__dict__))
+
+
+def _provider_type(base: type[BaseException]) -> type | None:
+    try:
+        return _AS_PROVIDER[base]
+    except KeyError:
+        pass
+    namespace = {
+        "__module__": base.__module__,
+        "__qualname__": base.__qualname__,
+        "__doc__": base.__doc__,
+        "__reduce__": _reduce,
+    }
+    try:
+        made = type(base.__name__, (base, ProviderError), namespace)
+    except TypeError:  # a class that cannot be subclassed, or not together with ours
+        _AS_PROVIDER[base] = None
+        return None
+    _KEPT.add(made)
+    _AS_PROVIDER[base] = made
+    return made
+
+
+def as_provider_error(exc: Exception, partial_text: str, usage: Usage | None) -> Exception:
+    """``exc``, a provider's own exception, made also a ``ProviderError`` carrying the
+    partial text and usage, without changing the type users filter on.
+
+    ``except`` matches by the real class (``PyType_IsSubtype``), so no ``isinstance`` hook
+    can make a foreign error match ``ProviderError``. Instead the error's class becomes a
+    subclass of both its own class and ``ProviderError``, made once per class, with the
+    same name and module: ``except MyError``, ``except ProviderError``,
+    ``exceptions_to_handle=(MyError,)`` and ``retry_if_exception_type=(MyError,)`` all
+    match, and ``str``/``repr`` and the traceback read as before. The same object is
+    raised when its class can be swapped (any exception class defined in Python); an
+    instance of a built-in class (``ValueError("...")``) is copied into the new class,
+    its args, attributes, cause, context and traceback kept. A class that cannot be
+    subclassed falls back to a plain ``ProviderError`` whose ``__cause__`` is ``exc``.
+    """
+    if type(exc) in _KEPT:  # raised again (the same object): what it carries is new
+        error: Exception = exc
+    elif (cls := _provider_type(type(exc))) is None:
+        error = ProviderError(
+            f"{type(exc).__name__}: {exc}", partial_text=partial_text, usage=usage
+        )
+        error.__cause__ = exc
+        return error
+    else:
+        error = _retyped(exc, cls)
+    error.partial_text = partial_text  # type: ignore[attr-defined]
+    error.usage = usage  # type: ignore[attr-defined]
+    return error
+
+
+def _retyped(exc: Exception, cls: type) -> Exception:
+    try:
+        exc.__class__ = cls
+        return exc
+    except TypeError:  # a built-in exception's class cannot be swapped: copy it
+        error: Exception = cls.__new__(cls, *exc.args)
+        error.args = exc.args
+        error.__dict__.update(getattr(exc, "__dict__", {}))
+        error.__cause__, error.__context__ = exc.__cause__, exc.__context__
+        error.__suppress_context__ = exc.__suppress_context__
+        return error.with_traceback(exc.__traceback__)

@@ -25,7 +25,7 @@ from lmstream.callbacks import CallbackManager, dispatch, drain, drain_async
 from lmstream.chunks import LLMResult
 from lmstream.config import ensure_config
 from lmstream.errors import CallbackError
-from lmstream.runs import STREAMING_INPUT, Run
+from lmstream.runs import STREAMING_INPUT, Run, is_event_sink
 
 if TYPE_CHECKING:
     import asyncio
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["EventFilter", "EventStream", "adispatch_custom_event", "dispatch_custom_event"]
 
 _HIGH_WATER = 4096  # events queued before the producer waits for the consumer
-_TYPES = {"llm": "llm", "prompt": "prompt", "parser": "parser"}
+_TYPES = {"llm": "llm", "chat_model": "chat_model", "prompt": "prompt", "parser": "parser"}
 
 
 class EventFilter:
@@ -99,9 +99,7 @@ class _Info:
 
 
 class EventStream:
-    """The sink behind one ``astream_events`` call."""
-
-    is_event_sink = True
+    """The sink behind one ``astream_events`` call (an ``EventSink``)."""
 
     def __init__(
         self,
@@ -170,7 +168,7 @@ class EventStream:
         parent_ids = [*parent.parent_ids, parent.rid] if parent is not None else []
         admitted = self.filters.admits(run.name, _TYPES.get(run.run_type, "chain"), run.tags)
         info = _Info(run, str(run.id), parent_ids, root, admitted)
-        info.as_text = info.llm and (root or self.v1)
+        info.as_text = run.run_type == "llm" and (root or self.v1)
         if root:
             self.root_seen = True
             if self.v1:
@@ -224,9 +222,13 @@ class EventStream:
 
     def _end_data(self, run: Run, info: _Info, output: Any) -> dict[str, Any]:
         if isinstance(output, LLMResult):
-            if self.v1 and info.root:
+            message = getattr(output.generations[0][0], "message", None)
+            if message is not None:  # a chat model's events carry its message
+                output = message
+            elif self.v1 and info.root:
                 return {"output": output.generations[0][0].text}
-            output = output.to_dict(full=self.v1)
+            else:
+                output = output.to_dict(full=self.v1)
         if self.v1 and info.root:
             return {"output": output}
         if run.inputs is STREAMING_INPUT:
@@ -380,7 +382,7 @@ def _send_custom(name: str, data: Any, config: RunnableConfig | None) -> Any:
     tags, metadata = list(cfg.get("tags", [])), dict(cfg.get("metadata", {}))
     handlers = []
     for handler in manager.handlers:
-        if getattr(handler, "is_event_sink", False):
+        if is_event_sink(handler):
             handler.custom_event(name, data, run_id, tags, metadata)
         else:
             handlers.append(handler)

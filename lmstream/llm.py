@@ -11,7 +11,8 @@ token stream), ``_acall``/``_astream`` (async native). The base class derives th
 Every stream ends one way: finished (the last chunk carries ``finish_reason`` and
 ``usage``), failed (a typed error carrying the partial text and usage), or cancelled
 (the consumer stopped: the provider's iterator is closed at once). Stop sequences are
-enforced here while streaming, even when a provider ignores them.
+enforced while streaming, even when a provider ignores them. The generation loop itself
+is shared with every kind of model: ``lmstream._generation``.
 """
 
 from __future__ import annotations
@@ -19,29 +20,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, ClassVar
 
-from lmstream._accumulate import TextState
-from lmstream._execution import aclose, close, is_cancel
-from lmstream._llmcore import (
-    check_stop,
-    declared_fields,
-    final_info,
-    init_fields,
-    outcome_info,
-    typed_error,
-)
-from lmstream._llmsources import acomplete, asource, complete, source
+from lmstream import _generation as loops
+from lmstream._accumulate import TEXT
+from lmstream._generation import TextGenerating
+from lmstream._llmcore import check_stop, declared_fields, init_fields
+from lmstream._llmgenerate import agenerate, generate, generate_config
+from lmstream._llmsources import acomplete, as_chunk, asource, complete, join_chunks, source
 from lmstream._types import LanguageModelInput, RunnableConfig
-from lmstream.callbacks import drain_async
-from lmstream.chunks import Generation, GenerationChunk, LLMResult, Usage, merge_info
+from lmstream.chunks import Generation, GenerationChunk, LLMResult
 from lmstream.config import ensure_config
 from lmstream.errors import InvalidInputError
 from lmstream.prompts import prompt_to_string
 from lmstream.runnable import Runnable
-from lmstream.runs import SILENT, Run, llm_result
+from lmstream.runs import SILENT, Run
 
 __all__ = ["LLM", "BaseLLM"]
 
-_HOOKS = ("_call", "_acall", "_stream", "_astream")
+_HOOKS = ("_call", "_acall", "_stream", "_astream", "_generate", "_agenerate")
 _NUMERIC: dict[str, tuple[type | tuple[type, ...], int]] = {
     "max_tokens": (int, 0),
     "temperature": ((int, float), 0),
@@ -56,6 +51,10 @@ def _check_kwargs(kwargs: dict[str, Any]) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, kind) or value < low:  # type: ignore[operator]
             raise InvalidInputError(f"{key} must be a number >= {low}, got {value!r}")
+
+
+_HookArgs = tuple["BaseLLM", str, "list[str] | None", Run, "dict[str, Any]"]
+"""What the hooks' fallback chain (``_llmsources``) is called with."""
 
 
 class BaseLLM(Runnable[LanguageModelInput, str]):
@@ -79,7 +78,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         if "can_stream" not in cls.__dict__:
             cls.can_stream = cls._has["_stream"] or cls._has["_astream"]
         if "native_async" not in cls.__dict__:
-            cls.native_async = cls._has["_acall"] or cls._has["_astream"]
+            cls.native_async = cls._has["_acall"] or cls._has["_astream"] or cls._has["_agenerate"]
 
     def __init__(
         self,
@@ -92,7 +91,8 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     ) -> None:
         if not any(self._has.values()):
             raise TypeError(
-                f"{type(self).__name__} must implement _call, _acall, _stream or _astream"
+                f"{type(self).__name__} must implement _call, _acall, _stream, _astream, "
+                "_generate or _agenerate"
             )
         self.callbacks = list(callbacks) if callbacks else []
         self.tags = list(tags) if tags else []
@@ -127,6 +127,44 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         self, prompt: str, stop: list[str] | None = None, **kwargs: Any
     ) -> AsyncIterator[GenerationChunk]:
         raise NotImplementedError
+
+    def _generate(
+        self, prompts: list[str], stop: list[str] | None = None, **kwargs: Any
+    ) -> LLMResult:
+        """LangChain's batch hook: every prompt in one call (optional)."""
+        raise NotImplementedError
+
+    async def _agenerate(
+        self, prompts: list[str], stop: list[str] | None = None, **kwargs: Any
+    ) -> LLMResult:
+        """The async ``_generate`` (optional)."""
+        raise NotImplementedError
+
+    def generate(
+        self, prompts: list[str], stop: list[str] | None = None, callbacks: Any = None, *,
+        tags: list[str] | None = None, metadata: dict[str, Any] | None = None,
+        run_name: str | None = None, run_id: Any = None, **kwargs: Any,
+    ) -> LLMResult:  # fmt: skip
+        """Generate for several prompts: one list of generations per prompt, and
+        ``llm_output`` (the provider's, or the usage added up). One run per prompt."""
+        options = {"tags": tags, "metadata": metadata, "run_name": run_name, "run_id": run_id}
+        prompts, config = generate_config(prompts, callbacks, options)
+        return generate(self, prompts, config, stop, kwargs)
+
+    async def agenerate(
+        self, prompts: list[str], stop: list[str] | None = None, callbacks: Any = None, *,
+        tags: list[str] | None = None, metadata: dict[str, Any] | None = None,
+        run_name: str | None = None, run_id: Any = None, **kwargs: Any,
+    ) -> LLMResult:  # fmt: skip
+        """Async ``generate``."""
+        options = {"tags": tags, "metadata": metadata, "run_name": run_name, "run_id": run_id}
+        prompts, config = generate_config(prompts, callbacks, options)
+        return await agenerate(self, prompts, config, stop, kwargs)
+
+    # what a non-streaming hook returned as one chunk, and a streaming hook's chunks
+    # joined into one (a chat model's chunks are messages)
+    _to_chunk = staticmethod(as_chunk)
+    _join_chunks = staticmethod(join_chunks)
 
     def get_num_tokens(self, text: str) -> int:
         """Tokens in ``text``; a character-based estimate unless the provider knows better."""
@@ -178,37 +216,6 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         cut short, or a backend that sends none). Override to count as the model does."""
         return self.get_num_tokens(prompt), self.get_num_tokens(text)
 
-    def _outcome(
-        self, state: TextState, prompt: str, exc: BaseException
-    ) -> tuple[bool, LLMResult, BaseException]:
-        """(cancelled?, partial result, error to raise) for a run cut short by ``exc``."""
-        text = state.text
-        reason = "cancelled" if is_cancel(exc) else "error"
-        info = state.info
-        if info is None or not isinstance(info.get("usage"), Usage):
-            info = outcome_info(info, reason, *self.count_usage(prompt, text))
-        else:
-            info = outcome_info(info, reason, 0, 0)
-        error = exc if reason == "cancelled" else typed_error(exc, text, info["usage"])
-        return reason == "cancelled", llm_result(text, info), error
-
-    def _final(
-        self, state: TextState, prompt: str, full: bool = True
-    ) -> tuple[str, dict[str, Any], LLMResult | None]:
-        """(held-back tail text, metadata the final chunk adds, the run's result);
-        without ``full`` (nobody will see them) only the tail."""
-        tail = state.flush()
-        if not full:
-            return tail, {}, None
-        info = state.info
-        has_usage = info is not None and isinstance(info.get("usage"), Usage)
-        counts = (0, 0) if has_usage else self.count_usage(prompt, state.text)
-        added = final_info(info, *counts)
-        if added and "finish_reason" not in added and info is not None:
-            # the final chunk repeats the reason (last wins when chunks add up), not usage
-            added["finish_reason"] = info["finish_reason"]
-        return tail, added, llm_result(state.text, merge_info(info, added))
-
     # -- the public interface -------------------------------------------------------------
 
     def _prepare(
@@ -226,14 +233,20 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         """Check an input and call parameters as ``invoke``/``stream`` would; the prompt."""
         return self._prepare(input, None, stop, kwargs)[0]
 
-    def _finish_invoke(
-        self, prompt: str, stop: Any, chunk: GenerationChunk
-    ) -> tuple[str, LLMResult]:
-        state = TextState(stop)
-        state.feed(chunk)
-        _, _, result = self._final(state, prompt)
-        assert result is not None
-        return result.generations[0][0].text, result
+    def _generation(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None,
+        stop: Any,
+        kwargs: dict[str, Any],
+        as_text: bool = False,
+    ) -> tuple[TextGenerating, _HookArgs, RunnableConfig]:
+        """A generation of ``input``; the arguments of the hooks' fallback chain
+        (``_llmsources``) for it, and its config."""
+        prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
+        run = self._new_run(prompt, cfg, stop, kwargs)
+        gen = TextGenerating(TEXT, run, prompt, stop, as_text)
+        return gen, (self, prompt, stop, run, kwargs), cfg
 
     def invoke(
         self,
@@ -244,20 +257,8 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         **kwargs: Any,
     ) -> str:
         """The whole completion for ``input``."""
-        prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
-        run = self._new_run(prompt, cfg, stop, kwargs)
-        run.start()
-        try:
-            chunk = complete(self, prompt, stop, run, kwargs)
-        except BaseException as exc:
-            cancelled, partial, error = self._outcome(TextState(), prompt, exc)
-            run.cancel(partial) if cancelled else run.fail(error, partial)
-            if error is exc:
-                raise
-            raise error from exc
-        text, result = self._finish_invoke(prompt, stop, chunk)
-        run.end(result)
-        return text
+        gen, args, _ = self._generation(input, config, stop, kwargs)
+        return loops.invoke(gen, complete, *args).generations[0][0].text  # type: ignore[no-any-return]
 
     async def ainvoke(
         self,
@@ -268,20 +269,9 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         **kwargs: Any,
     ) -> str:
         """Async ``invoke``: native when the provider is."""
-        prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
-        run = self._new_run(prompt, cfg, stop, kwargs)
-        await run.astart()
-        try:
-            chunk = await acomplete(self, prompt, stop, run, kwargs)
-        except BaseException as exc:
-            cancelled, partial, error = self._outcome(TextState(), prompt, exc)
-            await (run.acancel(partial) if cancelled else run.afail(error, partial))
-            if error is exc:
-                raise
-            raise error from exc
-        text, result = self._finish_invoke(prompt, stop, chunk)
-        await run.aend(result)
-        return text
+        gen, args, _ = self._generation(input, config, stop, kwargs)
+        result = await loops.ainvoke(gen, acomplete, *args)
+        return result.generations[0][0].text  # type: ignore[no-any-return]
 
     def stream(
         self,
@@ -292,8 +282,10 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         **kwargs: Any,
     ) -> Iterator[str]:
         """Stream the completion as text chunks."""
-        prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
-        return self._drive(prompt, cfg, stop, kwargs, True)
+        gen, args, cfg = self._generation(input, config, stop, kwargs, as_text=True)
+        if gen.plain:
+            return loops.lean(gen, source, *args, cfg)
+        return loops.stream(gen, source, *args, cfg)
 
     def astream(
         self,
@@ -304,8 +296,10 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         **kwargs: Any,
     ) -> AsyncIterator[str]:
         """Stream the completion as text chunks, async."""
-        prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
-        return self._adrive(prompt, cfg, stop, kwargs, True)
+        gen, args, cfg = self._generation(input, config, stop, kwargs, as_text=True)
+        if gen.plain:
+            return loops.alean(gen, asource, *args, cfg)
+        return loops.astream(gen, asource, *args, cfg)
 
     def stream_chunks(
         self,
@@ -316,8 +310,8 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         **kwargs: Any,
     ) -> Iterator[GenerationChunk]:
         """Stream ``GenerationChunk``s; the last carries ``finish_reason`` and ``usage``."""
-        prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
-        return self._drive(prompt, cfg, stop, kwargs, False)
+        gen, args, cfg = self._generation(input, config, stop, kwargs)
+        return loops.stream(gen, source, *args, cfg)
 
     def astream_chunks(
         self,
@@ -328,136 +322,8 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         **kwargs: Any,
     ) -> AsyncIterator[GenerationChunk]:
         """Async ``stream_chunks``."""
-        prompt, cfg, stop = self._prepare(input, config, stop, kwargs)
-        return self._adrive(prompt, cfg, stop, kwargs, False)
-
-    def _settle(self, run: Run, state: TextState, prompt: str, exc: BaseException) -> BaseException:
-        cancelled, partial, error = self._outcome(state, prompt, exc)
-        run.cancel(partial) if cancelled else run.fail(error, partial)
-        return error
-
-    async def _asettle(
-        self, run: Run, state: TextState, prompt: str, exc: BaseException
-    ) -> BaseException:
-        cancelled, partial, error = self._outcome(state, prompt, exc)
-        await (run.acancel(partial) if cancelled else run.afail(error, partial))
-        return error
-
-    def _drive(
-        self, prompt: str, config: RunnableConfig, stop: Any, kwargs: dict[str, Any], as_text: bool
-    ) -> Iterator[Any]:
-        run = self._new_run(prompt, config, stop, kwargs)
-        run.start()
-        state, chunks = TextState(stop), None
-        try:
-            chunks = source(self, prompt, stop, run, kwargs, config)
-            if as_text and not run.listening and not state.stops:
-                append = state.parts.append  # the plain path: text out, nothing else to do
-                for chunk in chunks:
-                    text = chunk.text
-                    append(text)
-                    if chunk.generation_info is not None:
-                        state.info = merge_info(state.info, chunk.generation_info)
-                    if text:
-                        yield text
-            else:
-                for chunk in chunks:
-                    out = state.feed(chunk)
-                    if out is not None:
-                        if run.listening:
-                            run.chunk(out)
-                        if not as_text:
-                            yield out
-                        elif out.text:
-                            yield out.text
-                    if state.stopped:
-                        break
-        except BaseException as exc:
-            close(chunks)
-            if (error := self._settle(run, state, prompt, exc)) is exc:
-                raise
-            raise error from exc
-        close(chunks)
-        if as_text and not run.listening:  # nobody sees the outcome data: just the tail
-            run.end(None)
-            if (tail := state.flush()) or not state.text:
-                yield tail
-            return
-        yield from self._finish(run, state, prompt, as_text)
-
-    def _finish(self, run: Run, state: TextState, prompt: str, as_text: bool) -> Iterator[Any]:
-        tail, added, result = self._final(state, prompt, full=run.listening or not as_text)
-        try:
-            if tail or added:
-                chunk = GenerationChunk(tail, added or None)
-                if run.listening and tail:
-                    run.chunk(chunk)
-                if not as_text:
-                    yield chunk
-            if as_text and (tail or not state.text):
-                yield tail
-        finally:
-            run.end(result)
-
-    async def _adrive(
-        self, prompt: str, config: RunnableConfig, stop: Any, kwargs: dict[str, Any], as_text: bool
-    ) -> AsyncIterator[Any]:
-        run = self._new_run(prompt, config, stop, kwargs)
-        if run.listening:
-            await run.astart()
-        state, chunks = TextState(stop), None
-        try:
-            chunks = asource(self, prompt, stop, run, kwargs, config)
-            if as_text and not run.listening and not state.stops:
-                append = state.parts.append  # the plain path: text out, nothing else to do
-                async for chunk in chunks:
-                    text = chunk.text
-                    append(text)
-                    if chunk.generation_info is not None:
-                        state.info = merge_info(state.info, chunk.generation_info)
-                    if text:
-                        yield text
-            else:
-                async for chunk in chunks:
-                    out = state.feed(chunk)
-                    if out is not None:
-                        if run.listening and (pending := run.report_chunk(out)):
-                            await drain_async(pending, "chunk")
-                        if not as_text:
-                            yield out
-                        elif out.text:
-                            yield out.text
-                    if state.stopped:
-                        break
-        except BaseException as exc:
-            await aclose(chunks)
-            if (error := await self._asettle(run, state, prompt, exc)) is exc:
-                raise
-            raise error from exc
-        await aclose(chunks)
-        if as_text and not run.listening:  # nobody sees the outcome data: just the tail
-            run.end(None)
-            if (tail := state.flush()) or not state.text:
-                yield tail
-            return
-        async for item in self._afinish(run, state, prompt, as_text):
-            yield item
-
-    async def _afinish(
-        self, run: Run, state: TextState, prompt: str, as_text: bool
-    ) -> AsyncIterator[Any]:
-        tail, added, result = self._final(state, prompt, full=run.listening or not as_text)
-        try:
-            if tail or added:
-                chunk = GenerationChunk(tail, added or None)
-                if run.listening and tail:
-                    await run.achunk(chunk)
-                if not as_text:
-                    yield chunk
-            if as_text and (tail or not state.text):
-                yield tail
-        finally:
-            await run.aend(result)
+        gen, args, cfg = self._generation(input, config, stop, kwargs)
+        return loops.astream(gen, asource, *args, cfg)
 
 
 class LLM(BaseLLM):

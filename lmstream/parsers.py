@@ -9,6 +9,7 @@ from lmstream._execution import acall_with_config, call_with_config
 from lmstream._types import RunnableConfig
 from lmstream.chunks import Generation
 from lmstream.errors import InvalidInputError
+from lmstream.messages import BaseMessage
 from lmstream.runnable import StreamingStep
 from lmstream.runs import Run
 
@@ -18,8 +19,8 @@ __all__ = ["StrOutputParser"]
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
-    if isinstance(value, Generation):
-        return value.text
+    if isinstance(value, (Generation, BaseMessage)):
+        return value.text  # a message's text leaves its reasoning out
     content = getattr(value, "content", None)
     if isinstance(content, str):
         return content

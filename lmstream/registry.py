@@ -91,6 +91,11 @@ _BUILTIN = [
         claims=r"https?://",
     ),
     ProviderInfo(
+        "langchain", "lmstream.langchain:load", "path",
+        "any LangChain LLM or chat model (langchain:module.Class, settings as options)",
+        "langchain_core", "langchain",
+    ),
+    ProviderInfo(
         "fake", "lmstream.providers.fake:FakeLLM", "responses",
         "scripted responses for tests and demos (fake:<text> answers <text>)",
     ),
@@ -115,6 +120,24 @@ _PLUGINS_LOADED = False
 def register_provider(info: ProviderInfo) -> None:
     """Register (or replace) a provider."""
     _REGISTRY[info.name] = info
+
+
+_CHAT_MODELS = {"fake": ("lmstream.providers.fake_chat:FakeChatModel", "responses")}
+
+
+def load_chat_model(model_id: str, **kwargs: Any) -> Any:
+    """The chat model for an id such as ``"fake:hello"`` (answers ``hello``); kwargs go to
+    the provider."""
+    info, model = _parse(model_id)
+    target = _CHAT_MODELS.get(info.name)
+    if target is None:
+        known = ", ".join(sorted(_CHAT_MODELS))
+        raise InvalidInputError(f"provider {info.name!r} has no chat model yet (chat: {known})")
+    path, model_arg = target
+    if model is not None:
+        kwargs.setdefault(model_arg, [model] if info.name == "fake" else model)
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)(**kwargs)
 
 
 def _load_plugins() -> None:

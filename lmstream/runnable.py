@@ -13,21 +13,15 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from lmstream import _batch
-from lmstream._execution import (
-    EMPTY,
-    aclose,
-    agather,
-    aiter_of,
-    atransform_stream,
-    gather,
-    transform_stream,
-)
+from lmstream._execution import agather, atransform_stream, gather, transform_stream
+from lmstream._iterators import EMPTY, aclose, aiter_of
 from lmstream._threads import run_in_thread
-from lmstream._types import RunnableConfig, StreamEvent
+from lmstream._types import Configs, RunnableConfig, StreamEvent
 from lmstream.config import ambient
 from lmstream.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from lmstream._policies import ExceptionFilter
     from lmstream.compose import RunnableSequence
     from lmstream.runs import Run
     from lmstream.wrappers import RunnableBinding, RunnableRetry, RunnableWithFallbacks
@@ -37,8 +31,6 @@ __all__ = ["Runnable", "StreamingStep", "coerce_to_runnable"]
 Input = TypeVar("Input")
 Output = TypeVar("Output")
 Other = TypeVar("Other")
-
-Configs = RunnableConfig | Sequence[RunnableConfig] | None
 
 
 def _strict(config: RunnableConfig | None) -> bool:
@@ -210,14 +202,15 @@ class Runnable(Generic[Input, Output]):
     def with_retry(
         self,
         *,
-        retry_if_exception_type: tuple[type[BaseException], ...] = (Exception,),
+        retry_if_exception_type: ExceptionFilter = (Exception,),
         wait_exponential_jitter: bool = True,
         exponential_jitter_params: dict[str, float] | None = None,
         stop_after_attempt: int = 3,
     ) -> RunnableRetry[Input, Output]:
-        """Retry failed calls, waiting ``initial * exp_base ** n`` (at most ``max``) plus up
-        to ``jitter`` seconds, or an error's ``retry_after`` if longer. Streams retry only
-        before their first chunk."""
+        """Retry failed calls whose error is one of ``retry_if_exception_type`` (or for
+        which that predicate is true), waiting ``initial * exp_base ** n`` (at most
+        ``max``) plus up to ``jitter`` seconds, or an error's ``retry_after`` if longer.
+        Streams retry only before their first chunk."""
         from lmstream.wrappers import RunnableRetry
 
         return RunnableRetry(
@@ -233,13 +226,18 @@ class Runnable(Generic[Input, Output]):
         fallbacks: Sequence[Runnable[Input, Output]],
         *,
         exceptions_to_handle: tuple[type[BaseException], ...] = (Exception,),
+        exception_key: str | None = None,
     ) -> RunnableWithFallbacks[Input, Output]:
-        """Try ``fallbacks`` in order when this fails. Streams fall back only before their
-        first chunk."""
+        """Try ``fallbacks`` in order when this fails. With ``exception_key``, the input
+        (a dict) a fallback gets holds the previous error under that key. Streams fall
+        back only before their first chunk."""
         from lmstream.wrappers import RunnableWithFallbacks
 
         return RunnableWithFallbacks(
-            self, list(fallbacks), exceptions_to_handle=exceptions_to_handle
+            self,
+            list(fallbacks),
+            exceptions_to_handle=exceptions_to_handle,
+            exception_key=exception_key,
         )
 
     def assign(self, **kwargs: Any) -> RunnableSequence[Input, Any]:

@@ -13,18 +13,20 @@ and an async form (``a``-prefixed), which awaits them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from lmstream._iterators import is_cancel
 from lmstream._types import RunnableConfig
 from lmstream._utils import uuid7
 from lmstream.callbacks import CallbackManager, Pending, dispatch, drain, drain_async
 from lmstream.chunks import LLMResult
+from lmstream.message_input import get_buffer_string
 
 if TYPE_CHECKING:
     from uuid import UUID
 
 
-__all__ = ["STREAMING_INPUT", "Run", "serialized"]
+__all__ = ["STREAMING_INPUT", "EventSink", "Run", "is_event_sink", "serialized"]
 
 
 class _StreamingInput:
@@ -56,6 +58,40 @@ def serialized(owner: Any, name: str) -> dict[str, Any]:
         }
         _SERIALIZED[cls] = base
     return {**base, "name": name}
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """What runs report to directly, without callback dispatch (``astream_events``):
+    a handler with these methods is a sink, not a callback handler."""
+
+    def run_started(self, run: Run) -> None:
+        """``run`` started."""
+
+    def run_chunk(self, run: Run, chunk: Any) -> None:
+        """``run`` streamed ``chunk``."""
+
+    def run_finished(
+        self, run: Run, outcome: str, payload: Any, error: BaseException | None
+    ) -> None:
+        """``run`` ended: ``outcome`` is finished, failed or cancelled."""
+
+    def custom_event(
+        self, name: str, data: Any, run_id: UUID, tags: list[str], metadata: dict[str, Any]
+    ) -> None:
+        """A custom event was dispatched inside the run ``run_id``."""
+
+
+_SINK_TYPES: dict[type, bool] = {}
+
+
+def is_event_sink(handler: Any) -> bool:
+    """Whether ``handler`` is an ``EventSink`` (decided once per class: the check is slow)."""
+    cls = type(handler)
+    known = _SINK_TYPES.get(cls)
+    if known is None:
+        known = _SINK_TYPES[cls] = isinstance(handler, EventSink)
+    return known
 
 
 def _unique(tags: Sequence[str]) -> list[str]:
@@ -110,14 +146,17 @@ class Run:
             self.lineage = ()
         self.inherited = inherited
         everyone = [*inherited, *local_callbacks] if local_callbacks else inherited
-        self.sinks = [h for h in everyone if getattr(h, "is_event_sink", False)]
-        self.handlers = [h for h in everyone if not getattr(h, "is_event_sink", False)]
+        if everyone:
+            self.sinks: list[EventSink] = [h for h in everyone if is_event_sink(h)]
+            self.handlers = [h for h in everyone if not is_event_sink(h)]
+        else:  # nobody listens: the empty list serves as both
+            self.sinks = self.handlers = everyone
         self.listening = bool(everyone)
         self._id: UUID | None = config.get("run_id")
         self.owner = owner
         self.name = config.get("run_name") or name
         self.run_type = run_type
-        self.is_llm = run_type == "llm"
+        self.is_llm = run_type in ("llm", "chat_model")
         tags = [*step_tags, *config.get("tags", ()), *local_tags]
         self.tags = _unique(tags)
         metadata = config.get("metadata") or {}
@@ -167,6 +206,8 @@ class Run:
         if not self.handlers:
             return []
         ser = serialized(self.owner, self.name)
+        if self.run_type == "chat_model":
+            return self._chat_start(ser)
         if self.is_llm:
             return dispatch(
                 self.handlers, "on_llm_start", "ignore_llm", ser, self.inputs["prompts"],
@@ -177,6 +218,19 @@ class Run:
             self.handlers, "on_chain_start", "ignore_chain", ser, inputs,
             metadata=self.metadata, name=self.name, run_type=self.run_type, **self._ids(),
         )  # fmt: skip
+
+    def _chat_start(self, ser: dict[str, Any]) -> Pending:
+        """``on_chat_model_start`` with the messages, or ``on_llm_start`` with them as text
+        for handlers that only know text models (as the reference falls back)."""
+        chat = [h for h in self.handlers if hasattr(h, "on_chat_model_start")]
+        text = [h for h in self.handlers if not hasattr(h, "on_chat_model_start")]
+        kwargs = {"metadata": self.metadata, "name": self.name, **self._ids(), **self.extra}
+        pending = dispatch(chat, "on_chat_model_start", "ignore_chat_model", ser,
+                           self.inputs["messages"], **kwargs)  # fmt: skip
+        if text:
+            prompts = [get_buffer_string(m) for m in self.inputs["messages"]]
+            pending += dispatch(text, "on_llm_start", "ignore_llm", ser, prompts, **kwargs)
+        return pending
 
     def _finish(self, outcome: str, payload: Any, error: BaseException | None) -> Pending:
         if self.outcome is not None:
@@ -226,6 +280,13 @@ class Run:
         if pending := self._finish("cancelled", partial, None):
             drain(pending, "cancel")
 
+    def settle(self, exc: BaseException, partial: Any = None) -> None:
+        """Report a run cut short by ``exc``: cancelled if the consumer stopped, else failed."""
+        if is_cancel(exc):
+            self.cancel(partial)
+        else:
+            self.fail(exc, partial)
+
     async def astart(self) -> None:
         """Report the start."""
         if self.listening and (pending := self._start()):
@@ -250,6 +311,13 @@ class Run:
         """Report that the consumer stopped the run early."""
         if pending := self._finish("cancelled", partial, None):
             await drain_async(pending, "cancel")
+
+    async def asettle(self, exc: BaseException, partial: Any = None) -> None:
+        """Report a run cut short by ``exc``: cancelled if the consumer stopped, else failed."""
+        if is_cancel(exc):
+            await self.acancel(partial)
+        else:
+            await self.afail(exc, partial)
 
 
 def _known(inputs: Any) -> Any:

@@ -147,9 +147,9 @@ class Setting(Generic[T]):
     def check(self, value: Any, owner: str) -> Any:
         """``value`` as kept, or ``InvalidInputError`` saying what a valid one is."""
         if value is None and self.nullable:
-            value = self.initial()  # a factory's value is checked like a given one
-            if value is None:
-                return None
+            if self.factory is None:
+                return None  # None is a value of its own (no time limit, no size limit)
+            value = self.factory()  # a factory's value is checked like a given one
         rule = self.rule
         if rule is None:
             return value

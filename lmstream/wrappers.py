@@ -12,13 +12,23 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from functools import partial
 from typing import Any, Generic, TypeVar
 
-from lmstream._execution import EMPTY, acall_with_config, aclose, call_with_config, close
-from lmstream._types import RunnableConfig
-from lmstream.config import merge_configs, patch_config
+from lmstream._execution import acall_with_config, call_with_config
+from lmstream._iterators import EMPTY, aclose, close
+from lmstream._policies import (
+    ExceptionFilter,
+    Policy,
+    amap_first,
+    exception_filter,
+    map_first,
+    noting,
+)
+from lmstream._types import Configs, RunnableConfig
+from lmstream.config import ensure_config, merge_configs, patch_config
 from lmstream.errors import InvalidInputError
-from lmstream.runnable import Configs, Runnable, StreamingStep
+from lmstream.runnable import Runnable, StreamingStep
 from lmstream.runs import Run
 
 __all__ = ["RunnableBinding", "RunnableRetry", "RunnableWithFallbacks"]
@@ -56,7 +66,8 @@ class RunnableBinding(Runnable[Input, Output], Generic[Input, Output]):
         return getattr(self.bound, name)
 
     def _merge(self, config: RunnableConfig | None) -> RunnableConfig:
-        return merge_configs(self.config, config) if self.config else (config or {})
+        # complete (every key present), as the reference hands it on to the bound runnable
+        return ensure_config(merge_configs(self.config, config) if self.config else config)
 
     def _merge_list(self, config: Configs) -> Configs:
         if isinstance(config, Sequence):
@@ -175,10 +186,6 @@ class _Replay:
         return guarded
 
 
-# A policy says, for a failed attempt, how long to wait before the next one; it raises
-# when there is to be no next one.
-Policy = Callable[[int, Exception], float]
-
 # How to wait between attempts (module attributes, so tests can record the waits).
 _sleep: Callable[[float], None] = time.sleep
 
@@ -189,51 +196,58 @@ async def _asleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-def _attempts(policy: Policy, make: Callable[[int], Iterator[Any]]) -> Iterator[Any]:
+def _first(policy: Policy, make: Callable[[int], Iterator[Any]]) -> tuple[Iterator[Any], Any]:
+    """Start attempts until one gives its first chunk or ends empty: (that attempt, its
+    first chunk or ``EMPTY``). A failed attempt is closed, then the policy waits or raises."""
     attempt = 0
     while True:
         it = make(attempt)
         try:
-            first = next(it, EMPTY)
+            return it, next(it, EMPTY)
         except Exception as exc:
             close(it)
-            delay = policy(attempt, exc)
-            if delay > 0:
+            if (delay := policy(attempt, exc)) > 0:
                 _sleep(delay)
-            attempt += 1
-            continue
+        attempt += 1
+
+
+async def _afirst(
+    policy: Policy, make: Callable[[int], AsyncIterator[Any]]
+) -> tuple[AsyncIterator[Any], Any]:
+    """The async twin of ``_first``."""
+    attempt = 0
+    while True:
+        it = make(attempt)
         try:
-            if first is not EMPTY:
-                yield first
-                yield from it
-        finally:  # close now, not at garbage collection: the model must stop at once
-            close(it)
-        return
+            return it, await anext(it, EMPTY)
+        except Exception as exc:
+            await aclose(it)
+            if (delay := policy(attempt, exc)) > 0:
+                await _asleep(delay)
+        attempt += 1
+
+
+def _attempts(policy: Policy, make: Callable[[int], Iterator[Any]]) -> Iterator[Any]:
+    it, first = _first(policy, make)
+    try:
+        if first is not EMPTY:
+            yield first
+            yield from it
+    finally:  # close now, not at garbage collection: the model must stop at once
+        close(it)
 
 
 async def _aattempts(
     policy: Policy, make: Callable[[int], AsyncIterator[Any]]
 ) -> AsyncIterator[Any]:
-    attempt = 0
-    while True:
-        it = make(attempt)
-        try:
-            first = await anext(it, EMPTY)
-        except Exception as exc:
-            await aclose(it)
-            delay = policy(attempt, exc)
-            if delay > 0:
-                await _asleep(delay)
-            attempt += 1
-            continue
-        try:
-            if first is not EMPTY:
-                yield first
-                async for chunk in it:
-                    yield chunk
-        finally:
-            await aclose(it)
-        return
+    it, first = await _afirst(policy, make)
+    try:
+        if first is not EMPTY:
+            yield first
+            async for chunk in it:
+                yield chunk
+    finally:
+        await aclose(it)
 
 
 class _Attempting(StreamingStep[Input, Output], Generic[Input, Output]):
@@ -251,13 +265,24 @@ class _Attempting(StreamingStep[Input, Output], Generic[Input, Output]):
     def _policy(self) -> Policy:
         raise NotImplementedError
 
+    def _input(self, value: Any, error: Exception | None) -> Any:
+        """The input of the attempt after one that failed with ``error`` (``None``: the
+        first attempt)."""
+        return value
+
+    def _first_input(self, chunk: Any, errors: list[Exception]) -> Any:
+        """The first input chunk of the attempt after those that failed with ``errors``."""
+        return chunk
+
     def _invoke(self, value: Any, config: RunnableConfig, kwargs: dict[str, Any]) -> Any:
-        policy, attempt = self._policy(), 0
+        policy, attempt, error = self._policy(), 0, None
         while True:
             target, cfg = self._target(attempt, config)
+            attempt_input = self._input(value, error)
             try:
-                return target.invoke(value, cfg, **kwargs)
+                return target.invoke(attempt_input, cfg, **kwargs)
             except Exception as exc:
+                error = exc
                 delay = policy(attempt, exc)
             if delay > 0:
                 _sleep(delay)
@@ -268,12 +293,14 @@ class _Attempting(StreamingStep[Input, Output], Generic[Input, Output]):
         return call_with_config(self, lambda v, r, c: self._invoke(v, c, kwargs), input, config)  # type: ignore[no-any-return]
 
     async def _ainvoke(self, value: Any, config: RunnableConfig, kwargs: dict[str, Any]) -> Any:
-        policy, attempt = self._policy(), 0
+        policy, attempt, error = self._policy(), 0, None
         while True:
             target, cfg = self._target(attempt, config)
+            attempt_input = self._input(value, error)
             try:
-                return await target.ainvoke(value, cfg, **kwargs)
+                return await target.ainvoke(attempt_input, cfg, **kwargs)
             except Exception as exc:
+                error = exc
                 delay = policy(attempt, exc)
             if delay > 0:
                 await _asleep(delay)
@@ -292,24 +319,30 @@ class _Attempting(StreamingStep[Input, Output], Generic[Input, Output]):
     ) -> Iterator[Any]:
         """Stream; retry or fall back only before the first chunk. Input read by a failed
         attempt is replayed to the next one."""
-        replay = _Replay(source)
+        replay, errors = _Replay(source), list[Exception]()
 
         def make(i: int) -> Iterator[Any]:
             target, cfg = self._target(i, config)
-            return target.transform(iter(replay), cfg, **kwargs)
+            inputs = iter(replay)
+            if errors:
+                inputs = map_first(inputs, partial(self._first_input, errors=errors))
+            return target.transform(inputs, cfg, **kwargs)
 
-        return _attempts(replay.guard(self._policy()), make)
+        return _attempts(noting(replay.guard(self._policy()), errors), make)
 
     def _atransform(
         self, source: AsyncIterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        replay = _Replay(source)
+        replay, errors = _Replay(source), list[Exception]()
 
         def make(i: int) -> AsyncIterator[Any]:
             target, cfg = self._target(i, config)
-            return target.atransform(replay.__aiter__(), cfg, **kwargs)
+            inputs = replay.__aiter__()
+            if errors:
+                inputs = amap_first(inputs, partial(self._first_input, errors=errors))
+            return target.atransform(inputs, cfg, **kwargs)
 
-        return _aattempts(replay.guard(self._policy()), make)
+        return _aattempts(noting(replay.guard(self._policy()), errors), make)
 
 
 class RunnableRetry(_Attempting[Input, Output], Generic[Input, Output]):
@@ -320,7 +353,7 @@ class RunnableRetry(_Attempting[Input, Output], Generic[Input, Output]):
         self,
         bound: Runnable[Input, Output],
         *,
-        retry_exception_types: tuple[type[BaseException], ...] = (Exception,),
+        retry_exception_types: ExceptionFilter = (Exception,),
         wait_exponential_jitter: bool = True,
         max_attempt_number: int = 3,
         exponential_jitter_params: dict[str, float] | None = None,
@@ -329,6 +362,7 @@ class RunnableRetry(_Attempting[Input, Output], Generic[Input, Output]):
             raise InvalidInputError(f"stop_after_attempt must be >= 1, got {max_attempt_number}")
         self.bound = bound
         self.retry_exception_types = retry_exception_types
+        self._retryable = exception_filter(retry_exception_types, "retry_if_exception_type")
         self.wait_exponential_jitter = wait_exponential_jitter
         self.max_attempt_number = max_attempt_number
         params = {"initial": 1.0, "max": 60.0, "exp_base": 2.0, "jitter": 1.0}
@@ -363,7 +397,7 @@ class RunnableRetry(_Attempting[Input, Output], Generic[Input, Output]):
 
     def _policy(self) -> Policy:
         def policy(attempt: int, exc: Exception) -> float:
-            if not isinstance(exc, self.retry_exception_types):
+            if not self._retryable(exc):
                 raise exc
             if attempt + 1 >= self.max_attempt_number:
                 raise exc
@@ -383,10 +417,12 @@ class RunnableWithFallbacks(_Attempting[Input, Output], Generic[Input, Output]):
         fallbacks: Sequence[Runnable[Input, Output]],
         *,
         exceptions_to_handle: tuple[type[BaseException], ...] = (Exception,),
+        exception_key: str | None = None,
     ) -> None:
         self.runnable = runnable
         self.fallbacks = list(fallbacks)
         self.exceptions_to_handle = exceptions_to_handle
+        self.exception_key = exception_key
 
     @property
     def runnables(self) -> list[Runnable[Input, Output]]:
@@ -399,6 +435,22 @@ class RunnableWithFallbacks(_Attempting[Input, Output], Generic[Input, Output]):
         if attempt == 0 or not config:
             return self.runnables[attempt], config
         return self.runnables[attempt], {k: v for k, v in config.items() if k != "run_id"}  # type: ignore[return-value]
+
+    def _input(self, value: Any, error: Exception | None) -> Any:
+        """With ``exception_key``, a fallback's dict input also holds the last error
+        (a copy: the caller's dict is left as it was)."""
+        key = self.exception_key
+        if key is None:
+            return value
+        if not isinstance(value, dict):
+            raise InvalidInputError(
+                "If 'exception_key' is specified then input must be a dictionary. "
+                f"However found a type of {type(value)} for input"
+            )
+        return value if error is None else {**value, key: error}
+
+    def _first_input(self, chunk: Any, errors: list[Exception]) -> Any:
+        return self._input(chunk, errors[-1] if errors else None)
 
     def _policy(self) -> Policy:
         first: list[Exception] = []

@@ -13,6 +13,7 @@ from helpers import free_port
 
 from lmstream.llm import BaseLLM
 from lmstream.server import ServerSettings, create_app
+from lmstream.server.connections import uvicorn_options
 
 
 class Served:
@@ -28,9 +29,17 @@ def running(
     models: dict[str, BaseLLM], aliases: dict[str, str] | None = None, **settings: Any
 ) -> Iterator[Served]:
     """Serve ``models`` on a free loopback port for the duration of the block."""
-    app = create_app(models, ServerSettings(**settings), aliases)
+    options = ServerSettings(**settings)
+    app = create_app(models, options, aliases)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        **uvicorn_options(options),
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -153,7 +153,7 @@ def _run(package: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_installed_through_its_entry_point(package: Path, server: ScriptedServer) -> None:
     url = f"--option=base_url={server.url}"
     result = _run(package, "-m", "lmstream", "hi there", "-m", "anthropic:claude-cli", url)
-    assert (result.returncode, result.stdout, result.stderr) == (0, "hi there ", "")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "hi there \n", "")
     assert server.requests[-1].body["model"] == "claude-cli"
     assert server.requests[-1].headers["x-api-key"] == "sk-ant-cli"
     code = f"import lmstream; print(lmstream.load_llm('anthropic', base_url={server.url!r}).model)"

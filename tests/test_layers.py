@@ -76,3 +76,15 @@ def test_runnable_imports_upward_only_inside_its_constructors() -> None:
     assert len(imports) >= 5
     for module, line, scope in imports:
         assert scope and scope[-1] in CONSTRUCTORS, f"runnable.py:{line} imports {module}"
+
+
+def test_every_module_of_the_package_stands_in_a_layer() -> None:
+    import tomllib
+
+    config = tomllib.loads((Path(lmstream.__file__).parent.parent / "pyproject.toml").read_text())
+    contract = config["tool"]["importlinter"]["contracts"][0]
+    placed = {name.strip() for layer in contract["layers"] for name in layer.split(":")}
+    package = Path(lmstream.__file__).parent
+    top = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+    top |= {p.parent.name for p in package.glob("*/__init__.py")}
+    assert top - placed == set(), "a module no layer names escapes the import contract"

@@ -16,7 +16,7 @@ from lmstream import (
 
 def test_template_formats(flavour: str) -> None:
     prompt = PromptTemplate.from_template("Tell me about {topic} in {n} words, {{literally}}")
-    assert prompt.input_variables == ["topic", "n"]
+    assert prompt.input_variables == ["n", "topic"]  # sorted, as in the reference
     value = invoke_of(prompt, flavour, {"topic": "otters", "n": 5})
     assert value == StringPromptValue("Tell me about otters in 5 words, {literally}")
 

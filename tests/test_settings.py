@@ -93,3 +93,11 @@ def test_rules_say_what_a_valid_value_is() -> None:
     assert kind(bool, text="a bool").test(False) and not kind(int, text="").test(False)
     rule = Rule(lambda v: v in ("a", "b"), "'a' or 'b'")
     assert Rule(rule.test, rule.text).test("a")
+
+
+def test_none_given_for_a_setting_with_a_default_means_none_not_the_default() -> None:
+    from lmstream import OpenAI
+
+    llm = OpenAI("m", api_key="k", idle_timeout=None, max_body_bytes=None)
+    assert (llm.idle_timeout, llm.max_body_bytes) == (None, None)  # no limit
+    assert OpenAI("m", api_key="k").idle_timeout == 60.0

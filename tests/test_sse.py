@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lmstream._sse import DONE, SSEDecoder, SSEEvent, encode, encode_comment
+from lmstream._sse import DONE, SSEDecodeError, SSEDecoder, SSEEvent, encode, encode_comment
 from lmstream.errors import InvalidInputError, ProtocolError
 
 
@@ -157,6 +157,40 @@ def test_arbitrary_bytes_give_events_or_a_protocol_error(data: bytes, cuts: list
                 assert isinstance(event, SSEEvent)
     except ProtocolError:
         pass
+
+
+def _limited(pieces: list[bytes], limit: int) -> tuple[list[SSEEvent], str | None]:
+    """The events a decoder with limits gives for ``pieces``, and the error it stopped at."""
+    decoder, events = SSEDecoder(max_line=limit, max_event=2 * limit), []
+    try:
+        for piece in pieces:
+            events += decoder.feed(piece)
+    except SSEDecodeError as exc:
+        return events + exc.events, str(exc)
+    return events, None
+
+
+@given(_streams, st.integers(1, 12), st.lists(st.integers(0, 400), max_size=8))
+def test_limits_stop_at_the_same_place_whatever_the_split(
+    data: bytes, limit: int, cuts: list[int]
+) -> None:
+    points = sorted({min(c, len(data)) for c in cuts})
+    pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    whole = _limited([data], limit)
+    assert _limited(pieces, limit) == whole
+    assert _limited([data[i : i + 1] for i in range(len(data))], limit) == whole
+    events, error = whole
+    assert events == reference(data)[: len(events)]  # what comes before the limit is right
+    if error is None:
+        assert events == reference(data)
+
+
+def test_a_line_past_the_limit_fails_before_it_ends() -> None:
+    decoder = SSEDecoder(max_line=10)
+    assert decoder.feed(b"data: a\n\ndata: 1234") == [SSEEvent("a")]
+    with pytest.raises(SSEDecodeError, match="longer than 10 bytes") as info:
+        decoder.feed(b"56789")  # 11 bytes, and no line end yet
+    assert info.value.events == []
 
 
 _data = st.text(st.characters(blacklist_categories=("Cs",)))

@@ -189,7 +189,9 @@ def _run(
         llm = load_llm(args.model, **provider_options(args))
     stop = threading.Event()
     kwargs = call_kwargs(args)
-    runner = RunnableLambda(lambda i: _generate(llm, inputs[i], kwargs, stop))
+    runner: RunnableLambda[int, Any] = RunnableLambda(
+        lambda i: _generate(llm, inputs[i], kwargs, stop)
+    )
     config = {"max_concurrency": max(1, args.concurrency)}
     results = runner.batch_as_completed(todo, config, return_exceptions=True)  # type: ignore[arg-type]
     with open(args.output, "a", encoding="utf-8") as out:

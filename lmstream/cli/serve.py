@@ -42,7 +42,13 @@ LIMITS = (  # option, the ServerSettings field holding its default, type, help
     ("--max-tokens-cap", "max_tokens_cap", int, "the most max_tokens a request may ask for"),
     ("--max-body-bytes", "max_body_bytes", int, "the largest request body accepted, in bytes"),
     ("--max-batch", "max_batch", int, "inputs per /batch request"),
-    ("--grace", "grace_seconds", float, "seconds streams get to finish on shutdown"),
+    ("--grace", "grace_seconds", float, "seconds requests in flight get on shutdown"),
+    ("--max-connections", "max_connections", int, "open connections at most"),
+    ("--header-timeout", "header_timeout", float, "seconds a client has to send a request head"),
+    ("--idle-timeout", "idle_timeout", float,
+     "seconds a connection may be silent between requests or inside a body"),
+    ("--send-timeout", "send_timeout", float,
+     "seconds a client may leave the answer unread before it is dropped"),
 )  # fmt: skip
 
 
@@ -67,7 +73,8 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument(
         "--api-key", action="append", default=[], metavar="KEY",
-        help="an accepted bearer key (repeatable; default: LMSTREAM_API_KEYS, else none)",
+        help="an accepted bearer key (repeatable); other users of the machine can read it in "
+        "`ps`: prefer LMSTREAM_API_KEYS, comma-separated keys (default: none)",
     )  # fmt: skip
     for option, field, kind, text in LIMITS:
         default = getattr(defaults, field)
@@ -78,12 +85,22 @@ def parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=("debug", "info", "warning", "error"),
         help="what the server logs; info: one line per request (default: %(default)s)",
     )  # fmt: skip
+    _add_connection_options(parser)
     add_model_options(parser, request_defaults=REQUEST_DEFAULTS.format(defaults.default_max_tokens))
     parser.add_argument(
         "--extra-model", action="append", default=[], metavar="ID",
         help="serve another model too, under its id (repeatable; default: none)",
     )  # fmt: skip
     return parser
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allowed-hosts", default=None, metavar="NAMES",
+        help="comma-separated host names to answer ('*' any, '*.example.com' a domain; "
+        "default: loopback names only without keys, any with keys); "
+        "browser requests must come from one of them too",
+    )  # fmt: skip
 
 
 def _models(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
@@ -137,14 +154,19 @@ def _banner(args: argparse.Namespace, port: int, keys: list[str], names: list[st
     if keys:
         return f"lmstream: serving {', '.join(names)} on {where} ({len(keys)} API key(s) required)"
     loopback = args.host in ("127.0.0.1", "localhost", "::1")
-    note = "no API key: loopback only" if loopback else "WARNING: no API key and not on loopback"
+    note = (
+        "no API key: loopback only"
+        if loopback
+        else "WARNING: no API key and not on loopback; "
+        + ("answering " + args.allowed_hosts if args.allowed_hosts else "loopback host names only")
+    )
     return f"lmstream: serving {', '.join(names)} on {where} ({note})"
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from lmstream.server import ServerSettings, create_app
+    from lmstream.server import ServerSettings, create_app, uvicorn_options
 
     keys = [*args.api_key, *filter(None, os.environ.get("LMSTREAM_API_KEYS", "").split(","))]
     settings = ServerSettings(
@@ -156,6 +178,11 @@ def _serve(args: argparse.Namespace) -> int:
         max_concurrency=args.max_concurrency,
         max_batch=args.max_batch,
         request_defaults=call_kwargs(args),
+        allowed_hosts=args.allowed_hosts.split(",") if args.allowed_hosts else None,
+        max_connections=args.max_connections,
+        header_timeout=args.header_timeout,
+        idle_timeout=args.idle_timeout,
+        send_timeout=args.send_timeout,
     )
     sock = _listen(args.host, args.port)  # before the model loads: a taken port fails fast
     models, aliases = _models(args)
@@ -179,6 +206,7 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         timeout_graceful_shutdown=args.grace + 2,
         lifespan="off",
+        **uvicorn_options(settings),
     )
     sys.stderr.write(_banner(args, sock.getsockname()[1], keys, [*models, *aliases]) + "\n")
     sys.stderr.flush()

@@ -1,4 +1,4 @@
-"""Pooled httpx clients for an HTTP provider, and reads bounded by a ``Call``'s deadline.
+"""Pooled httpx clients for an HTTP provider (reads are in ``_reads``).
 
 httpcore's connection pool does work quadratic in its connections on every request
 (each idle connection counts all the others), so 64 requests in flight on one pool cost
@@ -11,6 +11,12 @@ An async client's connections belong to the event loop that opened them, and
 it is closed by that loop on its way out: a parked async generator is registered with
 the loop, and the loop's ``shutdown_asyncgens`` (which ``asyncio.run`` and
 ``asyncio.Runner`` call before closing) runs its ``finally``.
+
+A compressed body is inflated by httpx one raw piece at a time, and deflate inflates at
+most about 1,032-fold: the transports hand httpx raw pieces of at most ``PIECE`` bytes,
+so no single step can inflate a small body into a huge one (a gzip bomb). The clients ask
+for gzip or deflate only; a body in any other or in several stacked encodings (whose
+ratio nothing bounds) is refused with ``httpx.DecodingError``.
 """
 
 from __future__ import annotations
@@ -24,14 +30,14 @@ from typing import Any
 
 import httpx
 
-from lmstream.providers._http import Call
-from lmstream.providers._watchdog import Guard
-
-__all__ = ["Clients", "afinish", "aread", "finish", "read"]
+__all__ = ["Clients"]
 
 PER_SHARD = 4  # requests in flight per pool before the next pool takes over
 MAX_SHARDS = 256  # past PER_SHARD * MAX_SHARDS requests, the least busy pool takes more
 LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=2 * PER_SHARD)
+PIECE = 1024  # raw bytes of a compressed body inflated at a time: about 1 MiB out at most
+_ASKED = frozenset({"gzip", "deflate"})
+_DECODED = frozenset({"gzip", "deflate", "br", "zstd"})  # what httpx inflates when it can
 
 
 class _Shards:
@@ -77,12 +83,34 @@ class _Once:
             fn()
 
 
+def _piece_size(headers: httpx.Headers) -> int | None:
+    """How many raw bytes to hand httpx at a time (``None``: as they come)."""
+    codings = [c.strip().lower() for c in headers.get_list("content-encoding", split_commas=True)]
+    codings = [c for c in codings if c in _DECODED]
+    if not codings:
+        return None
+    if len(codings) > 1 or codings[0] not in _ASKED:
+        raise httpx.DecodingError(f"the body is encoded as {', '.join(codings)}, not as asked")
+    return PIECE
+
+
+def _pieces(data: bytes, size: int) -> Iterator[bytes]:
+    if len(data) <= size:
+        yield data
+    else:
+        for i in range(0, len(data), size):
+            yield data[i : i + size]
+
+
 class _Stream(httpx.SyncByteStream):
-    def __init__(self, inner: Any, done: Callable[[], None]) -> None:
-        self._inner, self._done = inner, done
+    def __init__(self, inner: Any, done: Callable[[], None], headers: httpx.Headers) -> None:
+        self._inner, self._done, self._headers = inner, done, headers
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._inner)
+        size = _piece_size(self._headers)
+        if size is None:
+            return iter(self._inner)
+        return (piece for data in self._inner for piece in _pieces(data, size))
 
     def close(self) -> None:
         try:
@@ -92,11 +120,14 @@ class _Stream(httpx.SyncByteStream):
 
 
 class _AStream(httpx.AsyncByteStream):
-    def __init__(self, inner: Any, done: Callable[[], None]) -> None:
-        self._inner, self._done = inner, done
+    def __init__(self, inner: Any, done: Callable[[], None], headers: httpx.Headers) -> None:
+        self._inner, self._done, self._headers = inner, done, headers
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._inner.__aiter__()  # type: ignore[no-any-return]
+        size = _piece_size(self._headers)
+        if size is None:
+            return self._inner.__aiter__()  # type: ignore[no-any-return]
+        return (piece async for data in self._inner for piece in _pieces(data, size))
 
     async def aclose(self) -> None:
         try:
@@ -119,7 +150,7 @@ class _Transport(httpx.BaseTransport):
         except BaseException:
             done()
             raise
-        response.stream = _Stream(response.stream, done)
+        response.stream = _Stream(response.stream, done, response.headers)
         return response  # type: ignore[no-any-return]
 
     def close(self) -> None:
@@ -141,7 +172,7 @@ class _ATransport(httpx.AsyncBaseTransport):
         except BaseException:
             done()
             raise
-        response.stream = _AStream(response.stream, done)
+        response.stream = _AStream(response.stream, done, response.headers)
         return response  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
@@ -173,6 +204,10 @@ class Clients:
             self._ssl = httpx.create_ssl_context()
         return {"verify": self._ssl, "limits": self._limits}
 
+    @staticmethod
+    def _client_args() -> dict[str, Any]:
+        return {"timeout": None, "headers": {"Accept-Encoding": ", ".join(sorted(_ASKED))}}
+
     def sync(self) -> httpx.Client:
         """The sync client (thread-safe, shared by all threads)."""
         client = self._sync
@@ -180,7 +215,7 @@ class Clients:
             with self._lock:
                 if self._sync is None:
                     transport = _Transport(lambda: httpx.HTTPTransport(**self._pool_args()))
-                    self._sync = httpx.Client(transport=transport, timeout=None)
+                    self._sync = httpx.Client(transport=transport, **self._client_args())
                 client = self._sync
         return client
 
@@ -191,7 +226,7 @@ class Clients:
         if entry is not None:
             return entry[0]
         transport = _ATransport(lambda: httpx.AsyncHTTPTransport(**self._pool_args()))
-        client = httpx.AsyncClient(transport=transport, timeout=None)
+        client = httpx.AsyncClient(transport=transport, **self._client_args())
         closer = _close_with_loop(client)
         self._async[loop] = (client, closer)
         await closer.__anext__()  # registers it with the loop, which will close it
@@ -209,44 +244,3 @@ class Clients:
         entry = self._async.pop(asyncio.get_running_loop(), None)
         if entry is not None:
             await entry[1].aclose()
-
-
-def read(chunks: Iterator[bytes], call: Call, guard: Guard | None) -> bytes | None:
-    """The next piece of a body, or ``None`` at its end; cut at the call's deadline."""
-    if guard is None:
-        return next(chunks, None)
-    guard.arm(*call.deadline())
-    try:
-        return next(chunks, None)
-    finally:
-        guard.disarm()
-
-
-async def aread(chunks: AsyncIterator[bytes], call: Call, guard: Guard | None) -> bytes | None:
-    """Async ``read``."""
-    if guard is None:
-        return await anext(chunks, None)
-    guard.arm(*call.deadline())
-    try:
-        return await anext(chunks, None)
-    finally:
-        guard.disarm()
-
-
-def finish(guard: Guard | None, response: httpx.Response, chunks: Any = None) -> None:
-    """Done with a response: the deadline thread forgets its socket, then it is closed
-    (which, mid-body, closes the connection: the server sees the client go)."""
-    if guard is not None:
-        guard.release()
-    if chunks is not None:
-        chunks.close()
-    response.close()
-
-
-async def afinish(guard: Guard | None, response: httpx.Response, chunks: Any = None) -> None:
-    """Async ``finish``."""
-    if guard is not None:
-        guard.release()
-    if chunks is not None:
-        await chunks.aclose()
-    await response.aclose()

@@ -13,6 +13,9 @@ Phases and their limits:
 A call is retried, with exponential backoff and jitter or after the server's
 ``Retry-After``, on connection errors, connect timeouts, 429 and 5xx, but only while
 nothing has been handed on, at most ``max_retries`` times, and never past the total limit.
+
+Sizes are bounded too (``SizeLimits``): one line or event of a streamed answer, and the
+whole answer after decompression. Past a limit the call fails with a ``ProtocolError``.
 """
 
 from __future__ import annotations
@@ -29,17 +32,31 @@ from lmstream.errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
+    InvalidInputError,
     ProtocolError,
     RateLimitError,
     ServerError,
 )
 from lmstream.providers._watchdog import Guard, guard_for
 
-__all__ = ["Call", "RetryPolicy", "TimeLimits"]
+__all__ = [
+    "DEFAULT_SIZES",
+    "MAX_BODY_BYTES",
+    "MAX_EVENT_BYTES",
+    "Call",
+    "RetryPolicy",
+    "SizeLimits",
+    "TimeLimits",
+    "too_large",
+]
 
 _INF = math.inf
 _MAX_RETRY_AFTER = 60.0  # a server asking for longer is better answered with its error
 _MAX_BACKOFF = 8.0
+MAX_EVENT_BYTES = 8 * 2**20
+"""The default limit of one line, and of the data of one event, of a streamed answer."""
+MAX_BODY_BYTES = 64 * 2**20
+"""The default limit of a whole answer, decompressed (a streamed one included)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +77,29 @@ class TimeLimits:
             "idle": f"no new chunk within {seconds} s",
             "total": f"the call took longer than {seconds} s",
         }[phase]
+
+
+@dataclass(frozen=True, slots=True)
+class SizeLimits:
+    """Bytes a server may make the client hold (``None``: no limit): ``event``, one line
+    or the data of one event of a streamed answer; ``body``, the whole answer."""
+
+    event: int | None = MAX_EVENT_BYTES
+    body: int | None = MAX_BODY_BYTES
+
+    def __post_init__(self) -> None:
+        for name, value in (("max_event_bytes", self.event), ("max_body_bytes", self.body)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):  # fmt: skip
+                raise InvalidInputError(f"{name} must be an int >= 1 or None, not {value!r}")
+
+
+DEFAULT_SIZES = SizeLimits()
+
+
+def too_large(limit: int | None) -> ProtocolError:
+    """The error for an answer longer than ``limit`` bytes."""
+    return ProtocolError(f"the answer is larger than max_body_bytes ({limit} bytes)")
 
 
 @dataclass(frozen=True, slots=True)

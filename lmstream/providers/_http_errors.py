@@ -12,15 +12,30 @@ from typing import Any
 
 from lmstream.errors import APIError, ProtocolError, status_error
 
-__all__ = ["decoded", "failure", "message_of", "retry_after_of", "usable"]
+__all__ = ["SCAN", "clip", "decoded", "failure", "loads", "message_of", "retry_after_of", "usable"]
+
+SCAN = 2000  # characters of a server's message searched by patterns, and kept in errors
 
 
 def decoded(raw: bytes) -> Any:
     """``raw`` as JSON, else as text."""
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply to decode
         return raw.decode("utf-8", "replace")
+
+
+def loads(data: str | bytes, what: str) -> Any:
+    """``data`` as JSON, else a ``ProtocolError`` saying it is ``what``."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        raise ProtocolError(f"{what}: {data[:200]!r}"[:250]) from None
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying so."""
+    return text if len(text) <= limit else text[:limit] + " [...]"
 
 
 def message_of(body: Any) -> str:
@@ -31,9 +46,9 @@ def message_of(body: Any) -> str:
         if isinstance(error, dict):
             for key in ("message", "detail", "msg"):
                 if error.get(key):
-                    return str(error[key])
-        return str(error)[:500]
-    return str(body)[:500]
+                    return clip(str(error[key]), SCAN)
+        return clip(str(error), 500)
+    return clip(str(body), 500)
 
 
 def retry_after_of(headers: Mapping[str, str]) -> float | None:

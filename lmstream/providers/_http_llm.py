@@ -2,12 +2,14 @@
 phase, retries before the first chunk, and the response closed the moment the consumer stops.
 
 A provider declares its settings (``lmstream.setting``) and says what to send and how to
-read the answer: ``_request`` gives one call's URL and JSON body, ``_wire()`` an object fed
-the streamed body's bytes (returning chunks, with ``done`` and ``end()``), ``_parse(raw)``
-reads a whole answer. The key goes in the header the class names (``auth_header``, with
-``auth_prefix``), from ``api_key`` or the environment variable ``key_variable``. Sync runs
-on ``httpx.Client`` and async on ``httpx.AsyncClient``, natively; one pooled client per
-instance (per event loop for async), made on first use and released by
+read the answer: ``_request`` gives one call's URL and JSON body, ``_wire(limits)`` an
+object fed the streamed body's bytes (returning chunks, with ``done`` and ``end()``),
+``_parse(raw)`` reads a whole answer. The key goes in the header the class names
+(``auth_header``, with ``auth_prefix``), from ``api_key`` or the environment variable
+``key_variable``. What a server can make the client hold is bounded by ``max_event_bytes``
+and ``max_body_bytes`` (see ``SizeLimits``). Sync runs on ``httpx.Client`` and async on
+``httpx.AsyncClient``, natively; one pooled client per instance (per event loop for
+async), made on first use and released by
 ``close()``/``aclose()`` or a ``with`` block.
 """
 
@@ -18,25 +20,24 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, Self
 
 import httpx
 
 from lmstream.chunks import Generation, GenerationChunk
 from lmstream.errors import APIError, InvalidInputError
 from lmstream.llm import LLM, BaseLLM
-from lmstream.providers._clients import Clients, afinish, aread, finish, read
-from lmstream.providers._http import Call, RetryPolicy, TimeLimits
+from lmstream.providers._clients import Clients
+from lmstream.providers._http import Call, RetryPolicy, SizeLimits, TimeLimits
 from lmstream.providers._http_errors import failure, usable
+from lmstream.providers._reads import afinish, aread, aread_all, finish, read, read_all
 from lmstream.settings import STOP, for_call, number, positional, setting
-
-if TYPE_CHECKING:
-    from typing import Self
 
 __all__ = ["HTTPLLM", "Wire"]
 
-_LIMITS, _POLICY = TimeLimits(), RetryPolicy()  # the defaults, stated once in _http
-_SECONDS = number(above=0)
+_LIMITS, _POLICY, _SIZES = TimeLimits(), RetryPolicy(), SizeLimits()  # defaults, stated once
+_SECONDS, _BYTES = number(above=0), number(1, integer=True)
+_ERROR_BODY = 2**20  # bytes of an error answer read; the rest is dropped
 
 
 class Wire(Protocol):
@@ -77,6 +78,10 @@ class HTTPLLM(LLM):
     idle_timeout: float | None = setting(_LIMITS.idle, _SECONDS, per_call=True, nullable=True)
     max_retries: int = setting(_POLICY.max_retries, number(0, integer=True), per_call=True)
     retry_backoff: float = setting(_POLICY.backoff, number(0), per_call=True)
+    max_event_bytes: int | None = setting(_SIZES.event, _BYTES, nullable=True)
+    """The longest line, and the most data of one event, a streamed answer may send."""
+    max_body_bytes: int | None = setting(_SIZES.body, _BYTES, nullable=True)
+    """The most bytes an answer may have once decompressed, a streamed one included."""
 
     def __init__(self, *args: Any, api_key: str | None = None, **settings: Any) -> None:
         super().__init__(**positional(type(self).__name__, self.positional, args, settings))
@@ -99,9 +104,12 @@ class HTTPLLM(LLM):
         instance's, with the call's own arguments applied)."""
         raise NotImplementedError
 
-    def _wire(self) -> Wire:
-        """A reader for one streamed answer."""
+    def _wire(self, limits: SizeLimits) -> Wire:
+        """A reader for one streamed answer, holding no more than ``limits`` allow."""
         raise NotImplementedError
+
+    def _limits(self) -> SizeLimits:
+        return SizeLimits(self.max_event_bytes, self.max_body_bytes)
 
     def _parse(self, raw: bytes) -> Generation:
         """A whole (non-streamed) answer."""
@@ -156,7 +164,7 @@ class HTTPLLM(LLM):
             if usable(response.status_code, response.headers, call.stream):
                 return response
             try:
-                raw = response.read()
+                raw = read_all(response, call, None, _ERROR_BODY, cut=True)
             finally:
                 response.close()
         except httpx.HTTPError as exc:
@@ -164,8 +172,9 @@ class HTTPLLM(LLM):
         raise call.failed(*self._failure(response.status_code, response.headers, raw))
 
     def _stream_once(self, call: Call) -> Iterator[GenerationChunk]:
+        state = self._wire(self._limits())
         response = self._send(call)
-        guard, chunks, state = call.watch(response), response.iter_bytes(), self._wire()
+        guard, chunks = call.watch(response), response.iter_bytes()
         try:
             while not state.done and (data := read(chunks, call, guard)) is not None:
                 for chunk in state.feed(data):
@@ -194,12 +203,11 @@ class HTTPLLM(LLM):
             time.sleep(delay)
 
     def _fetch(self, call: Call) -> Generation:
+        limit = self._limits().body
         response = self._send(call)
         guard = call.watch(response)
         try:
-            if guard is not None:
-                guard.arm(*call.deadline())
-            raw = response.read()
+            raw = read_all(response, call, guard, limit)
         except httpx.HTTPError as exc:
             raise call.error(exc, guard) from exc
         finally:
@@ -226,7 +234,7 @@ class HTTPLLM(LLM):
             if usable(response.status_code, response.headers, call.stream):
                 return response
             try:
-                raw = await response.aread()
+                raw = await aread_all(response, call, None, _ERROR_BODY, cut=True)
             finally:
                 await response.aclose()
         except httpx.HTTPError as exc:
@@ -234,8 +242,9 @@ class HTTPLLM(LLM):
         raise call.failed(*self._failure(response.status_code, response.headers, raw))
 
     async def _astream_once(self, call: Call) -> AsyncGenerator[GenerationChunk, None]:
+        state = self._wire(self._limits())
         response = await self._asend(call)
-        guard, chunks, state = call.watch(response), response.aiter_bytes(), self._wire()
+        guard, chunks = call.watch(response), response.aiter_bytes()
         try:
             while not state.done and (data := await aread(chunks, call, guard)) is not None:
                 for chunk in state.feed(data):
@@ -266,12 +275,11 @@ class HTTPLLM(LLM):
             await asyncio.sleep(delay)
 
     async def _afetch(self, call: Call) -> Generation:
+        limit = self._limits().body
         response = await self._asend(call)
         guard = call.watch(response)
         try:
-            if guard is not None:
-                guard.arm(*call.deadline())
-            raw = await response.aread()
+            raw = await aread_all(response, call, guard, limit)
         except httpx.HTTPError as exc:
             raise call.error(exc, guard) from exc
         finally:

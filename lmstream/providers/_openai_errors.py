@@ -1,6 +1,11 @@
 """Errors of the OpenAI protocol, pure: an HTTP error status and body, an in-band
 ``{"error": ...}`` or a JSON answer where an event stream was asked for, mapped to the
-typed errors of ``lmstream.errors`` (a context-length 400 recognised), and Retry-After."""
+typed errors of ``lmstream.errors`` (a context-length 400 recognised), and Retry-After.
+
+Every parse here reads text a server chose, so each is linear in it: the patterns have no
+two neighbouring parts that can match the same characters (no backtracking), they read
+at most the first ``SCAN`` characters of a message, and JSON nested too deeply to
+decode is a ``ProtocolError`` like any other malformed JSON."""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from lmstream.errors import (
     ProtocolError,
     status_error,
 )
-from lmstream.providers._http_errors import decoded, message_of, retry_after_of
+from lmstream.providers._http_errors import SCAN, decoded, loads, message_of, retry_after_of
 
 __all__ = [
     "APIContextLengthError",
@@ -23,6 +28,7 @@ __all__ = [
     "failure",
     "inband_error",
     "json_for_stream",
+    "loads",
     "retry_after_of",
     "status_failure",
 ]
@@ -32,8 +38,16 @@ _CONTEXT = re.compile(
     r" limit|context)|too many tokens|prompt is too long",
     re.IGNORECASE,
 )
-_N_CTX = re.compile(r"(?:context length is|context window of|context size[^\d]*)\s*(\d+)", re.I)
-_PROMPT = re.compile(r"(\d+) in (?:your|the) (?:prompt|messages)|requested tokens \((\d+)\)", re.I)
+# bounded gaps, and a number only where a run of digits starts: at most a few dozen steps
+# per position of the text, never a rescan of all that follows it
+_N_CTX = re.compile(
+    r"(?:context length is|context window of)\s{0,8}(\d{1,12})(?!\d)"
+    r"|context size\D{0,32}(\d{1,12})(?!\d)",
+    re.I,
+)
+_PROMPT = re.compile(
+    r"(?<!\d)(\d{1,12}) in (?:your|the) (?:prompt|messages)|requested tokens \((\d{1,12})\)", re.I
+)
 
 
 def _int_of(pattern: re.Pattern[str], text: str) -> int | None:
@@ -46,11 +60,12 @@ def _int_of(pattern: re.Pattern[str], text: str) -> int | None:
 def _context_error(message: str, status: int, body: Any) -> APIContextLengthError | None:
     error = body.get("error") if isinstance(body, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
-    if code != "context_length_exceeded" and not _CONTEXT.search(message):
+    text = message[:SCAN]
+    if code != "context_length_exceeded" and not _CONTEXT.search(text):
         return None
     return APIContextLengthError(
         message, status_code=status, body=body,
-        prompt_tokens=_int_of(_PROMPT, message), n_ctx=_int_of(_N_CTX, message),
+        prompt_tokens=_int_of(_PROMPT, text), n_ctx=_int_of(_N_CTX, text),
     )  # fmt: skip
 
 

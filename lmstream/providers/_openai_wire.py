@@ -9,15 +9,18 @@ a whole JSON body. Errors are mapped in ``_openai_errors``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from lmstream._sse import SSEDecodeError, SSEDecoder, SSEEvent
+from lmstream._sse import SSEEvent
 from lmstream.chunks import Generation, GenerationChunk, Usage
 from lmstream.errors import APIError, ProtocolError
-from lmstream.providers._openai_errors import decoded, inband_error
+from lmstream.providers._frames import FrameReader
+from lmstream.providers._http import DEFAULT_SIZES, SizeLimits
+from lmstream.providers._openai_errors import decoded, inband_error, loads
 
-__all__ = ["CompletionStream", "parse_completion"]
+__all__ = ["CompletionStream", "parse_completion", "usage_of"]
+
+_MAX_COUNT = 2**63 - 1  # a token count past what a signed 64-bit integer holds is a lie
 
 _FAILED = frozenset({"abort", "error"})  # finish reasons that mean the server gave up
 
@@ -26,12 +29,14 @@ def _count(usage: dict[str, Any], key: str) -> int:
     value = usage.get(key)
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
         raise ProtocolError(f"usage has a bad {key}: {value!r}"[:200])
     return value
 
 
-def _usage(value: Any) -> Usage:
+def usage_of(value: Any) -> Usage:
+    """The usage a server reported, or a ``ProtocolError`` unless each count is an int in
+    [0, 2**63)."""
     if not isinstance(value, dict):
         raise ProtocolError(f"usage is not an object: {value!r}"[:200])
     prompt, completion = _count(value, "prompt_tokens"), _count(value, "completion_tokens")
@@ -63,10 +68,7 @@ def _text(choice: dict[str, Any]) -> str:
 
 
 def _payload(data: str) -> dict[str, Any]:
-    try:
-        payload = json.loads(data)
-    except ValueError:
-        raise ProtocolError(f"an event that is not JSON: {data!r}"[:200]) from None
+    payload = loads(data, "an event that is not JSON")
     if not isinstance(payload, dict):
         raise ProtocolError(f"an event that is not a JSON object: {data!r}"[:200])
     if payload.get("error"):
@@ -82,44 +84,16 @@ def _finish(reason: Any, payload: dict[str, Any]) -> str:
     return reason
 
 
-class CompletionStream:
-    """What a streamed completion has said so far; feed it the body's bytes."""
+class CompletionStream(FrameReader):
+    """What a streamed completion has said so far; feed it the body's bytes (see
+    ``FrameReader``: chunks that arrive before an error are handed on first)."""
 
-    __slots__ = ("_error", "decoder", "done", "finish_reason", "usage")
+    __slots__ = ("finish_reason", "usage")
 
-    def __init__(self) -> None:
-        self.decoder = SSEDecoder()
-        self.done = False
+    def __init__(self, limits: SizeLimits = DEFAULT_SIZES) -> None:
+        super().__init__(limits)
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
-        self._error: Exception | None = None
-
-    def feed(self, data: bytes) -> list[GenerationChunk]:
-        """The chunks these bytes complete (empty ones are skipped); stops at ``[DONE]``.
-
-        When the bytes hold chunks and then something wrong, the chunks come first and
-        ``end`` raises the error (``done`` is set), so no text is lost.
-        """
-        out: list[GenerationChunk] = []
-        try:
-            try:
-                events = self.decoder.feed(data)
-            except SSEDecodeError as exc:
-                self._error, events = exc, exc.events
-            for event in events:
-                chunk = self._event(event)
-                if chunk is not None:
-                    out.append(chunk)
-                if self.done:
-                    self._error = None  # whatever follows [DONE] is not ours to judge
-                    return out
-        except Exception as exc:
-            self._error = exc
-        if self._error is not None:
-            if not out:
-                raise self._error
-            self.done = True
-        return out
 
     def _event(self, event: SSEEvent) -> GenerationChunk | None:
         if event.data == "[DONE]":
@@ -131,7 +105,7 @@ class CompletionStream:
             return None  # an event type of some extension: not ours to read
         payload = _payload(event.data)
         if payload.get("usage") is not None:
-            self.usage = _usage(payload["usage"])
+            self.usage = usage_of(payload["usage"])
         choice = _choice(payload)
         if choice is None:
             return None
@@ -142,10 +116,8 @@ class CompletionStream:
             return None
         return GenerationChunk(text, None if logprobs is None else {"logprobs": logprobs})
 
-    def end(self) -> GenerationChunk:
+    def _last(self) -> GenerationChunk:
         """The last chunk (``finish_reason``, ``usage``), or why the stream is incomplete."""
-        if self._error is not None:
-            raise self._error
         if not self.done:
             cut = " in the middle of an event" if self.decoder.pending else ""
             raise ProtocolError(f"the stream ended{cut} before [DONE]")
@@ -166,7 +138,7 @@ def parse_completion(raw: bytes) -> Generation:
     text = _text(choice)
     info: dict[str, Any] = {"finish_reason": _finish(choice["finish_reason"], payload)}
     if payload.get("usage") is not None:
-        info["usage"] = _usage(payload["usage"])
+        info["usage"] = usage_of(payload["usage"])
     if choice.get("logprobs") is not None:
         info["logprobs"] = choice["logprobs"]
     return Generation(text, info)

@@ -25,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the OpenAI provider needs httpx: pip install 'lmstream[openai]'") from exc
 
 from lmstream.errors import APIContextLengthError, APIError
+from lmstream.providers._http import SizeLimits
 from lmstream.providers._http_llm import HTTPLLM, Wire
 from lmstream.providers._openai_errors import failure
 from lmstream.providers._openai_wire import CompletionStream, parse_completion
@@ -91,8 +92,8 @@ class OpenAI(HTTPLLM):
             body.update(settings["extra_body"])
         return f"{self.base_url}/completions", body
 
-    def _wire(self) -> Wire:
-        return CompletionStream()
+    def _wire(self, limits: SizeLimits) -> Wire:
+        return CompletionStream(limits)
 
     def _parse(self, raw: bytes) -> Generation:
         return parse_completion(raw)

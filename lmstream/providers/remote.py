@@ -4,8 +4,8 @@
 ``data`` frame per chunk, then ``end`` or ``error``), natively sync and async. The remote
 model composes with ``|`` like a local one, its runs are local runs (callbacks and
 ``astream_events`` see them), and a typed error raised over there is raised here with
-the same class, the partial text and the usage. Closing a stream closes the response,
-so the server stops the model.
+the same class and usage (a stream's partial text is the text handed on here). Closing a
+stream closes the response, so the server stops the model.
 """
 
 from __future__ import annotations
@@ -19,9 +19,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("RemoteLLM needs httpx: pip install 'lmstream[openai]'") from exc
 
 from lmstream import errors
-from lmstream._sse import SSEDecodeError, SSEDecoder
+from lmstream._sse import SSEEvent
 from lmstream.chunks import Generation, GenerationChunk, Usage
+from lmstream.providers._frames import FrameReader
+from lmstream.providers._http import DEFAULT_SIZES, SizeLimits
+from lmstream.providers._http_errors import loads
 from lmstream.providers._http_llm import HTTPLLM, Wire
+from lmstream.providers._openai_errors import failure
+from lmstream.providers._openai_wire import usage_of
 from lmstream.settings import TEXT, URL, kind, number, setting
 
 __all__ = ["RemoteLLM", "remote_error"]
@@ -30,15 +35,13 @@ _CALL = ("max_tokens", "temperature", "top_p", "seed")  # sent to the served mod
 
 
 def _usage(value: Any) -> Usage | None:
-    if not isinstance(value, dict):
+    if value is None:
         return None
-    try:
-        return Usage(
-            int(value["prompt_tokens"]), int(value["completion_tokens"]),
-            int(value["total_tokens"]), bool(value.get("estimated", False)),
-        )  # fmt: skip
-    except (KeyError, TypeError, ValueError):
-        raise errors.ProtocolError(f"the server sent a malformed usage: {value!r}"[:200]) from None
+    usage = usage_of(value)  # counts checked as the OpenAI provider checks them
+    estimated = value.get("estimated", False)
+    if not isinstance(estimated, bool):
+        raise errors.ProtocolError(f"the server sent a malformed usage: {value!r}"[:200])
+    return Usage(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, estimated)
 
 
 def _info(value: Any) -> dict[str, Any] | None:
@@ -50,22 +53,33 @@ def _info(value: Any) -> dict[str, Any] | None:
     return info
 
 
-def remote_error(data: Any) -> errors.LMStreamError:
-    """The typed error an ``error`` frame or result describes, as the server raised it."""
+def _status(value: Any) -> int:
+    ok = isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599
+    return value if ok else 502
+
+
+def remote_error(data: Any, *, partial_text: bool = False) -> errors.LMStreamError:
+    """The typed error an ``error`` frame or result describes, as the server raised it.
+
+    Its usage is checked like any usage the server sends. Its partial text is taken only
+    with ``partial_text=True``, for a whole answer's error, where the server's word is all
+    there is: a stream's partial text is what this client handed on, whatever a frame says.
+    """
     if not isinstance(data, dict):
         return errors.ProtocolError(f"the server sent a malformed error: {data!r}"[:200])
-    name, message = data.get("type"), str(data.get("message", ""))
+    name, message = data.get("type"), str(data.get("message", ""))[:2000]
     cls = getattr(errors, name, None) if isinstance(name, str) else None
     if not (isinstance(cls, type) and issubclass(cls, errors.LMStreamError)):
         cls, message = errors.ProviderError, f"{name}: {message}"
-    partial, usage = str(data.get("partial_text") or ""), _usage(data.get("usage"))
+    text = data.get("partial_text") if partial_text else None
+    partial, usage = text if isinstance(text, str) else "", _usage(data.get("usage"))
     try:
         if issubclass(cls, errors.APITimeoutError):
             return cls(
                 message, phase=str(data.get("phase", "total")), partial_text=partial, usage=usage
             )
         if issubclass(cls, errors.APIStatusError):
-            status = int(data.get("status_code", 502))
+            status = _status(data.get("status_code", 502))
             return cls(message, status_code=status, partial_text=partial, usage=usage)
         if issubclass(cls, errors.GenerationError):
             return cls(message, partial_text=partial, usage=usage)
@@ -74,55 +88,39 @@ def remote_error(data: Any) -> errors.LMStreamError:
         return errors.ProviderError(f"{name}: {message}", partial_text=partial, usage=usage)
 
 
-class RunnableStream:
-    """Reads ``/stream``'s frames: ``data`` chunks until ``end``; ``error`` raises."""
+class RunnableStream(FrameReader):
+    """Reads ``/stream``'s frames: ``data`` chunks until ``end``; ``error`` raises (after
+    the chunks that came before it, see ``FrameReader``)."""
 
-    __slots__ = ("decoder", "done", "run_id")
+    __slots__ = ("run_id",)
 
-    def __init__(self) -> None:
-        self.decoder = SSEDecoder()
-        self.done = False
+    def __init__(self, limits: SizeLimits = DEFAULT_SIZES) -> None:
+        super().__init__(limits)
         self.run_id: str | None = None
 
-    def feed(self, data: bytes) -> list[GenerationChunk]:
-        """The chunks these bytes complete."""
-        try:
-            events = self.decoder.feed(data)
-        except SSEDecodeError as exc:
-            raise errors.ProtocolError(str(exc)) from exc
-        out = []
-        for event in events:
-            payload = _decoded(event.data)
-            if event.event == "data":
-                out.append(self._chunk(payload))
-            elif event.event == "metadata" and isinstance(payload, dict):
-                self.run_id = payload.get("run_id")
-            elif event.event == "error":
-                raise remote_error(payload)
-            elif event.event == "end":
-                self.done = True
-                break
-        return out
+    def _event(self, event: SSEEvent) -> GenerationChunk | None:
+        payload = loads(event.data, "the server sent a frame that is not JSON")
+        if event.event == "data":
+            return self._chunk(payload)
+        if event.event == "metadata" and isinstance(payload, dict):
+            run_id = payload.get("run_id")
+            self.run_id = run_id if isinstance(run_id, str) else None
+        elif event.event == "error":
+            raise remote_error(payload)
+        elif event.event == "end":
+            self.done = True
+        return None
 
     def _chunk(self, payload: Any) -> GenerationChunk:
         if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
             raise errors.ProtocolError(f"the server sent a malformed chunk: {payload!r}"[:200])
         return GenerationChunk(payload["text"], _info(payload.get("generation_info")))
 
-    def end(self) -> GenerationChunk:
+    def _last(self) -> GenerationChunk:
         """Nothing more to add: the last data frame carried the outcome."""
         if not self.done:
             raise errors.ProtocolError("the stream ended without an end or error frame")
         return GenerationChunk("")
-
-
-def _decoded(data: str) -> Any:
-    try:
-        return json.loads(data)
-    except json.JSONDecodeError:
-        raise errors.ProtocolError(
-            f"the server sent a frame that is not JSON: {data!r}"[:200]
-        ) from None
 
 
 class RemoteLLM(HTTPLLM):
@@ -153,8 +151,8 @@ class RemoteLLM(HTTPLLM):
             body["model"] = self.model
         return self.url + ("/stream" if stream else "/invoke"), body
 
-    def _wire(self) -> Wire:
-        return RunnableStream()
+    def _wire(self, limits: SizeLimits) -> Wire:
+        return RunnableStream(limits)
 
     def _failure(
         self, status: int, headers: httpx.Headers, raw: bytes
@@ -162,15 +160,17 @@ class RemoteLLM(HTTPLLM):
         # an error the model raised over there comes back as itself, not as an HTTP status
         try:
             typed = json.loads(raw)["error"]["lmstream"]
-        except (ValueError, KeyError, TypeError):
-            return super()._failure(status, headers, raw)
-        error = remote_error(typed)
+        except (ValueError, KeyError, TypeError, RecursionError):
+            # the server's other errors have OpenAI's shape (a context-length 400 included)
+            return failure(status, headers, raw)
+        error = remote_error(typed, partial_text=True)
         if isinstance(error, errors.APIError):
             return error, None
         raise error
 
     def _parse(self, raw: bytes) -> Generation:
-        payload = _decoded(raw.decode("utf-8", errors="replace"))
+        text = raw.decode("utf-8", errors="replace")
+        payload = loads(text, "the server sent an answer that is not JSON")
         if not isinstance(payload, dict) or not isinstance(payload.get("output"), str):
             raise errors.ProtocolError(f"the server sent a malformed answer: {payload!r}"[:200])
         info = {

@@ -12,6 +12,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from lmstream.server.app import create_app
+from lmstream.server.connections import uvicorn_options
 from lmstream.server.state import ServerSettings
 
-__all__ = ["ServerSettings", "create_app"]
+__all__ = ["ServerSettings", "create_app", "uvicorn_options"]

@@ -63,12 +63,14 @@ class Gate:
         ahead = len(self.waiters) + self.active
         return max(1, math.ceil(ahead * self.mean_seconds / self.max_active))
 
-    def reserve(self) -> Ticket:
-        """A ticket now, or 429 with Retry-After when too many are already waiting."""
+    def reserve(self, *, admitted: bool = False) -> Ticket:
+        """A ticket now, or 429 with Retry-After when too many are already waiting;
+        ``admitted``: part of a request that holds its place already (a batch's next
+        input), which queues whatever the line's length."""
         if self.active < self.max_active and not self.waiters:
             self.active += 1
             return Ticket(self, None)
-        if len(self.waiters) >= self.max_waiting:
+        if len(self.waiters) >= self.max_waiting and not admitted:
             raise HTTPError(
                 429,
                 "The model is busy: too many requests are waiting. Retry later.",

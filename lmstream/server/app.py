@@ -8,6 +8,7 @@ request logging are plain ASGI middleware, so streams pass through them untouche
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lmstream.llm import BaseLLM
 from lmstream.server import openai_routes, runnable_routes
 from lmstream.server.errors import HTTPError, error_body
+from lmstream.server.hosts import HostPolicy
 from lmstream.server.state import RequestLog, ServerSettings, ServerState
 
 __all__ = ["create_app"]
@@ -45,16 +47,22 @@ class _TooLarge(BaseException):
     """Raised from ``receive``; not an Exception, so body parsing can't turn it into a 400."""
 
 
+class _TooSlow(BaseException):
+    """Raised from ``receive`` when a request body stops arriving."""
+
+
 class Guard:
-    """ASGI middleware: one log line per request, API keys, and the body-size limit."""
+    """ASGI middleware: one log line per request, allowed hosts and origins, API keys,
+    and the body's size and pace."""
 
     def __init__(self, app: Any, state: ServerState) -> None:
         self.app = app
         self.state = state
         self.keys = [k.encode() for k in state.settings.api_keys]
+        self.hosts = HostPolicy(state.settings.allowed_hosts, keyed=bool(self.keys))
 
     def _authorized(self, scope: Scope) -> bool:
-        if not self.keys or scope["path"] == "/health":
+        if not self.keys:
             return True
         header = dict(scope.get("headers") or []).get(b"authorization", b"")
         scheme, _, token = header.partition(b" ")
@@ -81,7 +89,10 @@ class Guard:
             log.write()
 
     async def _guarded(self, scope: Scope, receive: Any, send: Any, log: RequestLog) -> None:
-        if not self._authorized(scope):
+        if await self._misdirected(scope, send, log):
+            return
+        scope["lmstream.authorized"] = self._authorized(scope)
+        if not scope["lmstream.authorized"] and scope["path"] != "/health":
             log.outcome = "unauthorized"
             body = error_body(
                 "Invalid or missing API key.", "invalid_request_error", code="invalid_api_key"
@@ -93,12 +104,18 @@ class Guard:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._too_large(send, log, limit)
             return
-        seen = 0
+        seen, idle, body_done = 0, self.state.settings.idle_timeout, False
 
         async def limited_receive() -> dict[str, Any]:
-            nonlocal seen
-            message: dict[str, Any] = await receive()
+            nonlocal seen, body_done
+            if body_done:  # after the body, only a disconnect can come: no time limit
+                return dict(await receive())
+            try:
+                message: dict[str, Any] = await asyncio.wait_for(receive(), idle)
+            except TimeoutError:
+                raise _TooSlow from None
             seen += len(message.get("body", b""))
+            body_done = not message.get("more_body", False)
             if seen > limit:
                 raise _TooLarge
             return message
@@ -107,6 +124,27 @@ class Guard:
             await self.app(scope, limited_receive, send)
         except _TooLarge:
             await self._too_large(send, log, limit)
+        except _TooSlow:
+            log.outcome = "rejected"
+            message = f"The request body stopped arriving for {idle:g} s."
+            await _send_json(
+                send, 408, error_body(message, "invalid_request_error", code="timeout")
+            )
+
+    async def _misdirected(self, scope: Scope, send: Any, log: RequestLog) -> bool:
+        """Answer a request for a host or from an origin that is not allowed."""
+        headers = dict(scope.get("headers") or [])
+        if not self.hosts.allows_host(headers.get(b"host")):
+            status, code = 400, "host_not_allowed"
+            message = "This host name is not allowed here (see --allowed-hosts)."
+        elif not self.hosts.allows_origin(headers.get(b"origin")):
+            status, code = 403, "origin_not_allowed"
+            message = "Requests from this origin are not allowed (see --allowed-hosts)."
+        else:
+            return False
+        log.outcome = "rejected"
+        await _send_json(send, status, error_body(message, "invalid_request_error", code=code))
+        return True
 
     async def _too_large(self, send: Any, log: RequestLog, limit: int) -> None:
         log.outcome = "rejected"
@@ -165,16 +203,22 @@ def create_app(
     if not models:
         raise ValueError("serve at least one model")
     state = ServerState(dict(models), settings or ServerSettings(), dict(aliases or {}))
-    app = FastAPI(title="lmstream", summary="Streaming completions from lmstream models.")
+    app = FastAPI(
+        title="lmstream",
+        summary="Streaming completions from lmstream models.",
+        redirect_slashes=False,  # a redirect would point at the request's own Host
+    )
     app.state.lmstream = state
     app.include_router(openai_routes.router)
     app.include_router(runnable_routes.router)
 
     @app.get("/health", tags=["operations"])
-    async def health() -> JSONResponse:
-        """Liveness and the served models (no key needed)."""
+    async def health(request: Request) -> JSONResponse:
+        """Liveness (no key needed), and the served models when the key is given."""
         status = "draining" if state.draining.is_set() else "ok"
-        body = {"status": status, "models": list(state.models)}
+        body: dict[str, Any] = {"status": status}
+        if request.scope.get("lmstream.authorized", True):
+            body["models"] = list(state.models)
         return JSONResponse(body, status_code=503 if state.draining.is_set() else 200)
 
     _install_handlers(app, state)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -10,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from lmstream._accumulate import aggregate
@@ -18,13 +20,14 @@ from lmstream.chunks import GenerationChunk, Usage
 from lmstream.errors import InvalidInputError
 from lmstream.server.admission import Ticket
 from lmstream.server.errors import HTTPError, error_body, from_exception
-from lmstream.server.schemas import CompletionRequest
+from lmstream.server.schemas import UNSUPPORTED, CompletionRequest, extra_fields
 from lmstream.server.state import RequestLog, ServedModel, ServerState
 from lmstream.server.streaming import EventStreamResponse, frame, until_disconnect
 
-__all__ = ["router"]
+__all__ = ["check_fields", "router"]
 
 router = APIRouter()
+logger = logging.getLogger("lmstream.server")
 
 _UNSUPPORTED: dict[str, tuple[str, Callable[[CompletionRequest], bool], str]] = {
     "n": ("n", lambda b: b.n != 1, "only n=1 is supported"),
@@ -68,13 +71,30 @@ def call_kwargs(body: Any, state: ServerState, *, default_max: int | None) -> di
     return {**defaults, **{k: v for k, v in kwargs.items() if v is not None}}
 
 
-def _check(body: CompletionRequest) -> list[str]:
+def check_fields(body: BaseModel) -> None:
+    """A parameter the server cannot honour is a 400 naming it; other unknown fields are
+    ignored, and logged (escaped, so a field name cannot forge a log line)."""
+    extras = extra_fields(body)
+    for name in extras:
+        leaf = name.rpartition(".")[2]
+        if leaf in UNSUPPORTED:
+            raise HTTPError(400, f"{leaf} is not supported by this server", param=name)
+    if extras:
+        names = ", ".join(repr(name[:64]) for name in extras[:16])
+        logger.warning("ignored unknown request field(s): %s", names)
+
+
+def _check(body: CompletionRequest, state: ServerState) -> list[str]:
     for param, unsupported, message in _UNSUPPORTED.values():
         if unsupported(body):
             raise HTTPError(400, message, param=param)
+    check_fields(body)
     prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
     if not prompts:
         raise HTTPError(400, "prompt must not be an empty list", param="prompt")
+    if len(prompts) > state.settings.max_batch:
+        limit = state.settings.max_batch
+        raise HTTPError(400, f"at most {limit} prompts per request", param="prompt")
     return prompts
 
 
@@ -116,24 +136,27 @@ class _Completion:
             log.token(bool(chunk.text))
         return aggregate(chunks) if chunks else GenerationChunk("")
 
-    def open_streams(self) -> list[AsyncIterator[GenerationChunk]]:
-        """One stream per prompt, created now so bad input is a 400, not an in-band error."""
+    def validate(self) -> None:
+        """Check every prompt now, so bad input is a 400, not an in-band error; the
+        streams themselves are opened one at a time once the model is ours."""
         try:
-            return [self.served.llm.astream_chunks(p, **self.kwargs) for p in self.prompts]
+            for prompt in self.prompts:
+                self.served.llm.validate(prompt, **self.kwargs)
         except InvalidInputError as exc:
             raise HTTPError(400, str(exc), param="prompt") from exc
 
+    def open(self, prompt: str) -> AsyncIterator[GenerationChunk]:
+        return self.served.llm.astream_chunks(prompt, **self.kwargs)
+
     async def frames(
-        self,
-        streams: list[AsyncIterator[GenerationChunk]],
-        ticket: Ticket,
-        log: RequestLog,
-        include_usage: bool,
+        self, ticket: Ticket, log: RequestLog, include_usage: bool
     ) -> AsyncIterator[bytes]:
         total: Usage | None = None
+        stream: AsyncIterator[GenerationChunk] | None = None
         try:
             await ticket.wait()
-            for index, stream in enumerate(streams):
+            for index, prompt in enumerate(self.prompts):
+                stream = self.open(prompt)
                 async for chunk in stream:
                     log.token(bool(chunk.text))
                     if chunk.text or chunk.finish_reason:
@@ -150,23 +173,23 @@ class _Completion:
                 return
             raise
         finally:
-            for stream in streams:
+            if stream is not None:
                 await aclose(stream)
             ticket.release()
 
 
 async def _answer(completion: _Completion, request: Request, log: RequestLog) -> Response:
-    streams = completion.open_streams()
-
     async def work() -> list[GenerationChunk]:
         ticket = completion.served.gate.reserve()
         try:
             await ticket.wait()
-            return [await completion.collect(s, log) for s in streams]
+            return [await completion.collect(completion.open(p), log) for p in completion.prompts]
         finally:
             ticket.release()
 
-    finished, results = await until_disconnect(request.receive, work())
+    finished, results = await until_disconnect(
+        request.receive, work(), request.app.state.lmstream.expired
+    )
     if not finished or results is None:
         log.outcome = "cancelled"
         return Response(status_code=499)
@@ -192,19 +215,19 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     """Complete a prompt (or a list of prompts); ``stream: true`` answers with SSE."""
     state: ServerState = request.app.state.lmstream
     served = state.resolve(body.model)
-    prompts = _check(body)
+    prompts = _check(body, state)
     kwargs = call_kwargs(body, state, default_max=state.settings.default_max_tokens)
     log: RequestLog = request.scope["lmstream.log"]
     log.model = served.name
     completion = _Completion(served, prompts, kwargs)
+    completion.validate()
     if not body.stream:
         return await _answer(completion, request, log)
-    streams = completion.open_streams()
     ticket = served.gate.reserve()  # 429 now, before the stream starts
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     shutdown = frame(error_body("The server is shutting down.", "server_error", code="shutdown"))
     return EventStreamResponse(
-        completion.frames(streams, ticket, log, include_usage),
+        completion.frames(ticket, log, include_usage),
         expired=state.expired,
         shutdown_frame=shutdown,
         on_close=ticket.release,

@@ -25,7 +25,7 @@ from lmstream.chunks import GenerationChunk
 from lmstream.errors import InvalidInputError
 from lmstream.server.admission import Ticket
 from lmstream.server.errors import HTTPError
-from lmstream.server.openai_routes import call_kwargs
+from lmstream.server.openai_routes import call_kwargs, check_fields
 from lmstream.server.schemas import BatchRequest, EventsRequest, InvokeRequest, RunConfig
 from lmstream.server.state import RequestLog, ServedModel, ServerState
 from lmstream.server.streaming import EventStreamResponse, frame, until_disconnect
@@ -65,7 +65,10 @@ def _setup(
 ) -> tuple[ServerState, ServedModel, dict[str, Any], RequestLog]:
     state: ServerState = request.app.state.lmstream
     served = state.resolve(body.model)
+    check_fields(body)
     kwargs = call_kwargs(body.kwargs, state, default_max=None)
+    if isinstance(body, BatchRequest) and len(body.inputs) > state.settings.max_batch:
+        raise HTTPError(400, f"at most {state.settings.max_batch} inputs", param="inputs")
     try:  # bad input is a 400 before any stream starts, never an in-band error
         for value in body.inputs if isinstance(body, BatchRequest) else [body.input]:
             served.llm.validate(value, **kwargs)
@@ -87,7 +90,8 @@ async def invoke(body: InvokeRequest, request: Request) -> Response:
             return await _generate(served, body.input, config, kwargs, log)  # type: ignore[arg-type]
 
     try:
-        finished, chunk = await until_disconnect(request.receive, work())
+        expired = request.app.state.lmstream.expired
+        finished, chunk = await until_disconnect(request.receive, work(), expired)
     except HTTPError as answer:
         # the typed error as well, so a RemoteLLM raises what the model raised
         if answer.__cause__ is not None and not isinstance(answer.__cause__, HTTPError):
@@ -110,22 +114,37 @@ async def _one(
 
 @router.post("/batch", response_model=None)
 async def batch(body: BatchRequest, request: Request) -> Response:
-    """Run the model on many inputs; each gets its own result or its own error."""
-    state, served, kwargs, log = _setup(request, body)
-    if len(body.inputs) > state.settings.max_batch:
-        raise HTTPError(400, f"at most {state.settings.max_batch} inputs", param="inputs")
-    limit = asyncio.Semaphore(body.max_concurrency or (1 if not served.llm.thread_safe else 8))
+    """Run the model on many inputs; each gets its own result or its own error.
+
+    Each generation takes its own turn at the model's gate, like a request of its own:
+    the batch runs at most ``max_concurrency`` of them at once (never more than the model
+    admits), and other requests are served in between."""
+    _, served, kwargs, log = _setup(request, body)
+    lanes = body.max_concurrency or (8 if served.llm.thread_safe else 1)
+    window = asyncio.Semaphore(min(lanes, served.gate.max_active))
     config = _config(body.config)
 
-    async def one(value: Any) -> dict[str, Any]:
-        async with limit:
-            return await _one(served, value, config, kwargs, log)
+    async def one(value: Any, ticket: Ticket | None) -> dict[str, Any]:
+        async with window:
+            # the batch was admitted with its first ticket: the others queue past the limit
+            ticket = ticket or served.gate.reserve(admitted=True)
+            try:
+                await ticket.wait()
+                return await _one(served, value, config, kwargs, log)
+            finally:
+                ticket.release()
 
     async def work() -> list[dict[str, Any]]:
-        async with served.gate.slot():
-            return list(await asyncio.gather(*(one(v) for v in body.inputs)))
+        first = served.gate.reserve()  # 429 when the queue is full
+        try:
+            tickets = [first, *[None] * (len(body.inputs) - 1)]
+            return list(await asyncio.gather(*map(one, body.inputs, tickets)))
+        finally:
+            first.release()
 
-    finished, results = await until_disconnect(request.receive, work())
+    finished, results = await until_disconnect(
+        request.receive, work(), request.app.state.lmstream.expired
+    )
     if not finished or results is None:
         log.outcome = "cancelled"
         return Response(status_code=499)
@@ -145,6 +164,7 @@ async def _framed(
     counts: Callable[[Any], bool],
     head: bytes = b"",
     outcome: Callable[[], dict[str, Any]] = dict,
+    shape: Callable[[Any], Any] = lambda item: item,
 ) -> AsyncIterator[bytes]:
     """One ``data`` frame per item, then ``end`` (with ``outcome()``), or ``error`` with
     what went wrong; the source is closed the moment the client leaves, so the model
@@ -156,7 +176,7 @@ async def _framed(
         async for item in source:
             if counts(item):
                 log.token()
-            yield frame(to_jsonable(item), event="data")
+            yield frame(to_jsonable(shape(item)), event="data")
         yield frame(to_jsonable(outcome()), event="end")
     except BaseException as exc:
         log.outcome = "cancelled" if is_cancel(exc) else "failed"
@@ -201,7 +221,24 @@ def _event_frames(
 ) -> AsyncIterator[bytes]:
     config = _config(body.config)
     events = served.llm.astream_events(body.input, config, version=body.version, **kwargs)
-    return _framed(events, ticket, log, lambda event: event["event"].endswith("_stream"))
+    # tags and metadata go out when they change, not again in every event: an event
+    # without them has those of the last event that had them
+    last: dict[str, Any] = {}
+
+    def shape(event: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for key, value in event.items():
+            if key in ("tags", "metadata"):
+                if key in last and value == last[key]:
+                    continue
+                last[key] = value
+            out[key] = value
+        return out
+
+    def counts(event: dict[str, Any]) -> bool:
+        return bool(event["event"].endswith("_stream"))
+
+    return _framed(events, ticket, log, counts, shape=shape)
 
 
 def _stream_response(state: ServerState, frames: AsyncIterator[bytes], ticket: Ticket) -> Response:

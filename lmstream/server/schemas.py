@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
+import math
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 __all__ = [
     "BatchRequest",
@@ -14,9 +16,55 @@ __all__ = [
     "RunConfig",
     "RunKwargs",
     "StreamOptions",
+    "extra_fields",
 ]
 
-Stop = str | list[str] | None
+MAX_LIST = 10_000
+"""Items in any list of a request (prompts, inputs); the server's own limits are lower."""
+MAX_STOPS, MAX_STOP_CHARS = 16, 256
+MAX_TAGS, MAX_NAME_CHARS = 64, 256
+MAX_METADATA_BYTES, MAX_DEPTH = 65_536, 32
+
+StopText = Annotated[str, StringConstraints(max_length=MAX_STOP_CHARS)]
+Stop = StopText | Annotated[list[StopText], Field(max_length=MAX_STOPS)] | None
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)]
+UNSUPPORTED = frozenset(
+    [
+        *("top_k", "min_p", "typical_p", "tfs_z", "repetition_penalty", "repeat_penalty"),
+        *("length_penalty", "mirostat", "mirostat_mode", "mirostat_tau", "mirostat_eta"),
+        *("grammar", "json_schema", "response_format", "guided_json", "guided_regex"),
+        *("guided_choice", "guided_grammar", "tools", "tool_choice", "functions"),
+        *("function_call", "top_logprobs", "prompt_logprobs", "min_tokens", "ignore_eos"),
+        *("n_probs", "use_beam_search", "include_stop_str_in_output"),
+    ]
+)
+"""Known generation parameters the server cannot honour: refused, never ignored."""
+
+
+def extra_fields(body: BaseModel, prefix: str = "") -> list[str]:
+    """The request fields no schema knows, nested ones as ``kwargs.top_k``."""
+    names = [prefix + str(name) for name in body.model_extra or {}]
+    for name in type(body).model_fields:
+        value = getattr(body, name)
+        if isinstance(value, BaseModel):
+            names += extra_fields(value, f"{prefix}{name}.")
+    return names
+
+
+def _check_depth(value: Any) -> None:
+    """Refuse what nests deeper than ``MAX_DEPTH`` or holds a non-finite number,
+    without recursion (so no depth makes the check itself fail)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"nests deeper than {MAX_DEPTH} levels")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("holds a number that is not finite (NaN or Infinity)")
+        if isinstance(item, dict):
+            stack += [(v, depth + 1) for v in item.values()]
+        elif isinstance(item, list):
+            stack += [(v, depth + 1) for v in item]
 
 
 class StreamOptions(BaseModel):
@@ -28,10 +76,10 @@ class StreamOptions(BaseModel):
 class CompletionRequest(BaseModel):
     """OpenAI's legacy completions request; unsupported options are refused, not ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")  # unknown fields are logged and ignored
 
     model: str = Field(max_length=256)
-    prompt: str | list[str]
+    prompt: str | Annotated[list[str], Field(max_length=MAX_LIST)]
     max_tokens: int | None = Field(None, ge=0)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
@@ -54,17 +102,25 @@ class CompletionRequest(BaseModel):
 class RunConfig(BaseModel):
     """The part of a RunnableConfig a client may set."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
 
-    tags: list[str] = Field(default_factory=list, max_length=64)
+    tags: list[Name] = Field(default_factory=list, max_length=MAX_TAGS)
     metadata: dict[str, Any] = Field(default_factory=dict)
-    run_name: str | None = Field(None, max_length=256)
+    run_name: str | None = Field(None, max_length=MAX_NAME_CHARS)
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        _check_depth(metadata)
+        if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
+            raise ValueError(f"is larger than {MAX_METADATA_BYTES} bytes as JSON")
+        return metadata
 
 
 class RunKwargs(BaseModel):
     """Generation parameters a client may pass to the model."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
 
     max_tokens: int | None = Field(None, ge=0)
     temperature: float | None = Field(None, ge=0, le=2)
@@ -77,12 +133,18 @@ class RunKwargs(BaseModel):
 class InvokeRequest(BaseModel):
     """``/invoke`` and ``/stream``: one input."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
 
     input: str | list[Any]
     config: RunConfig = Field(default_factory=RunConfig)
     kwargs: RunKwargs = Field(default_factory=RunKwargs)
     model: str | None = Field(None, max_length=256)
+
+    @field_validator("input")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        _check_depth(value)
+        return value
 
 
 class EventsRequest(InvokeRequest):
@@ -94,10 +156,16 @@ class EventsRequest(InvokeRequest):
 class BatchRequest(BaseModel):
     """``/batch``: many inputs, each with its own result or error."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
 
-    inputs: list[str | list[Any]] = Field(max_length=10_000)
+    inputs: list[str | list[Any]] = Field(max_length=MAX_LIST)
     config: RunConfig = Field(default_factory=RunConfig)
     kwargs: RunKwargs = Field(default_factory=RunKwargs)
     model: str | None = Field(None, max_length=256)
     max_concurrency: int | None = Field(None, ge=1, le=64)
+
+    @field_validator("inputs")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        _check_depth(value)
+        return value

@@ -8,6 +8,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from lmstream.llm import BaseLLM
 from lmstream.server.admission import Gate
@@ -16,6 +17,7 @@ from lmstream.server.errors import HTTPError
 __all__ = ["RequestLog", "ServedModel", "ServerSettings", "ServerState"]
 
 logger = logging.getLogger("lmstream.server")
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
 @dataclass
@@ -35,6 +37,19 @@ class ServerSettings:
     """On shutdown, how long in-flight streams may go on before they are ended."""
     request_defaults: dict[str, Any] = field(default_factory=dict)
     """Generation parameters (``max_tokens``, ``temperature``...) for requests without them."""
+    allowed_hosts: list[str] | None = None
+    """Host names the server answers to (``*`` for any). By default: any when keys are
+    set, else only loopback names, so a web page cannot reach a keyless server through
+    DNS rebinding. Browser requests must also come from an allowed ``Origin``."""
+    max_connections: int = 1000
+    """Open connections; past it, a new one evicts the oldest without a request in flight."""
+    header_timeout: float = 10.0
+    """Seconds a connection has to send a complete request head."""
+    idle_timeout: float = 15.0
+    """Seconds a connection may stay silent between requests or while sending a body."""
+    send_timeout: float = 30.0
+    """Seconds a send may wait on a client that does not read; then the connection is
+    dropped and the generation behind it cancelled."""
 
 
 @dataclass
@@ -86,7 +101,8 @@ class RequestLog:
     """Collects one request's outcome and writes it as a single log line."""
 
     def __init__(self, method: str, path: str, model: str | None = None) -> None:
-        self.method, self.path, self.model = method, path, model
+        # percent-encoded again: a decoded path could end the line or forge its fields
+        self.method, self.path, self.model = quote(method), quote(path, safe=_PATH_SAFE), model
         self.t0 = time.monotonic()
         self.first: float | None = None
         self.tokens = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ from starlette.responses import Response
 
 from lmstream._execution import aclose
 from lmstream._sse import encode
+from lmstream.server.errors import HTTPError, from_exception
 
 __all__ = ["EventStreamResponse", "frame", "until_disconnect"]
 
@@ -32,9 +34,25 @@ HEADERS = [
 ]
 
 
+def _finite(data: Any) -> Any:
+    """``data`` with every NaN or infinite number as ``null``: JSON has no such numbers."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
 def frame(data: Any, event: str | None = None) -> bytes:
-    """One SSE frame; ``data`` is JSON-encoded unless it is already a string."""
-    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    """One SSE frame; ``data`` is JSON-encoded (strict JSON) unless it is already a string."""
+    if isinstance(data, str):
+        return encode(data, event=event)
+    try:
+        text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(data), separators=(",", ":"), allow_nan=False)
     return encode(text, event=event)
 
 
@@ -43,24 +61,31 @@ async def _wait_disconnect(receive: Receive) -> None:
         pass
 
 
-async def until_disconnect(receive: Receive, work: Awaitable[T]) -> tuple[bool, T | None]:
-    """Run ``work`` unless the client disconnects first: ``(finished, result)``."""
+async def until_disconnect(
+    receive: Receive, work: Awaitable[T], expired: asyncio.Event | None = None
+) -> tuple[bool, T | None]:
+    """Run ``work`` unless the client disconnects first: ``(finished, result)``. When
+    ``expired`` is set first (the shutdown's grace period is over), the work is cancelled
+    and the client answered 503 instead of being dropped without an answer."""
     task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    watchers: list[asyncio.Future[Any]] = [asyncio.ensure_future(_wait_disconnect(receive))]
+    if expired is not None:
+        watchers.append(asyncio.ensure_future(expired.wait()))
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, *watchers}, return_when=asyncio.FIRST_COMPLETED)
+        gone, ended = watchers[0].done(), watchers[-1].done() and expired is not None
     finally:
-        for pending in (task, watcher):
+        for pending in (task, *watchers):
             if not pending.done():
                 pending.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
+        await asyncio.gather(*watchers, return_exceptions=True)
     if not task.done() or task.cancelled():
         await asyncio.gather(task, return_exceptions=True)
+        if ended and not gone:
+            raise HTTPError(503, "The server is shutting down.", "server_error", code="shutdown")
         return False, None
     error = task.exception()
     if error is not None:
-        from lmstream.server.errors import from_exception
-
         raise from_exception(error) from error
     return True, task.result()
 

@@ -11,13 +11,16 @@ what happened: the outcome (``ok`` or the error's class), the text handed on, th
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from helpers import Outcomes
+from servers.raw import RawServer
 from servers.scripted import Reply, Reset, ScriptedServer, Send, Stall, error, frames
 
 from lmstream import LMStreamError
@@ -28,6 +31,7 @@ HEAD = TEXTS[:2]
 PARTIAL = "".join(HEAD)
 PROVIDERS = {"openai": "OpenAI", "remote": "RemoteLLM"}
 FLAVOURS = ("sync", "async")
+MiB = 2**20
 _SSE = {"content-type": "text/event-stream"}
 
 
@@ -52,24 +56,29 @@ class Wire:
         out += [_remote_frame("data", {"text": t, "generation_info": None}) for t in texts]
         return out
 
-    def tail(self, texts: list[str]) -> list[bytes]:
-        """What ends a complete answer of ``texts``: finish reason, usage, terminator."""
+    def tail(self, texts: list[str], completion: str | None = None) -> list[bytes]:
+        """What ends a complete answer of ``texts``: finish reason, usage, terminator.
+        ``completion`` is the JSON text of the usage's completion count (default: right)."""
+        count = str(len(texts)) if completion is None else completion
+        total = str(3 + len(texts)) if completion is None else completion
+        usage = {"prompt_tokens": 3, "completion_tokens": "COUNT", "total_tokens": "TOTAL"}
         if self.provider == "openai":
-            return frames([], usage=(3, len(texts)))
-        usage = {
-            "prompt_tokens": 3,
-            "completion_tokens": len(texts),
-            "total_tokens": 3 + len(texts),
-        }
-        outcome = {"finish_reason": "stop", "usage": usage}
-        return [_remote_frame("data", {"text": "", "generation_info": outcome}),
-                _remote_frame("end", outcome)]  # fmt: skip
+            last = {"choices": [], "usage": usage}
+            parts = [*frames([], usage=None, done=False), f"data: {json.dumps(last)}\n\n".encode()]
+            parts.append(b"data: [DONE]\n\n")
+        else:
+            outcome = {"finish_reason": "stop", "usage": usage}
+            parts = [_remote_frame("data", {"text": "", "generation_info": outcome}),
+                     _remote_frame("end", outcome)]  # fmt: skip
+        return [p.replace(b'"COUNT"', count.encode()).replace(b'"TOTAL"', total.encode())
+                for p in parts]  # fmt: skip
 
-    def in_band_error(self) -> bytes:
+    def in_band_error(self, claims: str = PARTIAL) -> bytes:
+        """The error event; ``lmstream serve``'s also says what text it had sent."""
         if self.provider == "openai":
             body = {"error": {"message": "overloaded", "type": "server_error", "code": 503}}
             return f"data: {json.dumps(body)}\n\n".encode()
-        body = {"type": "ProviderError", "message": "overloaded", "partial_text": PARTIAL}
+        body = {"type": "ProviderError", "message": "overloaded", "partial_text": claims}
         return _remote_frame("error", body)
 
     def malformed(self) -> bytes:
@@ -82,6 +91,27 @@ class Wire:
 
     def ok(self) -> Reply:
         return self.reply([*self.head(TEXTS), *self.tail(TEXTS)])
+
+    def one_write(self, *parts: bytes) -> Reply:
+        """The two chunks of the head and ``parts`` in a single write (one read, mostly)."""
+        return self.reply([b"".join([*self.head(HEAD), *parts])])
+
+    def gzip_bomb(self) -> Reply:
+        """The head, then 512 MiB of spaces (no line end), gzipped to about 0.5 MB; then
+        silence. The body never ends, so its checksum is never due."""
+        body = bomb_body(b"".join(self.head(HEAD)), 512)
+        headers = {**_SSE, "content-encoding": "gzip"}
+        return Reply(headers=headers, steps=[Send(body), Stall()])
+
+
+@functools.cache
+def bomb_body(head: bytes, mib: int) -> bytes:
+    """``head`` and ``mib`` MiB of spaces as one gzip stream without its end. After a full
+    flush the compressor starts afresh, so every MiB compresses to the same bytes."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    start = packer.compress(head) + packer.flush(zlib.Z_FULL_FLUSH)
+    block = packer.compress(b" " * MiB) + packer.flush(zlib.Z_FULL_FLUSH)
+    return start + block * mib
 
 
 # -- the cases -------------------------------------------------------------------------
@@ -100,6 +130,8 @@ class Case:
     requests: int
     settings: dict[str, Any] = field(default_factory=dict)
     consumer_delay: float = 0.0
+    close_delimited: bool = False
+    """Served by ``RawServer``: a body without length or chunks, ended by closing."""
 
 
 CASES = [
@@ -133,6 +165,39 @@ CASES = [
          "AuthenticationError", "", 1),
     Case("slow consumer", "a good answer; the consumer takes 0.3 s per chunk (idle limit 0.2 s)",
          lambda w: [w.ok()], "ok", FULL, 1, {"idle_timeout": 0.2}, 0.3),
+    Case("stall, close-delimited body", "as \"stall past the idle limit\", with a body that "
+         "ends when the connection closes", lambda w: [w.reply(w.head(HEAD), Stall())],
+         "APITimeoutError", PARTIAL, 1, {"idle_timeout": 0.3}, close_delimited=True),
+    Case("no first chunk, close-delimited body", "as \"no first chunk in time\", with a body "
+         "that ends when the connection closes", lambda w: [w.reply([], Stall())],
+         "APITimeoutError", "", 1, {"first_token_timeout": 0.3, "max_retries": 0},
+         close_delimited=True),
+    Case("error in the same read", "two chunks and the error event in one write",
+         lambda w: [w.one_write(w.in_band_error())], "in-band", PARTIAL, 1),
+    Case("malformed frame in the same read", "two chunks and a frame that is not JSON in one "
+         "write", lambda w: [w.one_write(w.malformed())], "ProtocolError", PARTIAL, 1),
+    Case("bad UTF-8 in the same read", "two chunks and a frame that is not UTF-8 in one write",
+         lambda w: [w.one_write(b"data: \xff\xfe\n\n")], "ProtocolError", PARTIAL, 1),
+    Case("forged partial text", "two chunks, then an error event saying other text was sent",
+         lambda w: [w.reply([*w.head(HEAD), w.in_band_error(claims="Goodbye")])], "in-band",
+         PARTIAL, 1),
+    Case("negative usage", "a whole answer whose usage counts -1 completion tokens",
+         lambda w: [w.reply([*w.head(TEXTS), *w.tail(TEXTS, "-1")])], "ProtocolError", FULL, 1),
+    Case("overflowing usage", "a whole answer whose usage counts 1e999 completion tokens",
+         lambda w: [w.reply([*w.head(TEXTS), *w.tail(TEXTS, "1e999")])], "ProtocolError", FULL,
+         1),
+    Case("line without end", "two chunks, then 9 MiB with no line end, then silence",
+         lambda w: [w.reply([*w.head(HEAD), b"data: " + b"x" * 9 * MiB], Stall())],
+         "ProtocolError", PARTIAL, 1),
+    Case("event without end", "two chunks, then 9 MiB of `data:` lines and no blank line, then "
+         "silence", lambda w: [w.reply([*w.head(HEAD), b"data: x\n" * (9 * MiB // 8)], Stall())],
+         "ProtocolError", PARTIAL, 1),
+    Case("body without end", "two chunks, then 2 MiB of keep-alive comments, then silence "
+         "(`max_body_bytes` 1 MiB)",
+         lambda w: [w.reply([*w.head(HEAD), b": keep-alive\n\n" * (2 * MiB // 14)], Stall())],
+         "ProtocolError", PARTIAL, 1, {"max_body_bytes": MiB}),
+    Case("gzip bomb", "two chunks, then 512 MiB of spaces gzipped to 0.5 MB, then silence",
+         lambda w: [w.gzip_bomb()], "ProtocolError", PARTIAL, 1),
 ]  # fmt: skip
 IN_BAND = {"openai": "ServerError", "remote": "ProviderError"}
 
@@ -206,13 +271,18 @@ async def _consume_async(
 
 
 def run_cell(server: ScriptedServer, refused_url: str, case: Case, provider: str,
-             flavour: str) -> Cell:  # fmt: skip
-    """Script the server for ``case``, read one stream, and say what happened."""
-    server.reset_log()
-    server.handler = lambda body: error(418, "an unscripted request")
-    url = refused_url if case.script is None else server.url
+             flavour: str, raw: RawServer | None = None) -> Cell:  # fmt: skip
+    """Script the server for ``case`` (``raw`` for a close-delimited body), read one
+    stream, and say what happened."""
+    host: ScriptedServer | RawServer = server
+    if case.close_delimited:
+        assert raw is not None, f"{case.name!r} needs a RawServer"
+        host = raw
+    host.reset_log()
+    host.handler = lambda body: error(418, "an unscripted request")
+    url = refused_url if case.script is None else host.url
     if case.script is not None:
-        server.script(*case.script(Wire(provider)))
+        host.script(*case.script(Wire(provider)))
     llm, ends = _make(provider, url, case.settings), Outcomes()
     config = {"callbacks": [ends]}
     if flavour == "sync":
@@ -222,7 +292,7 @@ def run_cell(server: ScriptedServer, refused_url: str, case: Case, provider: str
     info: dict[str, Any] = {}
     for chunk in chunks:
         info.update(chunk.generation_info or {})
-    requests = 0 if case.script is None else len(server.requests)
+    requests = 0 if case.script is None else len(host.requests)
     error_ = exc if isinstance(exc, LMStreamError) else None
     return Cell(
         "ok" if exc is None else type(exc).__name__, "".join(c.text for c in chunks),

@@ -24,6 +24,7 @@ from reliability.faults import (
     run_cell,
     table,
 )
+from servers.raw import RawServer
 from servers.scripted import ScriptedServer
 
 from lmstream import GenerationError
@@ -40,16 +41,23 @@ def server() -> Iterator[ScriptedServer]:
 
 
 @pytest.fixture(scope="module")
+def raw() -> Iterator[RawServer]:
+    with RawServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def refused() -> str:
     """A base URL nothing listens on."""
     return f"http://127.0.0.1:{free_port()}/v1"
 
 
-def cell(server: ScriptedServer, refused: str, case: Case, provider: str, flavour: str) -> Cell:
+def cell(server: ScriptedServer, refused: str, case: Case, provider: str, flavour: str,
+         raw: RawServer) -> Cell:  # fmt: skip
     """The cell, run once per test session."""
     key = (case.name, provider, flavour)
     if key not in CELLS:
-        CELLS[key] = run_cell(server, refused, case, provider, flavour)
+        CELLS[key] = run_cell(server, refused, case, provider, flavour, raw)
     return CELLS[key]
 
 
@@ -57,9 +65,9 @@ def cell(server: ScriptedServer, refused: str, case: Case, provider: str, flavou
 @pytest.mark.parametrize("provider", list(PROVIDERS))
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_each_fault_ends_in_one_typed_outcome(
-    server: ScriptedServer, refused: str, case: Case, provider: str, flavour: str
+    server: ScriptedServer, refused: str, raw: RawServer, case: Case, provider: str, flavour: str
 ) -> None:
-    got = cell(server, refused, case, provider, flavour)
+    got = cell(server, refused, case, provider, flavour, raw)
     assert got.outcome == expected_outcome(case, provider), got.error
     assert got.text == case.text  # all of it when it worked, no duplicate from a retry
     assert got.requests == case.requests
@@ -72,17 +80,24 @@ def test_each_fault_ends_in_one_typed_outcome(
         assert got.ends == ["failed"]
 
 
-def test_timeouts_say_which_limit_ran_out(server: ScriptedServer, refused: str) -> None:
-    phases = {"stall past the idle limit": "idle", "no first chunk in time": "first_token"}
+def test_timeouts_say_which_limit_ran_out(
+    server: ScriptedServer, refused: str, raw: RawServer
+) -> None:
+    phases = {"stall past the idle limit": "idle", "no first chunk in time": "first_token",
+              "stall, close-delimited body": "idle",
+              "no first chunk, close-delimited body": "first_token"}  # fmt: skip
     for case in CASES:
         if case.name in phases:
             for provider in PROVIDERS:
                 for flavour in FLAVOURS:
-                    assert cell(server, refused, case, provider, flavour).phase == phases[case.name]
+                    got = cell(server, refused, case, provider, flavour, raw)
+                    assert got.phase == phases[case.name]
 
 
-def test_the_published_table_is_this_run(server: ScriptedServer, refused: str) -> None:
-    cells = {(c.name, p, f): cell(server, refused, c, p, f)
+def test_the_published_table_is_this_run(
+    server: ScriptedServer, refused: str, raw: RawServer
+) -> None:
+    cells = {(c.name, p, f): cell(server, refused, c, p, f, raw)
              for c in CASES for p in PROVIDERS for f in FLAVOURS}  # fmt: skip
     rendered = table(cells)
     page = PAGE.read_text(encoding="utf-8")

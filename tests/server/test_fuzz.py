@@ -14,7 +14,9 @@ from lmstream import FakeLLM
 from lmstream.server import ServerSettings, create_app
 
 KEY = "sk-fuzz"
-OPEN = create_app({"m": FakeLLM(["fuzzed"])}, ServerSettings(max_tokens_cap=64))
+OPEN = create_app(  # the in-process client names its host "testserver"
+    {"m": FakeLLM(["fuzzed"])}, ServerSettings(max_tokens_cap=64, allowed_hosts=["testserver"])
+)
 LOCKED = create_app({"m": FakeLLM(["fuzzed"])}, ServerSettings(max_tokens_cap=64, api_keys=[KEY]))
 open_schema = schemathesis.openapi.from_asgi("/openapi.json", OPEN)
 AUTH = {"Authorization": f"Bearer {KEY}"}

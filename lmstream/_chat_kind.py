@@ -1,0 +1,215 @@
+"""Message chunks in the shared generation loop: their ``ChunkKind``, and the one thing a
+chat generation does beyond a text one (``ChatGenerating``): every chunk of an answer gets
+one id, the stream always ends with a last chunk (``chunk_position="last"``), and a failed
+stream's error carries the partial message. Pure, no I/O."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from lmstream._accumulate import ChunkKind
+from lmstream._generation import Generating
+from lmstream.chunks import LLMResult, Usage, merge_info
+from lmstream.errors import GenerationError
+from lmstream.message_input import ChatGeneration, as_message_chunk
+from lmstream.messages import AIMessageChunk, UsageMetadata, add_chunks
+from lmstream.runs import Run
+
+__all__ = ["ChatGenerating", "MessageChunks", "usage_of"]
+
+
+def usage_of(usage: UsageMetadata | None, estimated: bool = False) -> Usage | None:
+    """lmstream's ``Usage`` for LangChain-shaped usage metadata."""
+    if usage is None:
+        return None
+    return Usage(
+        usage.get("input_tokens", 0),
+        usage.get("output_tokens", 0),
+        usage.get("total_tokens", 0),
+        estimated,
+    )
+
+
+def _metadata(usage: Usage) -> UsageMetadata:
+    return {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens}  # fmt: skip
+
+
+def _split(info: dict[str, Any] | None) -> tuple[UsageMetadata | None, dict[str, Any] | None]:
+    """(usage metadata, response metadata) for metadata in ``merge_info``'s shape."""
+    if not info:
+        return None, None
+    meta = {k: v for k, v in info.items() if k != "usage"}
+    usage = info.get("usage")
+    if not isinstance(usage, Usage):
+        return None, meta or None
+    if usage.estimated:
+        meta["usage_estimated"] = True
+    return _metadata(usage), meta or None
+
+
+class MessageChunks(ChunkKind[AIMessageChunk]):
+    """The chunks of chat models: ``AIMessageChunk``; stop sequences apply to the text.
+
+    One instance per generation: it remembers the last sum of the generation's chunks,
+    which the end of a stream asks for several times (text, metadata, result)."""
+
+    __slots__ = ("_key", "_sum")
+
+    def __init__(self) -> None:
+        self._key: tuple[int, int] | None = None
+        self._sum = AIMessageChunk("")
+
+    def added(self, chunks: Iterable[AIMessageChunk]) -> AIMessageChunk:
+        """The chunks added up (a fresh object each time: callers may change it)."""
+        if not isinstance(chunks, list):
+            return add_chunks(list(chunks))
+        key = (id(chunks), len(chunks))
+        if key != self._key:
+            self._key, self._sum = key, add_chunks(chunks)
+        return self._sum + AIMessageChunk("")
+
+    def text(self, chunk: AIMessageChunk) -> str:
+        """The text channel (reasoning left out)."""
+        return chunk.text
+
+    def info(self, chunk: AIMessageChunk) -> dict[str, Any] | None:
+        """Response metadata plus ``usage`` as a ``Usage``."""
+        meta, usage = chunk._response_metadata, chunk.usage_metadata
+        if usage is None:
+            return meta
+        out = dict(meta) if meta else {}
+        out["usage"] = usage_of(usage, bool(out.get("usage_estimated")))
+        return out
+
+    def bare(self, chunk: AIMessageChunk) -> bool:
+        """Whether the chunk carries nothing but text."""
+        return (
+            type(chunk.content) is str
+            and not chunk._tool_call_chunks
+            and chunk.usage_metadata is None
+            and not chunk._response_metadata
+        )
+
+    def with_text(
+        self, chunk: AIMessageChunk, text: str, info: dict[str, Any] | None
+    ) -> AIMessageChunk:
+        """A copy of ``chunk`` with other text; reasoning, tool calls and usage kept."""
+        out = chunk + AIMessageChunk("")
+        if isinstance(out.content, str):
+            out.content = text
+        else:
+            blocks = [b for b in out.content if not isinstance(b, str) and b["type"] != "text"]
+            out.content = [*blocks, {"type": "text", "text": text}] if text else blocks
+        if info and info.get("finish_reason") == "stop":
+            out._response_metadata = merge_info(out._response_metadata, {"finish_reason": "stop"})
+        return out
+
+    def make(self, text: str, info: dict[str, Any] | None) -> AIMessageChunk:
+        """A chunk of text with metadata (usage as ``usage_metadata``)."""
+        usage, meta = _split(info)
+        return AIMessageChunk(text, usage_metadata=usage, response_metadata=meta)
+
+    def texts(self, chunks: Iterable[AIMessageChunk]) -> list[str]:
+        """The text of the chunks (as one piece)."""
+        return [self.added(chunks).text]
+
+    def merged_info(self, chunks: Iterable[AIMessageChunk]) -> dict[str, Any] | None:
+        """The metadata of the chunks added up (running usage totals counted once)."""
+        return self.info(self.added(chunks))
+
+    def join(self, chunks: Iterable[AIMessageChunk]) -> AIMessageChunk:
+        """The chunks added up, in linear time."""
+        return add_chunks([as_message_chunk(c) for c in chunks])
+
+    def result(self, text: str, info: dict[str, Any] | None, chunks: list[AIMessageChunk]) -> Any:
+        """An ``LLMResult`` whose generation holds the whole message."""
+        message = self.added(chunks)
+        if text != message.text and text.startswith(message.text):
+            message = message + AIMessageChunk(text[len(message.text) :])  # held-back tail
+        usage, meta = _split(info)
+        if message.usage_metadata is None:
+            message.usage_metadata = usage
+        if meta:
+            message._response_metadata = merge_info(message._response_metadata, meta)
+        return LLMResult(generations=[[ChatGeneration(message)]])
+
+
+class ChatGenerating(Generating[AIMessageChunk]):
+    """A chat model's generation on the shared loop. Its metadata is always the chunks'
+    sum (usage reported as running totals must not add up chunk by chunk)."""
+
+    __slots__ = ("id",)
+    kind: MessageChunks
+
+    def __init__(self, run: Run, prompt: Any, stop: list[str] | None) -> None:
+        super().__init__(MessageChunks(), run, prompt, stop, False)
+        self.id: str | None = None
+
+    def _new_id(self) -> str:
+        h = os.urandom(16).hex()  # a random (version 4) UUID, without building a UUID object
+        self.id = (
+            f"lc_run--{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+        )
+        return self.id
+
+    def feed(self, chunk: Any) -> Any:
+        """Account for a provider chunk (any shape a chat hook yields) and report it to
+        the run; what the consumer gets. Every chunk of one answer shares one id."""
+        if type(chunk) is not AIMessageChunk:
+            chunk = as_message_chunk(chunk)
+        if chunk.id is None:
+            chunk.id = self.id or self._new_id()
+        elif self.id is None:
+            self.id = chunk.id
+        if self.stops:
+            chunk = self._feed_with_stops(chunk, self.kind.info(chunk))
+            if chunk is None:
+                return None
+        self.kept.append(chunk)
+        if self.listening and (pending := self.run.report_chunk(chunk)):
+            self.pending = pending
+        return chunk
+
+    @property
+    def text(self) -> str:
+        """The text handed on so far (without stop sequences, read from the chunks)."""
+        return "".join(self.parts) if self.stops else self.kind.added(self.kept).text
+
+    @property
+    def info(self) -> dict[str, Any] | None:
+        """The metadata handed on so far: the chunks' sum (a stop sequence ends it)."""
+        info = self.kind.merged_info(self.kept)
+        return merge_info(info, {"finish_reason": "stop"}) if self.stopped else info
+
+    @info.setter
+    def info(self, value: dict[str, Any] | None) -> None:
+        pass  # derived from the chunks, never merged chunk by chunk
+
+    def cut(self, exc: BaseException) -> tuple[BaseException, Any]:
+        """As for text, and a failed stream's error carries the partial message."""
+        error, partial = super().cut(exc)
+        message = partial.generations[0][0].message
+        message.id = message.id or self.id
+        if isinstance(error, GenerationError):
+            error.partial_message = message
+        return error, partial
+
+    def finish(self) -> tuple[AIMessageChunk | None, list[Any], Any]:
+        """As for text, and the stream always ends with a last chunk, reported too."""
+        _, items, result = super().finish()
+        last = items[-1] if items else AIMessageChunk("")
+        last.id = self.id or self._new_id()
+        last.chunk_position = "last"
+        if result is not None:
+            result.generations[0][0].message.chunk_position = "last"
+        return last, items or [last], result
+
+    def whole(self, chunk: Any) -> Any:
+        """The run's result for a whole generation (``invoke``)."""
+        chunk = as_message_chunk(chunk)
+        if chunk.id is None:
+            chunk.id = self._new_id()
+        return super().whole(chunk)
