@@ -243,3 +243,20 @@ def test_reasoning_tags_are_configurable(flavour: str) -> None:
         "reasoning": "",
         "content": "a <think>b</think>",
     }
+
+
+def test_chat_message_chunks_stream_through_the_parsers(flavour: str) -> None:
+    from lmstream import AIMessage, FakeChatModel
+
+    reply = AIMessage(
+        [{"type": "reasoning", "reasoning": "think {not json"}, {"type": "text", "text": TEXT}]
+    )
+    parts = collect(stream_of(FakeChatModel([reply]) | JsonOutputParser(), flavour, "go"))
+    assert parts[-1] == DOC and len(parts) > 10  # the reasoning channel is not parsed
+    person = json.dumps(PERSON)
+    typed = collect(
+        stream_of(FakeChatModel([person]) | PydanticOutputParser(Person), flavour, "go")
+    )
+    assert typed[-1] == Person.model_validate(PERSON)
+    split = invoke_of(FakeChatModel([THINKING]) | ReasoningParser(), flavour, "go")
+    assert split == {"reasoning": "The user wants JSON.\nKeep it short.", "content": TEXT}
