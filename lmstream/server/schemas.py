@@ -32,7 +32,7 @@ UNSUPPORTED = frozenset(
     [
         *("top_k", "min_p", "typical_p", "tfs_z", "repetition_penalty", "repeat_penalty"),
         *("length_penalty", "mirostat", "mirostat_mode", "mirostat_tau", "mirostat_eta"),
-        *("grammar", "json_schema", "response_format", "guided_json", "guided_regex"),
+        *("grammar", "json_schema", "guided_json", "guided_regex"),
         *("guided_choice", "guided_grammar", "tools", "tool_choice", "functions"),
         *("function_call", "top_logprobs", "prompt_logprobs", "min_tokens", "ignore_eos"),
         *("n_probs", "use_beam_search", "include_stop_str_in_output"),

@@ -13,6 +13,7 @@ import pytest
 from helpers import is_sync
 from pydantic import BaseModel, Field
 
+from lmstream import FakeLLM
 from lmstream.providers.llamacpp import LlamaCpp
 
 
@@ -95,3 +96,17 @@ def test_a_bad_response_format_answers_400(serve: Any, local: LlamaCpp) -> None:
     assert completions.status_code == 400, completions.text
     assert runnable.status_code == 400, runnable.text
     assert "response_format" in runnable.json()["error"]["message"]
+
+
+def test_a_model_without_it_answers_400(serve: Any) -> None:
+    with serve({"m": FakeLLM(["{}"])}) as server:
+        body = {"model": "m", "prompt": "p", "response_format": {"type": "json_object"}}
+        completions = httpx.post(f"{server.url}/v1/completions", json=body)
+        runnable = httpx.post(
+            f"{server.url}/stream",
+            json={"input": "p", "kwargs": {"response_format": {"type": "json_object"}}},
+        )
+    assert completions.status_code == 400, completions.text
+    assert completions.json()["error"]["param"] == "response_format"
+    assert runnable.status_code == 400, runnable.text
+    assert runnable.json()["error"]["param"] == "kwargs.response_format"
