@@ -10,6 +10,12 @@ a pre-built list of N strings (``_stream``, ``_astream``) and the joined string 
 The langchain-core one reports each token to its run manager, as providers there must; the
 lmstream base reports chunks itself. The raw floors are a plain generator and a plain async
 generator yielding the same strings. Budgets are those of DESIGN §5.
+
+The "chunk-building provider" paths use the shape a provider written from the docs has:
+``GenerationChunk(text=t)`` per token, by keyword, as langchain-core requires (its chunks
+are pydantic models), and for ``invoke`` no ``_call`` at all on the lmstream side, so the
+base class adds up the streamed chunks; the langchain-core ``_call`` does the same from its
+``_stream``.
 """
 
 from __future__ import annotations
@@ -109,6 +115,32 @@ class LmTokens(lmstream.LLM):
             yield lmstream.GenerationChunk(text)
 
 
+class LmKeywordChunks(lmstream.LLM):
+    """lmstream, as a provider is usually written: ``GenerationChunk(text=t)`` per token,
+    and only the streaming hooks (``invoke`` adds up the stream)."""
+
+    tokens: list[str]
+
+    def _stream(
+        self, prompt: str, stop: Any = None, **kw: Any
+    ) -> Iterator[lmstream.GenerationChunk]:
+        for text in self.tokens:
+            yield lmstream.GenerationChunk(text=text)
+
+    async def _astream(
+        self, prompt: str, stop: Any = None, **kw: Any
+    ) -> AsyncIterator[lmstream.GenerationChunk]:
+        for text in self.tokens:
+            yield lmstream.GenerationChunk(text=text)
+
+
+class LcStreamed(LcTokens):
+    """langchain-core, the same shape: ``_call`` (which it requires) adds up ``_stream``."""
+
+    def _call(self, prompt: str, stop: Any = None, run_manager: Any = None, **kw: Any) -> str:
+        return "".join(chunk.text for chunk in self._stream(prompt, stop, run_manager))
+
+
 def raw_stream(tokens: list[str]) -> Iterator[str]:
     """The sync floor."""
     yield from tokens
@@ -133,6 +165,8 @@ class Setup:
     lc: Any
     lm_chain: Any
     lc_chain: Any
+    lm_kw: Any  # the chunk-building provider
+    lc_kw: Any
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop, n: int) -> Setup:
@@ -140,7 +174,8 @@ class Setup:
         lm, lc = LmTokens(tokens=tokens), LcTokens(tokens=tokens)
         lm_chain = lmstream.PromptTemplate.from_template(TEMPLATE) | lm | lmstream.StrOutputParser()
         lc_chain = LcPrompt.from_template(TEMPLATE) | lc | LcParser()
-        return cls(loop, tokens, lm, lc, lm_chain, lc_chain)
+        lm_kw, lc_kw = LmKeywordChunks(tokens=tokens), LcStreamed(tokens=tokens)
+        return cls(loop, tokens, lm, lc, lm_chain, lc_chain, lm_kw, lc_kw)
 
 
 def drain(items: Iterable[Any]) -> int:
@@ -159,31 +194,35 @@ async def adrain(items: AsyncIterator[Any]) -> int:
     return count
 
 
-def _sync(s: Setup, call: Callable[[Any], Iterable[Any]], chain: bool = False) -> dict[str, Case]:
-    lm, lc = (s.lm_chain, s.lc_chain) if chain else (s.lm, s.lc)
+def _pair(s: Setup, which: str) -> tuple[Any, Any]:
+    return {"llm": (s.lm, s.lc), "chain": (s.lm_chain, s.lc_chain), "kw": (s.lm_kw, s.lc_kw)}[which]
+
+
+def _sync(s: Setup, call: Callable[[Any], Iterable[Any]], which: str = "llm") -> dict[str, Case]:
+    lm, lc = _pair(s, which)
     return {LM: sync_case(lambda: drain(call(lm))), LC: sync_case(lambda: drain(call(lc)))}
 
 
 def _async(
-    s: Setup, call: Callable[[Any], AsyncIterator[Any]], chain: bool = False
+    s: Setup, call: Callable[[Any], AsyncIterator[Any]], which: str = "llm"
 ) -> dict[str, Case]:
-    lm, lc = (s.lm_chain, s.lc_chain) if chain else (s.lm, s.lc)
+    lm, lc = _pair(s, which)
     return {
         LM: async_case(s.loop, lambda: adrain(call(lm))),
         LC: async_case(s.loop, lambda: adrain(call(lc))),
     }
 
 
-def stream_cases(s: Setup) -> dict[str, Case]:
+def stream_cases(s: Setup, which: str = "llm") -> dict[str, Case]:
     """``stream()`` and the plain generator."""
-    cases = _sync(s, lambda llm: llm.stream(PROMPT))
+    cases = _sync(s, lambda llm: llm.stream(PROMPT), which)
     cases[RAW] = sync_case(lambda: drain(raw_stream(s.tokens)))
     return cases
 
 
-def astream_cases(s: Setup) -> dict[str, Case]:
+def astream_cases(s: Setup, which: str = "llm") -> dict[str, Case]:
     """``astream()`` and the plain async generator."""
-    cases = _async(s, lambda llm: llm.astream(PROMPT))
+    cases = _async(s, lambda llm: llm.astream(PROMPT), which)
     cases[RAW] = async_case(s.loop, lambda: adrain(araw_stream(s.tokens)))
     return cases
 
@@ -198,10 +237,10 @@ def chain_cases(how: str) -> Callable[[Setup], dict[str, Case]]:
 
     def make(s: Setup) -> dict[str, Case]:
         if how == "stream":
-            return _sync(s, lambda c: c.stream(QUESTION), chain=True)
+            return _sync(s, lambda c: c.stream(QUESTION), "chain")
         if how == "astream":
-            return _async(s, lambda c: c.astream(QUESTION), chain=True)
-        return _async(s, lambda c: c.astream_events(QUESTION, version="v2"), chain=True)
+            return _async(s, lambda c: c.astream(QUESTION), "chain")
+        return _async(s, lambda c: c.astream_events(QUESTION, version="v2"), "chain")
 
     return make
 
@@ -213,6 +252,12 @@ INVOKE_TOKENS = 10  # the fixed-cost paths use a short completion
 def invoke_cases(s: Setup) -> dict[str, Case]:
     """``invoke()``: the fixed cost of one call."""
     return {LM: sync_case(lambda: s.lm.invoke(PROMPT)), LC: sync_case(lambda: s.lc.invoke(PROMPT))}
+
+
+def kw_invoke_cases(s: Setup) -> dict[str, Case]:
+    """``invoke()`` of the chunk-building provider: the stream, added up."""
+    lm, lc = s.lm_kw, s.lc_kw
+    return {LM: sync_case(lambda: lm.invoke(PROMPT)), LC: sync_case(lambda: lc.invoke(PROMPT))}
 
 
 def ainvoke_cases(s: Setup) -> dict[str, Case]:
@@ -256,6 +301,16 @@ class Path:
 PATHS = [
     Path("stream", "stream()", stream_cases, 1 / 10, 15),
     Path("astream", "astream()", astream_cases, 1 / 10),
+    Path(
+        "kw-stream",
+        "stream(), chunk-building provider",
+        lambda s: stream_cases(s, "kw"),
+        1 / 15,
+        15,
+    ),
+    Path(
+        "kw-astream", "astream(), chunk-building provider", lambda s: astream_cases(s, "kw"), 1 / 12
+    ),
     Path("events-v2", "astream_events v2", events_cases("v2"), 1 / 20),
     Path(
         "events-v1",
@@ -269,6 +324,13 @@ PATHS = [
     Path("chain-astream", "chain astream()", chain_cases("astream")),
     Path("chain-events-v2", "chain astream_events v2", chain_cases("events"), 1 / 20),
     Path("invoke", "invoke() [µs/call]", invoke_cases, 1 / 10, fixed=INVOKE_TOKENS),
+    Path(
+        "kw-invoke",
+        "invoke(), chunk-building provider [µs/call]",
+        kw_invoke_cases,
+        1 / 12,
+        fixed=INVOKE_TOKENS,
+    ),
     Path("ainvoke", "ainvoke() [µs/call]", ainvoke_cases, fixed=INVOKE_TOKENS),
     Path("batch", f"batch() [µs/prompt, {BATCH}]", batch_cases, fixed=INVOKE_TOKENS, units=BATCH),
     Path(
@@ -370,7 +432,11 @@ def check(loop: asyncio.AbstractEventLoop, n: int = 100) -> list[str]:
     """Differences in what the two libraries produce for the measured calls (none expected)."""
     s, problems = Setup.of(loop, n), []
     text = "".join(s.tokens)
-    for name, runnable, value in (("llm", "lm", PROMPT), ("chain", "lm_chain", QUESTION)):
+    for name, runnable, value in (
+        ("llm", "lm", PROMPT),
+        ("chain", "lm_chain", QUESTION),
+        ("chunk-building llm", "lm_kw", PROMPT),
+    ):
         lm, lc = getattr(s, runnable), getattr(s, runnable.replace("lm", "lc", 1))
         outputs = {
             "stream": ("".join(lm.stream(value)), "".join(lc.stream(value))),

@@ -95,7 +95,11 @@ def _core_tables(results: dict[str, Any]) -> str:
     return (
         "Ratios, the median of per-round ratios. The goals are per streamed token, judged from "
         f"N = {JUDGED_FROM} up: at N = 10 a call's fixed cost dominates (see the next "
-        f"section).\n\n{ratios}\n\nAbsolute figures, the best round:\n\n{times}\n"
+        "section). The provider yields `GenerationChunk(t)` per token; on the rows marked "
+        '"chunk-building provider" it is written the way providers usually are, '
+        "`GenerationChunk(text=t)` by keyword (langchain-core's chunks take keywords only), "
+        "with only the streaming hooks, so `invoke()` adds up the stream."
+        f"\n\n{ratios}\n\nAbsolute figures, the best round:\n\n{times}\n"
     )
 
 

@@ -199,8 +199,9 @@ TEXT = TextChunks()
 """The kind of text models' chunks."""
 
 
-class HoldBack(Generic[C]):
-    """What a stream of one ``ChunkKind`` has produced so far.
+class HoldBack:
+    """What a stream of one ``ChunkKind`` has produced so far (chunks are typed ``Any``
+    here: a generic class would cost every ``import lmstream`` for no run-time gain).
 
     ``feed`` takes a provider chunk and returns the chunk to hand on (or ``None`` when
     all of its text is held back because it could be the start of a stop sequence).
@@ -213,7 +214,7 @@ class HoldBack(Generic[C]):
     def __init__(
         self,
         stop: Sequence[str] | None = None,
-        kind: ChunkKind[C] = TEXT,  # type: ignore[assignment]
+        kind: ChunkKind[Any] = TEXT,
     ) -> None:
         self.stops = [s for s in stop if s] if stop else []
         self.matcher = matcher(tuple(self.stops)) if self.stops else None
@@ -230,7 +231,7 @@ class HoldBack(Generic[C]):
         """The text handed on so far."""
         return "".join(self.parts)
 
-    def feed(self, chunk: C) -> C | None:
+    def feed(self, chunk: Any) -> Any:
         """Account for a provider chunk; return what to hand on."""
         info = self.kind.info(chunk)
         if info:
@@ -240,7 +241,7 @@ class HoldBack(Generic[C]):
             return chunk
         return self._feed_with_stops(chunk, info)
 
-    def _feed_with_stops(self, chunk: C, info: dict[str, Any] | None) -> C | None:
+    def _feed_with_stops(self, chunk: Any, info: dict[str, Any] | None) -> Any:
         # the work is linear in the new text alone: the matcher resumes from ``held``
         assert self.matcher is not None
         new = self.kind.text(chunk)
@@ -266,7 +267,7 @@ class HoldBack(Generic[C]):
             return None
         return self._emit(chunk, out, info)
 
-    def _emit(self, chunk: C, text: str, info: dict[str, Any] | None) -> C:
+    def _emit(self, chunk: Any, text: str, info: dict[str, Any] | None) -> Any:
         self.parts.append(text)
         return self.kind.with_text(chunk, text, info)
 
@@ -284,7 +285,7 @@ class HoldBack(Generic[C]):
         return held
 
 
-class TextState(HoldBack[GenerationChunk]):
+class TextState(HoldBack):
     """``HoldBack`` for text chunks."""
 
     __slots__ = ()

@@ -137,7 +137,7 @@ class MessageChunks(ChunkKind[AIMessageChunk]):
         return LLMResult(generations=[[ChatGeneration(message)]])
 
 
-class ChatGenerating(Generating[AIMessageChunk]):
+class ChatGenerating(Generating):
     """A chat model's generation on the shared loop. Its metadata is always the chunks'
     sum (usage reported as running totals must not add up chunk by chunk)."""
 

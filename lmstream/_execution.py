@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lmstream._accumulate import aggregate
-from lmstream._iterators import EMPTY as EMPTY
-from lmstream._iterators import aclose as aclose
-from lmstream._iterators import aiter_of as aiter_of
-from lmstream._iterators import close as close
-from lmstream._iterators import is_cancel as is_cancel
 from lmstream._types import RunnableConfig
+from lmstream._utils import EMPTY as EMPTY
+from lmstream._utils import aclose as aclose
+from lmstream._utils import aiter_of as aiter_of
+from lmstream._utils import close as close
+from lmstream._utils import is_cancel as is_cancel
 from lmstream.callbacks import Pending, drain, drain_async
 from lmstream.config import child_config, ensure_config, use_config
 from lmstream.errors import StreamingUnsupportedError
@@ -25,7 +25,7 @@ from lmstream.runs import STREAMING_INPUT, Run
 if TYPE_CHECKING:
     from lmstream.runnable import Runnable
 
-# EMPTY, aclose, aiter_of, close and is_cancel live in the leaf ``_iterators``; they are
+# EMPTY, aclose, aiter_of, close and is_cancel live in the leaf ``_utils``; they are
 # re-exported here for modules that still import them from this one.
 __all__ = [
     "EMPTY",

@@ -44,9 +44,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
 from lmstream._accumulate import ChunkKind, HoldBack
-from lmstream._iterators import aclose, close, is_cancel
 from lmstream._llmcore import final_info, outcome_info, typed_error
 from lmstream._stops import matcher
+from lmstream._utils import aclose, close, is_cancel
 from lmstream.callbacks import Pending, drain, drain_async
 from lmstream.chunks import GenerationChunk, Usage, merge_info
 from lmstream.runs import Run
@@ -62,11 +62,10 @@ __all__ = [
     "stream",
 ]
 
-C = TypeVar("C")
 S = TypeVar("S")
 
 
-class Generating(HoldBack[C]):
+class Generating(HoldBack):
     """One generation: stop hold-back and what was handed on (``HoldBack``: the text
     parts and merged metadata), its run, the chunks handed on, usage and outcome.
 
@@ -79,7 +78,7 @@ class Generating(HoldBack[C]):
     )  # fmt: skip
 
     def __init__(
-        self, kind: ChunkKind[C], run: Run, prompt: Any, stop: list[str] | None, as_text: bool
+        self, kind: ChunkKind[Any], run: Run, prompt: Any, stop: list[str] | None, as_text: bool
     ) -> None:
         # HoldBack's fields are set here, one by one: this runs once per call
         self.stops = stops = [s for s in stop if s] if stop else []
@@ -95,7 +94,7 @@ class Generating(HoldBack[C]):
         self.prompt = prompt
         self.as_text = as_text
         self.plain = as_text and not listening and not stops
-        self.kept: list[C] = []  # the chunks handed on, for a kind whose result adds them up
+        self.kept: list[Any] = []  # the chunks handed on, for a kind whose result adds them up
         self.pending: Pending | None = None  # async handlers' work for the last chunk
         self.source: Any = None
 
@@ -108,7 +107,7 @@ class Generating(HoldBack[C]):
         """Merge a chunk's metadata into what was handed on (the lean loop)."""
         self.info = merge_info(self.info, info)
 
-    def feed(self, chunk: C) -> Any:
+    def feed(self, chunk: Any) -> Any:
         """Account for a provider chunk and report it to the run; what the consumer gets
         (``None``: nothing, its text is held back or empty)."""
         out = HoldBack.feed(self, chunk)
@@ -164,12 +163,12 @@ class Generating(HoldBack[C]):
             added["finish_reason"] = info["finish_reason"]
         return added, self.kind.result(text, merge_info(info, added), self.kept)
 
-    def finish(self) -> tuple[C | None, list[Any], Any]:
+    def finish(self) -> tuple[Any, list[Any], Any]:
         """At the end of the stream: (the final chunk to report to the run, or None; what
         the consumer still gets; the run's result, None when nobody will see it)."""
         tail = self.flush()
         added, result = self._final() if self.listening or not self.as_text else ({}, None)
-        report, items = None, []  # type: tuple[C | None, list[Any]]
+        report, items = None, []  # type: tuple[Any, list[Any]]
         if tail or added:
             chunk = self.kind.make(tail, added or None)
             if self.listening and tail:
@@ -180,12 +179,7 @@ class Generating(HoldBack[C]):
             items.append(tail)  # an empty completion still gives one (empty) text
         return report, items, result
 
-    def end_lean(self) -> list[str]:
-        """End a lean stream: nobody sees the run's result; what the consumer still gets."""
-        self.run.end(None)
-        return [] if any(self.parts) else [""]
-
-    def whole(self, chunk: C) -> Any:
+    def whole(self, chunk: Any) -> Any:
         """The run's result for a whole generation (``invoke``), stop sequences applied."""
         out = HoldBack.feed(self, chunk)
         if out is not None:
@@ -194,9 +188,9 @@ class Generating(HoldBack[C]):
         return self._final()[1]
 
 
-class TextGenerating(Generating[GenerationChunk]):
+class TextGenerating(Generating):
     """``Generating`` for text chunks, reading them directly: the per-chunk path of text
-    models, kept as short as it can be."""
+    models, kept as short as it can be. It keeps no chunks: a text result is its text."""
 
     __slots__ = ()
 
@@ -229,11 +223,12 @@ def _raise(error: BaseException, exc: BaseException) -> NoReturn:
 # -- the loops: sync and async twins around Generating -----------------------------------
 
 
-def lean(gen: Generating[Any], make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[str]:
+def lean(gen: Generating, make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[str]:
     """Text out, nobody listening, no stop sequences: text chunks' text and metadata are
     only kept (read directly: ``as_text`` chunks have ``text`` and ``generation_info``)."""
     try:
-        append, chunks = gen.parts.append, gen.opened(make(*args))
+        append, chunks = gen.parts.append, make(*args)
+        gen.source = chunks
         for chunk in chunks:
             append(text := chunk.text)
             if chunk.generation_info is not None:
@@ -243,15 +238,18 @@ def lean(gen: Generating[Any], make: Callable[..., Iterator[Any]], *args: Any) -
     except BaseException as exc:
         gen.settle(exc)
     close(chunks)
-    yield from gen.end_lean()
+    gen.run.end(None)  # nobody listens: no result to make
+    if not any(gen.parts):
+        yield ""  # an empty completion still gives one (empty) text
 
 
 async def alean(
-    gen: Generating[Any], make: Callable[..., AsyncIterator[Any]], *args: Any
+    gen: Generating, make: Callable[..., AsyncIterator[Any]], *args: Any
 ) -> AsyncIterator[str]:
     """The async twin of ``lean``."""
     try:
-        append, chunks = gen.parts.append, gen.opened(make(*args))
+        append, chunks = gen.parts.append, make(*args)
+        gen.source = chunks
         async for chunk in chunks:
             append(text := chunk.text)
             if chunk.generation_info is not None:
@@ -261,11 +259,12 @@ async def alean(
     except BaseException as exc:
         await gen.asettle(exc)
     await aclose(chunks)
-    for item in gen.end_lean():
-        yield item
+    gen.run.end(None)  # nobody listens: the sync end waits for nobody
+    if not any(gen.parts):
+        yield ""
 
 
-def stream(gen: Generating[Any], make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[Any]:
+def stream(gen: Generating, make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[Any]:
     """Every chunk through ``gen.feed``; stops at a stop sequence; then the final chunk."""
     gen.run.start()
     try:
@@ -284,7 +283,7 @@ def stream(gen: Generating[Any], make: Callable[..., Iterator[Any]], *args: Any)
 
 
 async def astream(
-    gen: Generating[Any], make: Callable[..., AsyncIterator[Any]], *args: Any
+    gen: Generating, make: Callable[..., AsyncIterator[Any]], *args: Any
 ) -> AsyncIterator[Any]:
     """The async twin of ``stream``."""
     await gen.run.astart()
@@ -304,7 +303,7 @@ async def astream(
         yield item
 
 
-def _finish(gen: Generating[Any]) -> Iterator[Any]:
+def _finish(gen: Generating) -> Iterator[Any]:
     close(gen.source)
     report, items, result = gen.finish()
     try:
@@ -315,7 +314,7 @@ def _finish(gen: Generating[Any]) -> Iterator[Any]:
         gen.run.end(result)
 
 
-async def _afinish(gen: Generating[Any]) -> AsyncIterator[Any]:
+async def _afinish(gen: Generating) -> AsyncIterator[Any]:
     await aclose(gen.source)
     report, items, result = gen.finish()
     try:
@@ -327,7 +326,7 @@ async def _afinish(gen: Generating[Any]) -> AsyncIterator[Any]:
         await gen.run.aend(result)
 
 
-def invoke(gen: Generating[C], make: Callable[..., C], *args: Any) -> Any:
+def invoke(gen: Generating, make: Callable[..., Any], *args: Any) -> Any:
     """One whole generation; the run's result."""
     gen.run.start()
     try:
@@ -339,7 +338,7 @@ def invoke(gen: Generating[C], make: Callable[..., C], *args: Any) -> Any:
     return result
 
 
-async def ainvoke(gen: Generating[C], make: Callable[..., Awaitable[C]], *args: Any) -> Any:
+async def ainvoke(gen: Generating, make: Callable[..., Awaitable[Any]], *args: Any) -> Any:
     """The async twin of ``invoke``."""
     await gen.run.astart()
     try:

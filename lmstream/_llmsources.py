@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from lmstream._accumulate import TEXT
 from lmstream._llmcore import AsyncRunManager, RunManager
 from lmstream._threads import iterate_in_thread, run_in_thread, run_sync
 from lmstream._types import RunnableConfig
 from lmstream._utils import accepts_param
-from lmstream.chunks import Generation, GenerationChunk, merge_info
+from lmstream.chunks import Generation, GenerationChunk
 from lmstream.errors import StreamingUnsupportedError
 from lmstream.runs import Run
 
@@ -34,12 +35,8 @@ def as_chunk(out: Any) -> GenerationChunk:
 
 
 def join_chunks(chunks: Iterator[GenerationChunk]) -> GenerationChunk:
-    texts, info = [], None
-    for chunk in chunks:
-        texts.append(chunk.text)
-        if chunk.generation_info:
-            info = merge_info(info, chunk.generation_info)
-    return GenerationChunk("".join(texts), info)
+    joined: GenerationChunk = TEXT.join(chunks)
+    return joined
 
 
 async def _ajoin(llm: BaseLLM, chunks: AsyncIterator[GenerationChunk]) -> GenerationChunk:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from lmstream._accumulate import AddableDict
-from lmstream._iterators import EMPTY, aclose, close
+from lmstream._utils import EMPTY, aclose, close
 
 if TYPE_CHECKING:
     import asyncio

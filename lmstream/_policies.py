@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from lmstream._iterators import EMPTY
+from lmstream._utils import EMPTY
 from lmstream.errors import InvalidInputError
 
 __all__ = ["ExceptionFilter", "Policy", "amap_first", "exception_filter", "map_first", "noting"]

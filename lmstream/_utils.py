@@ -1,17 +1,31 @@
-"""Small helpers with no lmstream dependencies."""
+"""Small helpers with no lmstream dependencies: uuid7 run ids, what a callable accepts,
+and iterators' ends (closing them now, not at garbage collection, so a model stops at
+once; telling a consumer that stopped from a failure; the marker of an empty input)."""
 
 from __future__ import annotations
 
 import functools
 import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import uuid
 
-__all__ = ["accepts_param", "is_async_callable", "is_async_generator", "is_generator", "uuid7"]
+__all__ = [
+    "EMPTY",
+    "accepts_param",
+    "aclose",
+    "aiter_of",
+    "close",
+    "is_async_callable",
+    "is_async_generator",
+    "is_cancel",
+    "is_generator",
+    "uuid7",
+]
 
 
 def uuid7() -> uuid.UUID:
@@ -81,3 +95,44 @@ def is_async_generator(fn: Any) -> bool:
     import inspect
 
     return inspect.isasyncgenfunction(_unwrap(fn))
+
+
+# -- iterators' ends --------------------------------------------------------------
+
+EMPTY: Any = object()
+"""What ``next(it, EMPTY)`` gives for an iterator that had nothing (left): not a value."""
+
+_STOPS = (GeneratorExit, KeyboardInterrupt)
+
+
+def is_cancel(exc: BaseException) -> bool:
+    """Whether ``exc`` means the consumer stopped (not a failure)."""
+    if isinstance(exc, _STOPS):
+        return True
+    # asyncio is imported lazily: when it was never imported, nothing was cancelled by it
+    aio = sys.modules.get("asyncio")
+    return aio is not None and isinstance(exc, aio.CancelledError)
+
+
+def close(it: Any, *more: Any) -> None:
+    """Close sync iterators now, each that can be closed, in order."""
+    fn = getattr(it, "close", None)
+    if fn is not None:
+        fn()
+    if more:
+        close(*more)
+
+
+async def aclose(it: Any, *more: Any) -> None:
+    """Close async iterators now, each that can be closed, in order."""
+    fn = getattr(it, "aclose", None)
+    if fn is not None:
+        await fn()
+    if more:
+        await aclose(*more)
+
+
+async def aiter_of(*items: Any) -> AsyncIterator[Any]:
+    """An async iterator over ``items``."""
+    for item in items:
+        yield item

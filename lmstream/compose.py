@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from lmstream._accumulate import AddableDict, aggregate
 from lmstream._execution import acall_with_config, call_with_config
-from lmstream._iterators import aclose, close, is_cancel
 from lmstream._merge import ATee, Tee, merge_tasks, merge_threads
 from lmstream._seqbatch import SequenceBatch
 from lmstream._threads import run_in_thread, run_sync
 from lmstream._types import Configs, RunnableConfig
-from lmstream._utils import accepts_param, is_async_callable
+from lmstream._utils import accepts_param, aclose, close, is_async_callable, is_cancel
 from lmstream.config import child_config, ensure_config
 from lmstream.errors import InvalidInputError
 from lmstream.runnable import Runnable, StreamingStep, coerce_to_runnable

@@ -15,10 +15,17 @@ from typing import Any, TypeVar
 
 from lmstream._accumulate import aggregate
 from lmstream._execution import acall_with_config, agather, call_with_config, gather
-from lmstream._iterators import EMPTY, aclose, close
 from lmstream._threads import SyncFromAsync, drive_async, iterate_in_thread, run_in_thread, run_sync
 from lmstream._types import RunnableConfig
-from lmstream._utils import accepts_param, is_async_callable, is_async_generator, is_generator
+from lmstream._utils import (
+    EMPTY,
+    accepts_param,
+    aclose,
+    close,
+    is_async_callable,
+    is_async_generator,
+    is_generator,
+)
 from lmstream.config import ambient, patch_config, use_config
 from lmstream.runnable import Runnable, StreamingStep
 from lmstream.runs import Run

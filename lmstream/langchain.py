@@ -32,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
         "lmstream.langchain needs langchain-core: pip install 'lmstream[langchain]'"
     ) from exc
 
-from lmstream._iterators import aclose, close
+from lmstream._utils import aclose, close
 from lmstream.chunks import GenerationChunk, LLMResult, Usage
 from lmstream.errors import InvalidInputError
 from lmstream.llm import LLM, BaseLLM

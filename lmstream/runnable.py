@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from lmstream import _batch
 from lmstream._execution import agather, atransform_stream, gather, transform_stream
-from lmstream._iterators import EMPTY, aclose, aiter_of
 from lmstream._threads import run_in_thread
 from lmstream._types import Configs, RunnableConfig, StreamEvent
+from lmstream._utils import EMPTY, aclose, aiter_of
 from lmstream.config import ambient
 from lmstream.errors import InvalidInputError
 

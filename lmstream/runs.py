@@ -15,9 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from lmstream._iterators import is_cancel
 from lmstream._types import RunnableConfig
-from lmstream._utils import uuid7
+from lmstream._utils import is_cancel, uuid7
 from lmstream.callbacks import CallbackManager, Pending, dispatch, drain, drain_async
 from lmstream.chunks import LLMResult
 from lmstream.message_input import get_buffer_string

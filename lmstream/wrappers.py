@@ -16,7 +16,6 @@ from functools import partial
 from typing import Any, Generic, TypeVar
 
 from lmstream._execution import acall_with_config, call_with_config
-from lmstream._iterators import EMPTY, aclose, close
 from lmstream._policies import (
     ExceptionFilter,
     Policy,
@@ -26,6 +25,7 @@ from lmstream._policies import (
     noting,
 )
 from lmstream._types import Configs, RunnableConfig
+from lmstream._utils import EMPTY, aclose, close
 from lmstream.config import ensure_config, merge_configs, patch_config
 from lmstream.errors import InvalidInputError
 from lmstream.runnable import Runnable, StreamingStep
