@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bench import plots, summary
+from bench import plots, structured, summary
 from bench._util import fmt_ratio, fmt_time, render, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -300,6 +300,13 @@ SECTIONS = (
         "router",
         "Time to first chunk and gaps through the router, and a backend killed under load",
         _router_tables,
+    ),
+    (
+        "structured",
+        "Structured output: JSON that streams",
+        "structured",
+        "JsonOutputParser cost per chunk against object size",
+        lambda results: structured.section(results),
     ),
 )
 

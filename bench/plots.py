@@ -270,4 +270,8 @@ def draw(results: dict[str, Any], out: Path) -> dict[str, Path]:
         figures["server-load"] = server_load(results, out)
     if "openai" in results:
         figures["openai"] = openai_client(results, out)
+    if "structured" in results:
+        from bench import structured
+
+        figures["structured"] = structured.plot(results, out)
     return figures

@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "docs" / "assets" / "benchmarks"
 RESULTS = ASSETS / "results.json"
-PARTS = ("core", "chat", "llamacpp", "server", "openai", "otel", "router")
+PARTS = ("core", "chat", "llamacpp", "server", "openai", "otel", "router", "structured")
 PACKAGES = ("langchain-core", "llama-cpp-python", "httpx", "openai", "fastapi", "uvicorn")
 
 
@@ -193,6 +193,13 @@ def run_router(quick: bool) -> dict[str, Any]:
     return router.measure(quick)
 
 
+def run_structured(quick: bool) -> dict[str, Any]:
+    """JsonOutputParser's cost per chunk against langchain-core's, at three sizes."""
+    from bench import structured
+
+    return structured.measure(1 if quick else 3, 0.2 if quick else 0.5)
+
+
 RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "core": run_core,
     "chat": run_chat,
@@ -201,6 +208,7 @@ RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "openai": run_openai,
     "otel": run_otel,
     "router": run_router,
+    "structured": run_structured,
 }
 
 

@@ -38,6 +38,7 @@ from lmstream.errors import (
     MissingVariablesError,
     ModelLoadError,
     NotFoundError,
+    OutputParserError,
     PermissionDeniedError,
     ProtocolError,
     ProviderError,
@@ -83,6 +84,13 @@ from lmstream.registry import (
 )
 from lmstream.runnable import Runnable, StreamingStep, coerce_to_runnable
 from lmstream.settings import Rule, setting
+from lmstream.structured import (
+    JsonOutputParser,
+    Partial,
+    PydanticOutputParser,
+    ReasoningParser,
+    ReasoningSplitter,
+)
 from lmstream.wrappers import RunnableBinding, RunnableRetry, RunnableWithFallbacks
 
 if _typing.TYPE_CHECKING:  # for type checkers only: at run time these load on first use
@@ -159,19 +167,25 @@ __all__ = [
     "HumanMessage",
     "HumanMessageChunk",
     "InvalidInputError",
+    "JsonOutputParser",
     "LLMResult",
     "LMStreamError",
     "MessagesPlaceholder",
     "MissingVariablesError",
     "ModelLoadError",
     "NotFoundError",
+    "OutputParserError",
+    "Partial",
     "PermissionDeniedError",
     "PromptTemplate",
     "PromptValue",
     "ProtocolError",
     "ProviderError",
     "ProviderInfo",
+    "PydanticOutputParser",
     "RateLimitError",
+    "ReasoningParser",
+    "ReasoningSplitter",
     "Rule",
     "Runnable",
     "RunnableAssign",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
+from lmstream._jsonstream import PartialDict, PartialList
 from lmstream._stops import matcher
 from lmstream.chunks import Generation, GenerationChunk, LLMResult, merge_info
 from lmstream.messages import AIMessageChunk, add_chunks
@@ -90,6 +91,8 @@ def aggregate(chunks: Sequence[Any]) -> Any:
     key); from a chunk that does not add to the total on, the total restarts from it."""
     if not chunks:
         return None
+    if isinstance(chunks[0], (PartialDict, PartialList)):
+        return chunks[-1]  # snapshots of a value that fills in: the last one is the value
     try:
         return _sum(chunks)
     except TypeError:

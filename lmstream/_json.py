@@ -14,7 +14,7 @@ __all__ = ["dumps", "error_dict", "to_jsonable"]
 def error_dict(exc: BaseException) -> dict[str, Any]:
     """``{"type", "message"}`` plus whatever the error carries (partial text, usage...)."""
     out: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
-    for key in ("partial_text", "status_code", "phase", "retry_after", "path"):
+    for key in ("partial_text", "llm_output", "status_code", "phase", "retry_after", "path"):
         value = getattr(exc, key, None)
         if value not in (None, ""):
             out[key] = value

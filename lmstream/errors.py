@@ -10,6 +10,7 @@
     ├── StreamingUnsupportedError    strict streaming: a step would buffer the stream
     ├── ModelLoadError               a model file is missing, unreadable or corrupt
     ├── CallbackError                (also RuntimeError) no parent run for a custom event
+    ├── OutputParserError            (also ValueError) output is not the JSON/object asked for
     └── GenerationError              a run failed; carries the partial text and usage
         ├── ProviderError            the backend failed (a foreign error keeps its type)
         ├── APIError                 an HTTP backend failed
@@ -57,6 +58,7 @@ __all__ = [
     "MissingVariablesError",
     "ModelLoadError",
     "NotFoundError",
+    "OutputParserError",
     "PermissionDeniedError",
     "ProtocolError",
     "ProviderError",
@@ -111,6 +113,18 @@ class CallbackError(LMStreamError, RuntimeError):
     """A callback could not be dispatched (for example, a custom event outside any run).
 
     Also a ``RuntimeError``, which is what the reference raises there."""
+
+
+class OutputParserError(LMStreamError, ValueError):
+    """A model's output is not what a parser asked for: not JSON, cut short, or not valid
+    against the schema. ``llm_output`` is the raw text; ``errors`` the validation errors."""
+
+    def __init__(
+        self, message: str, *, llm_output: str = "", errors: list[Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.llm_output = llm_output
+        self.errors = errors or []
 
 
 class GenerationError(LMStreamError):

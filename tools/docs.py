@@ -200,7 +200,9 @@ def normalise(text: str, scratch: str = "", port: int | None = None, timings: bo
 
 
 def _run_python(code: str, where: str, namespace: dict[str, Any], loop: Any) -> None:
-    compiled = compile(code, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    # dont_inherit: this file's ``from __future__ import annotations`` must not turn the
+    # examples' annotations into strings (a pydantic model defined there could not resolve them)
+    compiled = compile(code, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
     result = eval(compiled, namespace)
     if asyncio.iscoroutine(result):
         loop.run_until_complete(result)

@@ -35,6 +35,7 @@ class Settings:
     max_tokens: int | None
     seed: int | None
     n_threads: int
+    grammar: Any = None  # a LlamaGrammar for JSON output (see _llamacpp_grammar)
 
 
 def _tokens(engine: Engine, prompt: list[int], settings: Settings) -> Iterator[int]:
@@ -49,6 +50,7 @@ def _tokens(engine: Engine, prompt: list[int], settings: Settings) -> Iterator[i
         typical_p=1.0,
         temp=settings.temperature,
         repeat_penalty=settings.repeat_penalty,
+        grammar=settings.grammar,
     )
 
 

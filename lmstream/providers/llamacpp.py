@@ -42,6 +42,7 @@ from lmstream.llm import LLM, BaseLLM
 from lmstream.prompts import chat_messages
 from lmstream.providers._llamacpp_engine import default_model_path, default_threads, load
 from lmstream.providers._llamacpp_generate import Settings, generate
+from lmstream.providers._llamacpp_grammar import RESPONSE_FORMAT, grammar_for
 from lmstream.settings import STOP, Rule, for_call, kind, number, setting
 
 __all__ = ["LlamaCpp"]
@@ -76,7 +77,9 @@ class LlamaCpp(LLM):
 
     Sampling parameters set here are defaults; ``temperature``, ``top_p``, ``top_k``,
     ``repeat_penalty``, ``max_tokens`` (``None``: until the context is full), ``seed``
-    (``None``: random) and ``n_threads`` may also be passed per call.
+    (``None``: random), ``n_threads`` and ``response_format`` (JSON output, constrained by a
+    grammar: ``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema":
+    {"schema": ...}}``) may also be passed per call.
     """
 
     thread_safe = False
@@ -94,6 +97,7 @@ class LlamaCpp(LLM):
     seed: int | None = setting(None, number(0, _MAX_SEED, integer=True), per_call=True)
     stop: list[str] | None = setting(None, STOP)
     chat: bool = setting(True, kind(bool, text="True or False"))
+    response_format: Any = setting(None, RESPONSE_FORMAT, per_call=True, nullable=True)
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
@@ -145,7 +149,8 @@ class LlamaCpp(LLM):
 
     def _settings(self, kwargs: dict[str, Any]) -> Settings:
         values = for_call(self, BaseLLM, kwargs)
-        return Settings(**{name: values[name] for name in _SAMPLING})
+        grammar = grammar_for(values["response_format"])
+        return Settings(**{name: values[name] for name in _SAMPLING}, grammar=grammar)
 
     def _stream(
         self, prompt: str, stop: list[str] | None = None, **kwargs: Any

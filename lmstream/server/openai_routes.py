@@ -18,11 +18,13 @@ from lmstream._accumulate import aggregate
 from lmstream._execution import aclose, is_cancel
 from lmstream.chunks import GenerationChunk, Usage
 from lmstream.errors import InvalidInputError
+from lmstream.llm import BaseLLM
 from lmstream.server.admission import Ticket
 from lmstream.server.errors import HTTPError, error_body, from_exception
 from lmstream.server.schemas import UNSUPPORTED, CompletionRequest, extra_fields
 from lmstream.server.state import RequestLog, ServedModel, ServerState
 from lmstream.server.streaming import EventStreamResponse, frame, until_disconnect
+from lmstream.settings import settings_of
 
 __all__ = ["check_fields", "router"]
 
@@ -49,9 +51,18 @@ _UNSUPPORTED: dict[str, tuple[str, Callable[[CompletionRequest], bool], str]] = 
 }
 
 
-def call_kwargs(body: Any, state: ServerState, *, default_max: int | None) -> dict[str, Any]:
+def call_kwargs(
+    body: Any, state: ServerState, *, default_max: int | None, model: Any = None
+) -> dict[str, Any]:
     """Generation kwargs from a request body over the server's request defaults, with the
-    max_tokens cap applied."""
+    max_tokens cap applied; ``response_format`` only for a model that declares it."""
+    if body.response_format is not None and "response_format" not in settings_of(
+        type(model), BaseLLM
+    ):
+        param = (
+            "response_format" if isinstance(body, CompletionRequest) else "kwargs.response_format"
+        )
+        raise HTTPError(400, "response_format is not supported by this model", param=param)
     cap = state.settings.max_tokens_cap
     defaults = state.settings.request_defaults
     default_max = defaults.get("max_tokens", default_max)
@@ -66,6 +77,7 @@ def call_kwargs(body: Any, state: ServerState, *, default_max: int | None) -> di
         "top_p": body.top_p,
         "seed": body.seed,
         "stop": body.stop,
+        "response_format": body.response_format,
     }
     return {**defaults, **{k: v for k, v in kwargs.items() if v is not None}}
 
@@ -215,7 +227,8 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     state: ServerState = request.app.state.lmstream
     served = state.resolve(body.model)
     prompts = _check(body, state)
-    kwargs = call_kwargs(body, state, default_max=state.settings.default_max_tokens)
+    default_max = state.settings.default_max_tokens
+    kwargs = call_kwargs(body, state, default_max=default_max, model=served.llm)
     log: RequestLog = request.scope["lmstream.log"]
     log.model = served.name
     completion = _Completion(served, prompts, kwargs)

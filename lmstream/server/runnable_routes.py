@@ -66,7 +66,7 @@ def _setup(
     state: ServerState = request.app.state.lmstream
     served = state.resolve(body.model)
     check_fields(body)
-    kwargs = call_kwargs(body.kwargs, state, default_max=None)
+    kwargs = call_kwargs(body.kwargs, state, default_max=None, model=served.llm)
     if isinstance(body, BatchRequest) and len(body.inputs) > state.settings.max_batch:
         raise HTTPError(400, f"at most {state.settings.max_batch} inputs", param="inputs")
     try:  # bad input is a 400 before any stream starts, never an in-band error

@@ -32,7 +32,7 @@ UNSUPPORTED = frozenset(
     [
         *("top_k", "min_p", "typical_p", "tfs_z", "repetition_penalty", "repeat_penalty"),
         *("length_penalty", "mirostat", "mirostat_mode", "mirostat_tau", "mirostat_eta"),
-        *("grammar", "json_schema", "response_format", "guided_json", "guided_regex"),
+        *("grammar", "json_schema", "guided_json", "guided_regex"),
         *("guided_choice", "guided_grammar", "tools", "tool_choice", "functions"),
         *("function_call", "top_logprobs", "prompt_logprobs", "min_tokens", "ignore_eos"),
         *("n_probs", "use_beam_search", "include_stop_str_in_output"),
@@ -88,6 +88,7 @@ class CompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     stop: Stop = None
     seed: int | None = None
+    response_format: dict[str, Any] | None = None  # JSON output, where the model has it
     echo: bool = False
     logprobs: int | None = None
     best_of: int | None = None
@@ -126,6 +127,7 @@ class RunKwargs(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     seed: int | None = None
     stop: Stop = None
+    response_format: dict[str, Any] | None = None
 
 
 class InvokeRequest(BaseModel):
