@@ -52,3 +52,13 @@ def test_the_python_floor_is_the_package_s() -> None:
     project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
     floor = project["project"]["requires-python"].removeprefix(">=")
     assert _row("Python").strip().startswith(floor)
+
+
+def test_the_usage_answer_names_where_generate_puts_it() -> None:
+    from lmstream import FakeLLM
+
+    assert 'llm_output["token_usage"]' in PAGE and 'generation_info["usage"]' in PAGE
+    result = FakeLLM(responses=["hello world"]).generate(["hi"])
+    assert result.llm_output is not None and result.llm_output["token_usage"]["total_tokens"] > 0
+    info = result.generations[0][0].generation_info
+    assert info is not None and info["usage"].total_tokens > 0
