@@ -256,7 +256,8 @@ class HoldBack:
             self.stopped = True
             self.held = ""
             info = merge_info(info, {"finish_reason": "stop"})
-            self.info = merge_info(self.info, info)
+            # the chunk's own metadata is in ``self.info`` already (``feed``): add only the reason
+            self.info = merge_info(self.info, {"finish_reason": "stop"})
             return self._emit(chunk, buf[:cut], info)
         # hold back from the earliest place a stop sequence may start (a complete match
         # further on stays held until the earlier candidate completes or dies)

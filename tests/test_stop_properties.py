@@ -63,3 +63,41 @@ def test_nothing_of_the_matched_stop_sequence_is_ever_emitted(
         so_far += piece
         assert not any(s in so_far for s in stop)  # never a whole stop sequence
         assert text.startswith(so_far)  # and never anything but the text, in order
+
+
+def test_usage_on_the_chunk_that_holds_the_stop_sequence_counts_once(flavour: str) -> None:
+    from collections.abc import AsyncIterator, Iterator
+    from typing import Any
+
+    from helpers import chunks_of
+
+    from lmstream import LLM, BaseCallbackHandler, GenerationChunk, Usage
+
+    class Tail(LLM):
+        def _call(self, prompt: str, stop: Any = None, **kw: Any) -> str:
+            return "ab STOP cd"
+
+        def _stream(self, prompt: str, stop: Any = None, **kw: Any) -> Iterator[GenerationChunk]:
+            yield GenerationChunk("ab")
+            yield GenerationChunk(" STOP cd", {"usage": Usage.of(3, 4)})
+
+        async def _astream(
+            self, prompt: str, stop: Any = None, **kw: Any
+        ) -> AsyncIterator[GenerationChunk]:
+            for chunk in self._stream(prompt, stop):
+                yield chunk
+
+    ends: list[Any] = []
+
+    class Ends(BaseCallbackHandler):
+        def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+            ends.append(response.generations[0][0].generation_info)
+
+    chunks = chunks_of(Tail(), flavour, "hi", stop=["STOP"], config={"callbacks": [Ends()]})
+    assert ends == [{"usage": Usage.of(3, 4), "finish_reason": "stop"}]  # the run's result too
+    total = chunks[0]
+    for chunk in chunks[1:]:
+        total = total + chunk
+    assert total.text == "ab "
+    assert total.generation_info["usage"] == Usage.of(3, 4)
+    assert total.generation_info["finish_reason"] == "stop"
