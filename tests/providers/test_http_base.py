@@ -9,7 +9,16 @@ from lmstream import OpenAI, RemoteLLM
 from lmstream.providers._http import RetryPolicy, TimeLimits
 
 PROVIDERS = Path(__file__).resolve().parents[2] / "lmstream" / "providers"
-GENERIC = ("_http", "_http_llm", "_http_errors", "_clients", "_watchdog", "_frames", "_reads")
+GENERIC = (
+    "_http",
+    "_http_llm",
+    "_http_model",
+    "_http_errors",
+    "_clients",
+    "_watchdog",
+    "_frames",
+    "_reads",
+)
 
 
 def _imports(module: str) -> set[str]:
