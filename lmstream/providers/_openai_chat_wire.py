@@ -165,7 +165,7 @@ class ChatStream(FrameReader[AIMessageChunk]):
             return None
         if choice.get("finish_reason") is not None:
             self.finish_reason = _finish(choice["finish_reason"], payload)
-        delta = choice.get("delta") or {}
+        delta = {} if choice.get("delta") is None else choice["delta"]
         if not isinstance(delta, dict):
             raise ProtocolError(f"a delta that is not an object: {delta!r}"[:200])
         text, reasoning = _text(delta.get("content"), "content"), _reasoning(delta)
