@@ -6,17 +6,27 @@ answers.
 
     server.script(chat_stream(["Hel", "lo"], usage=(5, 2)))
     server.script(chat_stream([{"tool_calls": [tool_delta(0, "get", '{"a"', id="c1")]}]))
+
+``chat_echo`` answers with the last message's words, one delta each (``max_tokens`` at
+most); ``python tests/servers/scripted_chat.py [PORT]`` serves it in a process of its own
+and prints its base URL (the benchmarks use it).
 """
 
 from __future__ import annotations
 
 import json
+import sys
+import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from servers.scripted import Reply, Send, Step, sse
+if __name__ == "__main__":  # run as a script: find the servers package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-__all__ = ["chat_completion", "chat_frames", "chat_stream", "tool_delta"]
+from servers.scripted import Reply, ScriptedServer, Send, Step, sse
+
+__all__ = ["chat_completion", "chat_echo", "chat_frames", "chat_stream", "tool_delta"]
 
 Delta = str | dict[str, Any]
 
@@ -108,3 +118,29 @@ def chat_completion(
     if usage is not None:
         body["usage"] = _usage(*usage)
     return Reply(200, {"content-type": "application/json"}, [Send(json.dumps(body).encode())])
+
+
+def chat_echo(body: Any) -> Reply:
+    """The last message's words back, one delta each (``max_tokens`` of them at most)."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    last = str(messages[-1].get("content", "")) if messages else ""
+    words = [w + " " for w in last.split(" ")] if last else []
+    limit, reason = body.get("max_tokens") if isinstance(body, dict) else None, "stop"
+    if isinstance(limit, int) and len(words) > limit:
+        words, reason = words[:limit], "length"
+    usage = (len(last.split()), len(words))
+    if isinstance(body, dict) and body.get("stream"):
+        return chat_stream(words, finish_reason=reason, usage=usage)
+    return chat_completion("".join(words), finish_reason=reason, usage=usage)
+
+
+def main() -> None:
+    """Serve ``chat_echo`` until killed and print the base URL once it listens."""
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    with ScriptedServer(chat_echo, port=port) as server:
+        print(server.url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from helpers import chunks_of, collect, invoke_of, stream_of
 from servers.scripted import ScriptedServer, error
-from servers.scripted_chat import chat_completion, chat_stream, tool_delta
+from servers.scripted_chat import chat_completion, chat_echo, chat_stream, tool_delta
 
 from lmstream import AIMessage, HumanMessage, SystemMessage, ToolMessage, load_chat_model
 from lmstream.messages import add_chunks
@@ -185,3 +185,15 @@ def test_load_chat_model_builds_it(scripted: ScriptedServer, flavour: str) -> No
     assert _message(chat, flavour, "hi").text == "x"
     assert scripted.requests[-1].body["model"] == "gpt-4o-mini"
     chat.close()
+
+
+def test_the_echo_server_answers_streamed_and_whole_alike(
+    scripted: ScriptedServer, make_chat: Make, flavour: str
+) -> None:
+    scripted.handler = chat_echo
+    chat = make_chat(max_tokens=3)
+    streamed = _message(chat, flavour, "one two three four five")
+    whole = invoke_of(chat, flavour, "one two three four")
+    assert streamed.text == whole.text == "one two three "
+    assert streamed.response_metadata["finish_reason"] == "length"
+    assert streamed.usage_metadata == {"input_tokens": 5, "output_tokens": 3, "total_tokens": 8}
