@@ -30,6 +30,8 @@ from lmstream.tools import convert_to_openai_tool, tool_choice_of
 
 __all__ = ["BaseChatModel", "SimpleChatModel"]
 
+_BATCH_HOOKS = ("_generate", "_agenerate")  # the text side's hooks over prompt lists
+
 _Messages = list[BaseMessage]
 
 
@@ -95,7 +97,12 @@ class BaseChatModel(_Loop):
             cls._acall = cls.__dict__["_agenerate"]  # type: ignore[method-assign]
         declared = {k for k in ("can_stream", "native_async") if k in cls.__dict__}
         super().__init_subclass__(**kwargs)
-        cls._has = {h: getattr(cls, h) is not getattr(BaseChatModel, h) for h in _HOOKS}
+        # a chat model's _generate/_agenerate answer through _call/_acall (above), never
+        # through the text side's batch hook, which takes a list of prompts
+        cls._has = {
+            h: h not in _BATCH_HOOKS and getattr(cls, h) is not getattr(BaseChatModel, h)
+            for h in _HOOKS
+        }
         if "can_stream" not in declared:
             cls.can_stream = cls._has["_stream"] or cls._has["_astream"]
         if "native_async" not in declared:

@@ -104,12 +104,14 @@ _BUILTIN = [
 
 
 def builtin_classes() -> dict[str, str]:
-    """The built-in provider classes whose dependencies are heavy, by name: their module."""
+    """The built-in provider classes whose dependencies are heavy, by name: their module
+    (a factory function, such as LangChain's adapter, is not a class to export)."""
     found = {}
     for info in _BUILTIN:
         if info.requires is not None and isinstance(info.target, str):
             module, _, name = info.target.partition(":")
-            found[name] = module
+            if name[:1].isupper():
+                found[name] = module
     return found
 
 
