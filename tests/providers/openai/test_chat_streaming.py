@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from helpers import chunks_of, collect, invoke_of, stream_of
-from servers.scripted import ScriptedServer, error
+from servers.scripted import Reply, ScriptedServer, Send, error, sse
 from servers.scripted_chat import chat_completion, chat_echo, chat_stream, tool_delta
 
 from lmstream import AIMessage, HumanMessage, SystemMessage, ToolMessage, load_chat_model
@@ -197,3 +197,17 @@ def test_the_echo_server_answers_streamed_and_whole_alike(
     assert streamed.text == whole.text == "one two three "
     assert streamed.response_metadata["finish_reason"] == "length"
     assert streamed.usage_metadata == {"input_tokens": 5, "output_tokens": 3, "total_tokens": 8}
+
+
+def test_logprobs_add_up_across_chunks(
+    scripted: ScriptedServer, make_chat: Make, flavour: str
+) -> None:
+    def frame(text: str) -> dict[str, Any]:
+        logprobs = {"content": [{"token": text, "logprob": -0.5, "top_logprobs": []}]}
+        return {"choices": [{"index": 0, "delta": {"content": text}, "logprobs": logprobs}]}
+
+    end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    scripted.script(Reply(steps=[Send(sse(frame("Hi"), frame(" there"), end))]))
+    message = _message(make_chat(logprobs=True), flavour, "hi")
+    tokens = [t["token"] for t in message.response_metadata["logprobs"]["content"]]
+    assert tokens == ["Hi", " there"] and "".join(tokens) == message.text
