@@ -150,13 +150,14 @@ class ChatOpenAI(HTTPModel, BaseChatModel):
         for attempt in (0, 1):
             with contextlib.closing(self._http_stream(messages, stop, kwargs)) as chunks:
                 try:
-                    first = next(chunks)
+                    first = next(chunks, None)
                 except APIError as error:  # refused before any chunk: nothing handed on
                     if attempt or not self._fall_back(error, kwargs):
                         raise
                     continue
-                yield first
-                yield from chunks
+                if first is not None:
+                    yield first
+                    yield from chunks
                 return
 
     async def _astream(
@@ -165,14 +166,15 @@ class ChatOpenAI(HTTPModel, BaseChatModel):
         for attempt in (0, 1):
             async with contextlib.aclosing(self._http_astream(messages, stop, kwargs)) as chunks:
                 try:
-                    first = await anext(chunks)
+                    first = await anext(chunks, None)
                 except APIError as error:
                     if attempt or not self._fall_back(error, kwargs):
                         raise
                     continue
-                yield first
-                async for chunk in chunks:
-                    yield chunk
+                if first is not None:
+                    yield first
+                    async for chunk in chunks:
+                        yield chunk
                 return
 
     def _call(
