@@ -8,7 +8,7 @@ import httpx
 import pytest
 from helpers import chunks_of, invoke_of, stream_of, take
 
-from lmstream import HumanMessage, SystemMessage
+from lmstream import ContextLengthError, HumanMessage, SystemMessage
 from lmstream.messages import add_chunks
 from lmstream.providers.openai_chat import ChatOpenAI
 
@@ -46,3 +46,10 @@ def test_a_stream_stopped_early_leaves_the_server_serving(llama_server: str, fla
     with ChatOpenAI(base_url=llama_server, temperature=0, max_tokens=200) as chat:
         assert take(stream_of(chat, flavour, "Tell me a long story."), 1)
         assert invoke_of(chat, flavour, QUESTIONS[0], max_tokens=3).text
+
+
+def test_a_conversation_too_long_for_the_context(llama_server: str, flavour: str) -> None:
+    with ChatOpenAI(base_url=llama_server, max_tokens=8) as chat:
+        with pytest.raises(ContextLengthError) as info:
+            invoke_of(chat, flavour, "word " * 700)
+        assert info.value.n_ctx == 512  # type: ignore[attr-defined]
