@@ -98,6 +98,7 @@ if _typing.TYPE_CHECKING:  # for type checkers only: at run time these load on f
     from lmstream.providers._http_llm import HTTPLLM as HTTPLLM
     from lmstream.providers.llamacpp import LlamaCpp as LlamaCpp
     from lmstream.providers.openai import OpenAI as OpenAI
+    from lmstream.providers.openai_chat import ChatOpenAI as ChatOpenAI
     from lmstream.providers.remote import RemoteLLM as RemoteLLM
     from lmstream.providers.router import Router as Router
 
@@ -110,6 +111,7 @@ __version__ = "0.1.0"
 _LAZY = {
     **builtin_classes(),
     "HTTPLLM": "lmstream.providers._http_llm",
+    "ChatOpenAI": "lmstream.providers.openai_chat",
     "SizeLimits": "lmstream.providers._http",
     "Router": "lmstream.providers.router",
 }

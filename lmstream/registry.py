@@ -124,7 +124,10 @@ def register_provider(info: ProviderInfo) -> None:
     _REGISTRY[info.name] = info
 
 
-_CHAT_MODELS = {"fake": ("lmstream.providers.fake_chat:FakeChatModel", "responses")}
+_CHAT_MODELS = {
+    "fake": ("lmstream.providers.fake_chat:FakeChatModel", "responses"),
+    "openai": ("lmstream.providers.openai_chat:ChatOpenAI", "model"),
+}
 
 
 def load_chat_model(model_id: str, **kwargs: Any) -> Any:

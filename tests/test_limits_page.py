@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lmstream.llm import LLM
+from lmstream.llm import BaseLLM
 from lmstream.providers._http_llm import HTTPLLM
 from lmstream.server import ServerSettings, schemas
 from lmstream.settings import settings_of
@@ -24,7 +24,7 @@ def _numbers(cell: str) -> list[float]:
 
 
 def test_the_client_limits_are_the_http_providers_defaults() -> None:
-    declared = settings_of(HTTPLLM, LLM)
+    declared = settings_of(HTTPLLM, BaseLLM)
     for name in ("max_event_bytes", "max_body_bytes", "max_retries", "connect_timeout",
                  "first_token_timeout", "idle_timeout"):  # fmt: skip
         assert _numbers(_row(f"`{name}`")) == [declared[name].initial()], name

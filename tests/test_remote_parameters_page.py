@@ -9,7 +9,7 @@ import pytest
 
 from lmstream import RemoteLLM
 from lmstream.errors import InvalidInputError
-from lmstream.llm import LLM
+from lmstream.llm import BaseLLM
 from lmstream.settings import settings_of
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "server.md"
@@ -22,7 +22,7 @@ def _documented() -> set[str]:
 
 
 def test_the_table_names_every_setting_and_constructor_argument() -> None:
-    accepted = set(settings_of(RemoteLLM, LLM)) | set(RemoteLLM.constructor_arguments)
+    accepted = set(settings_of(RemoteLLM, BaseLLM)) | set(RemoteLLM.constructor_arguments)
     assert _documented() == accepted
 
 

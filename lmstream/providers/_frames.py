@@ -11,15 +11,18 @@ come first and ``end`` raises the error, so no text that arrived is lost.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from lmstream._sse import SSEDecodeError, SSEDecoder, SSEEvent
-from lmstream.chunks import GenerationChunk
 from lmstream.errors import ProtocolError
 from lmstream.providers._http import DEFAULT_SIZES, SizeLimits, too_large
 
 __all__ = ["FrameReader"]
 
+C = TypeVar("C")
 
-class FrameReader:
+
+class FrameReader(Generic[C]):
     """What a streamed answer has said so far; feed it the body's bytes."""
 
     __slots__ = ("_error", "_left", "decoder", "done", "limits")
@@ -31,9 +34,9 @@ class FrameReader:
         self._left = limits.body
         self._error: Exception | None = None
 
-    def feed(self, data: bytes) -> list[GenerationChunk]:
+    def feed(self, data: bytes) -> list[C]:
         """The chunks these bytes complete; stops at the end marker (``done``)."""
-        out: list[GenerationChunk] = []
+        out: list[C] = []
         data, over = self._budget(data)
         error: Exception | None = over
         try:
@@ -66,14 +69,14 @@ class FrameReader:
         self._left = 0
         return data[:left], too_large(self.limits.body)
 
-    def end(self) -> GenerationChunk:
+    def end(self) -> C:
         """The last chunk, or the error that ended the stream early."""
         if self._error is not None:
             raise self._error
         return self._last()
 
-    def _event(self, event: SSEEvent) -> GenerationChunk | None:
+    def _event(self, event: SSEEvent) -> C | None:
         raise NotImplementedError
 
-    def _last(self) -> GenerationChunk:
+    def _last(self) -> C:
         raise NotImplementedError

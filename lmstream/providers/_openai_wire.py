@@ -84,7 +84,7 @@ def _finish(reason: Any, payload: dict[str, Any]) -> str:
     return reason
 
 
-class CompletionStream(FrameReader):
+class CompletionStream(FrameReader[GenerationChunk]):
     """What a streamed completion has said so far; feed it the body's bytes (see
     ``FrameReader``: chunks that arrive before an error are handed on first)."""
 

@@ -88,7 +88,7 @@ def remote_error(data: Any, *, partial_text: bool = False) -> errors.LMStreamErr
         return errors.ProviderError(f"{name}: {message}", partial_text=partial, usage=usage)
 
 
-class RunnableStream(FrameReader):
+class RunnableStream(FrameReader[GenerationChunk]):
     """Reads ``/stream``'s frames: ``data`` chunks until ``end``; ``error`` raises (after
     the chunks that came before it, see ``FrameReader``)."""
 

@@ -5,11 +5,20 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from lmstream import OpenAI, RemoteLLM
+from lmstream import ChatOpenAI, HumanMessage, OpenAI, RemoteLLM
 from lmstream.providers._http import RetryPolicy, TimeLimits
 
 PROVIDERS = Path(__file__).resolve().parents[2] / "lmstream" / "providers"
-GENERIC = ("_http", "_http_llm", "_http_errors", "_clients", "_watchdog", "_frames", "_reads")
+GENERIC = (
+    "_http",
+    "_http_llm",
+    "_http_model",
+    "_http_errors",
+    "_clients",
+    "_watchdog",
+    "_frames",
+    "_reads",
+)
 
 
 def _imports(module: str) -> set[str]:
@@ -29,9 +38,11 @@ def test_generic_http_code_imports_no_provider_module() -> None:
 
 def test_every_http_provider_has_the_same_time_limits_and_retries() -> None:
     limits, policy = TimeLimits(), RetryPolicy()
-    for llm in (OpenAI(base_url="http://127.0.0.1:9/v1"), RemoteLLM("http://127.0.0.1:9")):
+    url = "http://127.0.0.1:9/v1"
+    for llm in (OpenAI(base_url=url), ChatOpenAI(base_url=url), RemoteLLM(url[:-3])):
         assert (llm.connect_timeout, llm.first_token_timeout, llm.idle_timeout, llm.timeout) == (
             limits.connect, limits.first_token, limits.idle, limits.total,
         )  # fmt: skip
         assert (llm.max_retries, llm.retry_backoff) == (policy.max_retries, policy.backoff)
-        assert llm._plan("p", None, {"idle_timeout": 3}, True).limits.idle == 3
+        prompt = [HumanMessage("p")] if isinstance(llm, ChatOpenAI) else "p"
+        assert llm._plan(prompt, None, {"idle_timeout": 3}, True).limits.idle == 3

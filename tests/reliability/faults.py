@@ -1,7 +1,8 @@
 """The fault-injection matrix: what a server can do wrong, how each HTTP provider must end.
 
 Each ``Case`` scripts the loopback server (``servers.scripted``) in the provider's own wire
-format (OpenAI's completions SSE, or the ``/stream`` frames of ``lmstream serve``), then a
+format (OpenAI's completions or chat completions SSE, or the ``/stream`` frames of
+``lmstream serve``), then a
 consumer reads one stream with ``stream_chunks`` / ``astream_chunks``. ``run_cell`` returns
 what happened: the outcome (``ok`` or the error's class), the text handed on, the error's
 ``partial_text``, the LLM runs' ends as callbacks saw them, and the requests the server got.
@@ -22,6 +23,7 @@ from typing import Any
 from helpers import Outcomes
 from servers.raw import RawServer
 from servers.scripted import Reply, Reset, ScriptedServer, Send, Stall, error, frames
+from servers.scripted_chat import chat_frames
 
 from lmstream import LMStreamError
 
@@ -29,13 +31,13 @@ TEXTS = ["Hel", "lo ", "wor", "ld."]
 FULL = "".join(TEXTS)
 HEAD = TEXTS[:2]
 PARTIAL = "".join(HEAD)
-PROVIDERS = {"openai": "OpenAI", "remote": "RemoteLLM"}
+PROVIDERS = {"openai": "OpenAI", "chat": "ChatOpenAI", "remote": "RemoteLLM"}
 FLAVOURS = ("sync", "async")
 MiB = 2**20
 _SSE = {"content-type": "text/event-stream"}
 
 
-# -- the two wire formats --------------------------------------------------------------
+# -- the wire formats ------------------------------------------------------------------
 
 
 def _remote_frame(event: str, data: Any) -> bytes:
@@ -52,6 +54,8 @@ class Wire:
     def head(self, texts: list[str]) -> list[bytes]:
         if self.provider == "openai":
             return frames(texts, finish_reason=None, usage=None, done=False)
+        if self.provider == "chat":
+            return chat_frames(texts, finish_reason=None, usage=None, done=False)
         out = [_remote_frame("metadata", {"run_id": "0190a8d2-0000-7000-8000-000000000000"})]
         out += [_remote_frame("data", {"text": t, "generation_info": None}) for t in texts]
         return out
@@ -62,9 +66,10 @@ class Wire:
         count = str(len(texts)) if completion is None else completion
         total = str(3 + len(texts)) if completion is None else completion
         usage = {"prompt_tokens": 3, "completion_tokens": "COUNT", "total_tokens": "TOTAL"}
-        if self.provider == "openai":
+        if self.provider in ("openai", "chat"):
             last = {"choices": [], "usage": usage}
-            parts = [*frames([], usage=None, done=False), f"data: {json.dumps(last)}\n\n".encode()]
+            finish = frames if self.provider == "openai" else chat_frames
+            parts = [*finish([], usage=None, done=False), f"data: {json.dumps(last)}\n\n".encode()]
             parts.append(b"data: [DONE]\n\n")
         else:
             outcome = {"finish_reason": "stop", "usage": usage}
@@ -75,7 +80,7 @@ class Wire:
 
     def in_band_error(self, claims: str = PARTIAL) -> bytes:
         """The error event; ``lmstream serve``'s also says what text it had sent."""
-        if self.provider == "openai":
+        if self.provider != "remote":
             body = {"error": {"message": "overloaded", "type": "server_error", "code": 503}}
             return f"data: {json.dumps(body)}\n\n".encode()
         body = {"type": "ProviderError", "message": "overloaded", "partial_text": claims}
@@ -83,7 +88,7 @@ class Wire:
 
     def malformed(self) -> bytes:
         return (
-            b"data: {not json\n\n" if self.provider == "openai" else b"event: data\ndata: {no\n\n"
+            b"data: {not json\n\n" if self.provider != "remote" else b"event: data\ndata: {no\n\n"
         )
 
     def reply(self, parts: list[bytes], *then: Send | Stall | Reset) -> Reply:
@@ -199,7 +204,7 @@ CASES = [
     Case("gzip bomb", "two chunks, then 512 MiB of spaces gzipped to 0.5 MB, then silence",
          lambda w: [w.gzip_bomb()], "ProtocolError", PARTIAL, 1),
 ]  # fmt: skip
-IN_BAND = {"openai": "ServerError", "remote": "ProviderError"}
+IN_BAND = {"openai": "ServerError", "chat": "ServerError", "remote": "ProviderError"}
 
 
 def expected_outcome(case: Case, provider: str) -> str:
@@ -237,6 +242,10 @@ def _make(provider: str, url: str, settings: dict[str, Any]) -> Any:
         from lmstream.providers.openai import OpenAI
 
         return OpenAI("scripted", base_url=url, api_key="sk-scripted", **options)
+    if provider == "chat":
+        from lmstream.providers.openai_chat import ChatOpenAI
+
+        return ChatOpenAI("scripted", base_url=url, api_key="sk-scripted", **options)
     from lmstream.providers.remote import RemoteLLM
 
     return RemoteLLM(url.removesuffix("/v1"), api_key="sk-scripted", **options)
@@ -290,8 +299,9 @@ def run_cell(server: ScriptedServer, refused_url: str, case: Case, provider: str
     else:
         chunks, exc = asyncio.run(_consume_async(llm, case, config))
     info: dict[str, Any] = {}
-    for chunk in chunks:
-        info.update(chunk.generation_info or {})
+    for chunk in chunks:  # text chunks' generation_info, message chunks' response_metadata
+        meta = getattr(chunk, "generation_info", None) or getattr(chunk, "response_metadata", None)
+        info.update(meta or {})
     requests = 0 if case.script is None else len(host.requests)
     error_ = exc if isinstance(exc, LMStreamError) else None
     return Cell(

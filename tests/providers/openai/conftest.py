@@ -21,6 +21,7 @@ import pytest
 from servers.scripted import ScriptedServer
 
 from lmstream.providers.openai import OpenAI
+from lmstream.providers.openai_chat import ChatOpenAI
 
 
 @pytest.fixture(scope="session")
@@ -110,3 +111,19 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
 def llama_env(llama_server: str) -> dict[str, str]:
     """Environment pointing the OpenAI provider (and SDK) at the llama.cpp server."""
     return {**os.environ, "OPENAI_BASE_URL": llama_server, "OPENAI_API_KEY": "sk-local"}
+
+
+@pytest.fixture
+def make_chat(scripted: ScriptedServer) -> Iterator[Callable[..., ChatOpenAI]]:
+    """``make_chat(**settings)``: a ChatOpenAI on the scripted server, fast retries."""
+    made: list[ChatOpenAI] = []
+
+    def make(**settings: Any) -> ChatOpenAI:
+        settings.setdefault("retry_backoff", 0.001)
+        chat = ChatOpenAI(base_url=scripted.url, api_key="sk-scripted", **settings)
+        made.append(chat)
+        return chat
+
+    yield make
+    for chat in made:
+        chat.close()
