@@ -122,7 +122,10 @@ def register_provider(info: ProviderInfo) -> None:
     _REGISTRY[info.name] = info
 
 
-_CHAT_MODELS = {"fake": ("lmstream.providers.fake_chat:FakeChatModel", "responses")}
+_CHAT_MODELS = {
+    "fake": ("lmstream.providers.fake_chat:FakeChatModel", "responses"),
+    "llamacpp": ("lmstream.providers.llamacpp_chat:ChatLlamaCpp", "model_path"),
+}
 
 
 def load_chat_model(model_id: str, **kwargs: Any) -> Any:

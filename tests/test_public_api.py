@@ -51,7 +51,14 @@ def test_the_builtin_providers_are_listed_once_in_the_registry() -> None:
 
     classes = {p.factory().__name__ for p in available_providers() if p.name in _BUILTIN}
     assert classes == {"FakeLLM", "LlamaCpp", "OpenAI", "RemoteLLM"}
-    assert set(lmstream._LAZY) == {"LlamaCpp", "OpenAI", "RemoteLLM", "HTTPLLM", "SizeLimits"}
+    assert set(lmstream._LAZY) == {
+        "LlamaCpp",
+        "ChatLlamaCpp",
+        "OpenAI",
+        "RemoteLLM",
+        "HTTPLLM",
+        "SizeLimits",
+    }
     for name in classes:
         assert getattr(lmstream, name).__name__ == name
 

@@ -15,7 +15,7 @@ import socket
 import sys
 from typing import Any
 
-from lmstream import load_llm
+from lmstream import load_chat_model, load_llm
 from lmstream.cli.common import (
     HelpFormatter,
     add_model_options,
@@ -91,6 +91,11 @@ def parser() -> argparse.ArgumentParser:
         "--extra-model", action="append", default=[], metavar="ID",
         help="serve another model too, under its id (repeatable; default: none)",
     )  # fmt: skip
+    parser.add_argument(
+        "--chat", action="store_true",
+        help="load -m as a chat model (fake:TEXT, llamacpp); it answers /v1/chat/completions "
+        "with messages, tool calls and reasoning, and /v1/completions too (default: text model)",
+    )  # fmt: skip
     return parser
 
 
@@ -106,7 +111,8 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
 def _models(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
     primary_id = args.model
     names = args.served_model_name or [primary_id]
-    models = {names[0]: load_llm(primary_id, **provider_options(args))}
+    load = load_chat_model if args.chat else load_llm
+    models = {names[0]: load(primary_id, **provider_options(args))}
     for model_id in args.extra_model:
         models[model_id] = load_llm(model_id)
     return models, dict.fromkeys(names[1:], names[0])

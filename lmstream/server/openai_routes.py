@@ -20,6 +20,7 @@ from lmstream.chunks import GenerationChunk, Usage
 from lmstream.errors import InvalidInputError
 from lmstream.server.admission import Ticket
 from lmstream.server.errors import HTTPError, error_body, from_exception
+from lmstream.server.kinds import text_stream
 from lmstream.server.schemas import UNSUPPORTED, CompletionRequest, extra_fields
 from lmstream.server.state import RequestLog, ServedModel, ServerState
 from lmstream.server.streaming import EventStreamResponse, frame, until_disconnect
@@ -145,7 +146,7 @@ class _Completion:
             raise HTTPError(400, str(exc), param="prompt") from exc
 
     def open(self, prompt: str) -> AsyncIterator[GenerationChunk]:
-        return self.served.llm.astream_chunks(prompt, **self.kwargs)
+        return text_stream(self.served.llm, prompt, **self.kwargs)
 
     async def frames(
         self, ticket: Ticket, log: RequestLog, include_usage: bool
