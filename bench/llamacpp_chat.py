@@ -1,6 +1,7 @@
 """ChatLlamaCpp against raw llama-cpp-python's chat completion on the same loaded model.
 
     python -m bench.llamacpp_chat [--rounds N] [--max-tokens N]
+    python -m bench.llamacpp_chat --tools    # how often the model calls the right tool
 
 Raw is ``Llama.create_chat_completion(stream=True)``; the paths are ``ChatLlamaCpp.stream``
 and ``astream``, with the same messages and sampling at temperature 0. Runs are
@@ -86,12 +87,55 @@ def measure(rounds: int, max_tokens: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+_WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The current weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}  # fmt: skip
+_ADD = {"type": "function", "function": {
+    "name": "add", "description": "Add two numbers.",
+    "parameters": {"type": "object", "properties": {"a": {"type": "number"},
+                   "b": {"type": "number"}}, "required": ["a", "b"]}}}  # fmt: skip
+_CASES = [
+    ("What is the weather in Paris?", "get_weather", {"city": "Paris"}),
+    ("Is it raining in London right now?", "get_weather", {"city": "London"}),
+    ("Tell me the weather in Tokyo.", "get_weather", {"city": "Tokyo"}),
+    ("How warm is it in Madrid today?", "get_weather", {"city": "Madrid"}),
+    ("Weather for Berlin please", "get_weather", {"city": "Berlin"}),
+    ("What is 2 plus 3?", "add", {"a": 2, "b": 3}),
+    ("Add 10 and 32.", "add", {"a": 10, "b": 32}),
+    ("What's the sum of 7 and 8?", "add", {"a": 7, "b": 8}),
+    ("Compute 100 + 250.", "add", {"a": 100, "b": 250}),
+    ("Please add 4 to 9.", "add", {"a": 4, "b": 9}),
+]
+
+
+def tool_reliability() -> None:
+    """Ten one-line requests, two tools, temperature 0: how many calls parse, name the
+    right tool, and carry the right arguments."""
+    chat = ChatLlamaCpp(temperature=0, seed=0, max_tokens=60)
+    parsed = right = exact = 0
+    for question, name, args in _CASES:
+        message = chat.invoke(question, tools=[_WEATHER, _ADD])
+        call = message.tool_calls[0] if message.tool_calls else None
+        parsed += call is not None and not message.invalid_tool_calls
+        right += call is not None and call["name"] == name
+        exact += call is not None and call["name"] == name and call["args"] == args
+        said = f"{call['name']} {call['args']}" if call else message.text
+        print(f"{question:36} -> {said}")
+    n = len(_CASES)
+    print(f"well-formed {parsed}/{n}, right tool {right}/{n}, right tool and arguments {exact}/{n}")
+
+
 def main() -> None:
     """Parse the command line, measure and print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.llamacpp_chat", description=__doc__)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--max-tokens", type=int, default=200)
+    parser.add_argument("--tools", action="store_true", help="measure tool-call reliability")
     args = parser.parse_args()
+    if args.tools:
+        tool_reliability()
+        return
     found = measure(args.rounds, args.max_tokens)
     print(f"model {found['model']}, n_threads={found['n_threads']}, {found['tokens']} tokens "
           f"per run, {args.rounds} rounds, identical text: {found['identical_text']}")  # fmt: skip
