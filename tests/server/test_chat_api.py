@@ -183,3 +183,15 @@ def test_runnable_endpoints_take_messages_and_return_message_chunks(serve: Any) 
     assert all(c["type"] == "ai" and "tool_call_chunks" in c for c in chunks)
     assert "".join(c["content"] for c in chunks) == "Sunny."
     assert end["finish_reason"] == "stop" and end["usage"]["completion_tokens"] == 1
+
+
+def test_batch_and_events_of_a_chat_model(serve: Any) -> None:
+    with serve({"chat": FakeChatModel(["One.", "Two."], chunking="word")}) as server:
+        batch = httpx.post(server.url + "/batch", json={"inputs": [HI, "hi"]}).json()
+        body = {"input": HI, "version": "v2"}
+        with httpx.stream("POST", server.url + "/stream_events", json=body) as response:
+            lines = [line for line in response.iter_lines() if line.startswith("data:")]
+    assert sorted(r["output"]["content"] for r in batch["results"]) == ["One.", "Two."]
+    events = [json.loads(line[5:]) for line in lines[:-1]]
+    streamed = [e["data"]["chunk"] for e in events if e["event"] == "on_chat_model_stream"]
+    assert streamed and all(c["type"] == "ai" for c in streamed)
