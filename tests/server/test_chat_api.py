@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from helpers import is_sync
+from helpers import is_sync, wait_until
 
 from lmstream import AIMessage, FakeChatModel, FakeLLM
 
@@ -195,3 +195,56 @@ def test_batch_and_events_of_a_chat_model(serve: Any) -> None:
     events = [json.loads(line[5:]) for line in lines[:-1]]
     streamed = [e["data"]["chunk"] for e in events if e["event"] == "on_chat_model_stream"]
     assert streamed and all(c["type"] == "ai" for c in streamed)
+
+
+CHAT_STREAM = {"model": "chat", "messages": HI, "stream": True}
+
+
+def _leave_mid_answer(url: str, flavour: str) -> None:
+    """Read until the answer has begun, then hang up."""
+    path = url + "/v1/chat/completions"
+    if is_sync(flavour):
+        with httpx.stream("POST", path, json=CHAT_STREAM) as response:
+            for line in response.iter_lines():
+                if '"content":"x"' in line:
+                    return
+        return
+
+    async def run() -> None:
+        client = httpx.AsyncClient()
+        async with client, client.stream("POST", path, json=CHAT_STREAM) as response:
+            async for line in response.aiter_lines():
+                if '"content":"x"' in line:
+                    return
+
+    asyncio.run(run())
+
+
+def test_a_client_leaving_a_chat_stream_stops_the_model(serve: Any, flavour: str) -> None:
+    model = FakeChatModel(["x" * 400], delay=0.01)
+    with serve({"chat": model}) as server:
+        _leave_mid_answer(server.url, flavour)
+        at_close = model.chunks_produced
+        assert wait_until(lambda: False, timeout=0.3) is False  # let a runaway show itself
+        stopped = model.chunks_produced
+        assert wait_until(lambda: False, timeout=0.2) is False
+    assert model.chunks_produced == stopped
+    assert stopped <= at_close + 40 < 400
+
+
+def test_a_busy_chat_model_turns_away_the_overflow(serve: Any) -> None:
+    model = FakeChatModel(["abcdefghij"], delay=0.03)
+    model.thread_safe = False
+
+    async def run(url: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            tasks = []
+            for _ in range(6):
+                body = {"model": "chat", "messages": HI}
+                tasks.append(asyncio.ensure_future(client.post("/v1/chat/completions", json=body)))
+                await asyncio.sleep(0.02)
+            return await asyncio.gather(*tasks)
+
+    with serve({"chat": model}, max_waiting=2) as server:
+        codes = [a.status_code for a in asyncio.run(run(server.url))]
+    assert codes[:3] == [200] * 3 and 429 in codes[3:]
