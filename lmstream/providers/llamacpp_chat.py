@@ -201,13 +201,12 @@ class ChatLlamaCpp(BaseChatModel):
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
     ) -> Iterator[AIMessageChunk]:
         settings, tools = self._plan(dict(kwargs))
-        engine = self._engine
-        tokens = self._tokens(messages, tools)
+        engine, tokens = self._engine, self._tokens(messages, tools)
         engine.check_fits(len(tokens))
-        stops = self.stop if stop is None else stop
+        stops = None if tools else self.stop if stop is None else stop
         with engine.lock:
             engine.use_threads(settings.n_threads)
-            chunks = generate(engine, tokens, settings, None if tools else stops)
+            chunks = generate(engine, tokens, settings, stops)
             if tools is not None:
                 yield self._tool_call(list(chunks))
                 return
