@@ -97,6 +97,7 @@ if _typing.TYPE_CHECKING:  # for type checkers only: at run time these load on f
     from lmstream.providers._http import SizeLimits as SizeLimits
     from lmstream.providers._http_llm import HTTPLLM as HTTPLLM
     from lmstream.providers.llamacpp import LlamaCpp as LlamaCpp
+    from lmstream.providers.llamacpp_chat import ChatLlamaCpp as ChatLlamaCpp
     from lmstream.providers.openai import OpenAI as OpenAI
     from lmstream.providers.openai_chat import ChatOpenAI as ChatOpenAI
     from lmstream.providers.remote import RemoteLLM as RemoteLLM
@@ -113,6 +114,7 @@ _LAZY = {
     "HTTPLLM": "lmstream.providers._http_llm",
     "ChatOpenAI": "lmstream.providers.openai_chat",
     "SizeLimits": "lmstream.providers._http",
+    "ChatLlamaCpp": "lmstream.providers.llamacpp_chat",
     "Router": "lmstream.providers.router",
 }
 del builtin_classes

@@ -67,6 +67,8 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     """Whether the async path is native (``_acall``/``_astream``), not a thread."""
     thread_safe: bool = True
     """Whether one instance may generate in several threads at once."""
+    supports_response_format: bool = False
+    """Whether the model holds its output to a ``response_format`` (JSON, a JSON schema)."""
     bridge_buffer: int = 8
     """Chunks a sync ``_stream`` may run ahead of an async consumer. A provider that holds
     a shared lock while it yields should allow a whole generation, or an async consumer

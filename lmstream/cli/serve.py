@@ -15,7 +15,7 @@ import socket
 import sys
 from typing import Any
 
-from lmstream import load_llm
+from lmstream import load_chat_model, load_llm
 from lmstream.cli.common import (
     DEFAULT_MODEL,
     HelpFormatter,
@@ -115,6 +115,11 @@ def parser() -> argparse.ArgumentParser:
         "--replicas", type=int, default=1, metavar="N",
         help="with --ray, copies of the server; Ray places them (default: %(default)s)",
     )  # fmt: skip
+    parser.add_argument(
+        "--chat", action="store_true",
+        help="load -m as a chat model (fake:TEXT, llamacpp); it answers /v1/chat/completions "
+        "with messages, tool calls and reasoning, and /v1/completions too (default: text model)",
+    )  # fmt: skip
     return parser
 
 
@@ -141,9 +146,8 @@ def _router(args: argparse.Namespace) -> Any:
 
 
 def _models(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
-    primary: Any = (
-        _router(args) if args.upstream else load_llm(args.model, **provider_options(args))
-    )
+    load = load_chat_model if args.chat else load_llm
+    primary: Any = _router(args) if args.upstream else load(args.model, **provider_options(args))
     names = args.served_model_name or [primary.model if args.upstream else args.model]
     models = {names[0]: primary}
     for model_id in args.extra_model:

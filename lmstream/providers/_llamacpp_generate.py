@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import llama_cpp
+from llama_cpp.llama_grammar import LlamaGrammar
 
 from lmstream._accumulate import TextState
 from lmstream.chunks import GenerationChunk, Usage
@@ -35,7 +36,8 @@ class Settings:
     max_tokens: int | None
     seed: int | None
     n_threads: int
-    grammar: Any = None  # a LlamaGrammar for JSON output (see _llamacpp_grammar)
+    grammar: LlamaGrammar | None = None
+    """Holds the output to a grammar (JSON for tool calls and response formats)."""
 
 
 def _tokens(engine: Engine, prompt: list[int], settings: Settings) -> Iterator[int]:

@@ -82,6 +82,8 @@ class LlamaCpp(LLM):
     {"schema": ...}}``) may also be passed per call.
     """
 
+    supports_response_format = True
+
     thread_safe = False
     native_async = False  # the async paths run the sync stream in one worker thread
 

@@ -71,6 +71,8 @@ class ChatOpenAI(HTTPModel, BaseChatModel):
     call (``bind_tools`` binds ``tools`` and ``tool_choice``); fields a server adds go in
     ``extra_body``."""
 
+    supports_response_format = True
+
     key_variable = "OPENAI_API_KEY"
     positional = ("model",)
 

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lmstream.llm import BaseLLM
-from lmstream.server import openai_routes, runnable_routes
+from lmstream.server import chat_routes, openai_routes, runnable_routes
 from lmstream.server.errors import HTTPError, error_body
 from lmstream.server.hosts import HostPolicy
 from lmstream.server.metrics import install as install_metrics
@@ -213,6 +213,7 @@ def create_app(
     )
     app.state.lmstream = state
     app.include_router(openai_routes.router)
+    app.include_router(chat_routes.router)
     app.include_router(runnable_routes.router)
 
     @app.get("/health", tags=["operations"])

@@ -18,13 +18,12 @@ from lmstream._accumulate import aggregate
 from lmstream._execution import aclose, is_cancel
 from lmstream.chunks import GenerationChunk, Usage
 from lmstream.errors import InvalidInputError
-from lmstream.llm import BaseLLM
 from lmstream.server.admission import Ticket
 from lmstream.server.errors import HTTPError, error_body, from_exception
+from lmstream.server.kinds import text_stream
 from lmstream.server.schemas import UNSUPPORTED, CompletionRequest, extra_fields
 from lmstream.server.state import RequestLog, ServedModel, ServerState
 from lmstream.server.streaming import EventStreamResponse, frame, until_disconnect
-from lmstream.settings import settings_of
 
 __all__ = ["check_fields", "router"]
 
@@ -56,9 +55,7 @@ def call_kwargs(
 ) -> dict[str, Any]:
     """Generation kwargs from a request body over the server's request defaults, with the
     max_tokens cap applied; ``response_format`` only for a model that declares it."""
-    if body.response_format is not None and "response_format" not in settings_of(
-        type(model), BaseLLM
-    ):
+    if body.response_format is not None and not getattr(model, "supports_response_format", False):
         param = (
             "response_format" if isinstance(body, CompletionRequest) else "kwargs.response_format"
         )
@@ -157,7 +154,7 @@ class _Completion:
             raise HTTPError(400, str(exc), param="prompt") from exc
 
     def open(self, prompt: str) -> AsyncIterator[GenerationChunk]:
-        return self.served.llm.astream_chunks(prompt, **self.kwargs)
+        return text_stream(self.served.llm, prompt, **self.kwargs)
 
     async def frames(
         self, ticket: Ticket, log: RequestLog, include_usage: bool

@@ -3,7 +3,8 @@
 Streams are SSE: ``event: metadata`` (the run id) first for ``/stream``, then one
 ``event: data`` frame per chunk or event, and always an explicit last frame:
 ``event: end`` with the outcome, or ``event: error`` with the typed error and whatever
-was produced before it. ``RemoteLLM`` is the client.
+was produced before it. ``RemoteLLM`` is the client. A served chat model takes messages
+and streams message chunks (``AIMessageChunk.to_dict()``); its ``output`` is the message.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from lmstream._types import RunnableConfig
 from lmstream._utils import uuid7
 from lmstream.chunks import GenerationChunk
 from lmstream.errors import InvalidInputError
+from lmstream.messages import AIMessageChunk, add_chunks
 from lmstream.server.admission import Ticket
 from lmstream.server.errors import HTTPError
+from lmstream.server.kinds import as_text, is_chat
 from lmstream.server.openai_routes import call_kwargs, check_fields
 from lmstream.server.schemas import BatchRequest, EventsRequest, InvokeRequest, RunConfig
 from lmstream.server.state import RequestLog, ServedModel, ServerState
@@ -42,9 +45,12 @@ def _config(config: RunConfig) -> RunnableConfig:
     return out
 
 
-def _result(chunk: GenerationChunk) -> dict[str, Any]:
+def _result(whole: GenerationChunk | AIMessageChunk) -> dict[str, Any]:
+    # a chat model's output is its message (text, reasoning, tool calls) as a dict
+    chunk = as_text(whole)
+    output = to_jsonable(whole.to_message()) if isinstance(whole, AIMessageChunk) else chunk.text
     return {
-        "output": chunk.text,
+        "output": output,
         "finish_reason": chunk.finish_reason,
         "usage": to_jsonable(chunk.usage),
     }
@@ -52,11 +58,13 @@ def _result(chunk: GenerationChunk) -> dict[str, Any]:
 
 async def _generate(
     served: ServedModel, value: Any, config: RunnableConfig, kwargs: dict[str, Any], log: RequestLog
-) -> GenerationChunk:
-    chunks = []
+) -> GenerationChunk | AIMessageChunk:
+    chunks: list[Any] = []
     async for chunk in served.llm.astream_chunks(value, config, **kwargs):
         chunks.append(chunk)
-        log.token(bool(chunk.text), chunk.usage)
+        log.token(bool(chunk.text), as_text(chunk).usage)
+    if is_chat(served.llm):
+        return add_chunks(chunks)
     return aggregate(chunks) if chunks else GenerationChunk("")
 
 
@@ -85,7 +93,7 @@ async def invoke(body: InvokeRequest, request: Request) -> Response:
     _, served, kwargs, log = _setup(request, body)
     config = {**_config(body.config), "run_id": uuid7()}
 
-    async def work() -> GenerationChunk:
+    async def work() -> GenerationChunk | AIMessageChunk:
         async with served.gate.slot():
             return await _generate(served, body.input, config, kwargs, log)  # type: ignore[arg-type]
 
@@ -201,9 +209,10 @@ def _chunk_frames(
     head = frame({"run_id": str(run_id)}, event="metadata")
     seen: dict[str, Any] = {}
 
-    def counts(chunk: GenerationChunk) -> bool:
-        if chunk.generation_info:
-            seen.update(chunk.generation_info)  # the last chunk carries the outcome
+    def counts(chunk: Any) -> bool:
+        info = as_text(chunk).generation_info  # a chat model's message chunks too
+        if info:
+            seen.update(info)  # the last chunk carries the outcome
         return bool(chunk.text)
 
     def outcome() -> dict[str, Any]:

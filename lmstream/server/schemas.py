@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 __all__ = [
     "BatchRequest",
+    "ChatCompletionRequest",
     "CompletionRequest",
     "EventsRequest",
     "InvokeRequest",
@@ -165,6 +166,43 @@ class BatchRequest(BaseModel):
     max_concurrency: int | None = Field(None, ge=1, le=64)
 
     @field_validator("inputs")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        _check_depth(value)
+        return value
+
+
+Json = dict[str, Any]
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat completions request; unsupported options are refused, not ignored."""
+
+    model_config = ConfigDict(extra="allow")  # unknown fields are logged and ignored
+
+    model: str = Field(max_length=256)
+    messages: Annotated[list[Json], Field(min_length=1, max_length=MAX_LIST)]
+    max_tokens: int | None = Field(None, ge=0)
+    max_completion_tokens: int | None = Field(None, ge=0)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    n: int = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: Stop = None
+    seed: int | None = None
+    tools: Annotated[list[Json], Field(max_length=128)] | None = None
+    tool_choice: Literal["none", "auto", "required"] | Json | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: Json | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    user: str | None = None
+
+    @field_validator("messages", "tools", "tool_choice", "response_format")
     @classmethod
     def _bounded(cls, value: Any) -> Any:
         _check_depth(value)

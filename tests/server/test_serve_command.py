@@ -99,3 +99,12 @@ def test_limits_given_on_the_command_line_apply() -> None:
         big = httpx.post(url + "/invoke", json={"input": "x" * 400})
     assert over.status_code == 400 and "at most 2 inputs" in over.json()["error"]["message"]
     assert big.status_code == 413
+
+
+def test_serve_chat_loads_a_chat_model() -> None:
+    with served("--chat", "-m", "fake:Ahoy there") as (url, _):
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        answer = httpx.post(url + "/v1/chat/completions", json=body, timeout=30).json()
+        invoked = httpx.post(url + "/invoke", json={"input": "hi"}, timeout=30).json()
+    assert answer["choices"][0]["message"] == {"role": "assistant", "content": "Ahoy there"}
+    assert invoked["output"]["type"] == "ai" and invoked["output"]["content"] == "Ahoy there"

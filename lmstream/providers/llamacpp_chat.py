@@ -1,0 +1,263 @@
+"""ChatLlamaCpp: a local GGUF chat model through llama-cpp-python, offline by default.
+
+It runs on the same engine as ``LlamaCpp`` (one loaded model per file, shared by every
+instance of either class, one generation at a time in arrival order, stopped between two
+tokens when its consumer leaves), and the messages go through the GGUF's own chat
+template. ``ChatLlamaCpp()`` runs the embedded SmolLM2-135M-Instruct.
+
+* ``tools`` (``bind_tools``): the model is told about the tools and its output is held to
+  a grammar built from their JSON schemas, so the call it makes is always well-formed
+  JSON naming a tool with arguments that fit its schema (whether it is the *right* call is
+  up to the model). With tools and a ``tool_choice`` other than ``"none"`` it always
+  calls one; the call arrives as one tool-call chunk once it is complete.
+* ``response_format``: ``{"type": "json_object"}`` or ``{"type": "json_schema", ...}``
+  holds the text to JSON (to the schema) the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import llama_cpp
+from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+from lmstream._threads import iterate_in_thread
+from lmstream.chat_model import BaseChatModel
+from lmstream.chunks import GenerationChunk
+from lmstream.errors import InvalidInputError, ModelLoadError
+from lmstream.llm import BaseLLM
+from lmstream.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata, add_chunks
+from lmstream.providers._llamacpp_engine import default_model_path, default_threads, load
+from lmstream.providers._llamacpp_generate import Settings, generate
+from lmstream.providers.llamacpp import _MAX_SEED, _PATH, _SAMPLING, _handing_off
+from lmstream.settings import STOP, for_call, number, setting
+
+__all__ = ["ChatLlamaCpp"]
+
+_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+_TOOL_PROMPT = (
+    "You can call these tools. To call one, answer with a JSON object "
+    '{{"name": <tool name>, "arguments": <arguments>}} and nothing else.\nTools:\n{tools}'
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _grammar(schema: str | None) -> LlamaGrammar:
+    """The grammar for a JSON schema (``None``: any JSON object), built once per schema."""
+    if schema is None:
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    try:
+        return LlamaGrammar.from_json_schema(schema, verbose=False)
+    except Exception as exc:  # the converter raises plain errors for schemas it can't read
+        raise InvalidInputError(f"cannot build a grammar from this JSON schema: {exc}") from exc
+
+
+def _functions(tools: list[Any], choice: Any) -> list[dict[str, Any]]:
+    """The functions the model may call, narrowed by ``tool_choice``."""
+    functions = []
+    for tool in tools:
+        function = tool.get("function", tool) if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise InvalidInputError(f"a tool must be in OpenAI's tool schema, got {tool!r}")
+        functions.append(function)
+    if isinstance(choice, dict):
+        name = choice.get("function", {}).get("name", choice.get("name"))
+        functions = [f for f in functions if f["name"] == name]
+        if not functions:
+            raise InvalidInputError(f"tool_choice names {name!r}, which is not among the tools")
+    return functions
+
+
+def _call_schema(functions: list[dict[str, Any]]) -> str:
+    """A JSON schema accepting exactly one call of one of ``functions``."""
+    calls = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"const": f["name"]},
+                "arguments": f.get("parameters") or {"type": "object"},
+            },
+            "required": ["name", "arguments"],
+        }
+        for f in functions
+    ]
+    return json.dumps(calls[0] if len(calls) == 1 else {"anyOf": calls}, sort_keys=True)
+
+
+def _format_schema(response_format: Any) -> str | None:
+    """The schema ``response_format`` asks for (``None``: any JSON object)."""
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "json_object":
+        return None
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if isinstance(schema, dict):
+            return json.dumps(schema, sort_keys=True)
+    raise InvalidInputError(
+        "response_format must be {'type': 'json_object'} or {'type': 'json_schema', "
+        f"'json_schema': {{'schema': {{...}}}}}}, got {response_format!r}"
+    )
+
+
+def _turn(message: BaseMessage) -> dict[str, str]:
+    content = message.text
+    if isinstance(message, AIMessage) and message.tool_calls and not content:
+        calls = [{"name": c["name"], "arguments": c["args"]} for c in message.tool_calls]
+        content = json.dumps(calls[0] if len(calls) == 1 else calls)
+    return {"role": _ROLES.get(message.type, message.type), "content": content}
+
+
+class ChatLlamaCpp(BaseChatModel):
+    """A local GGUF chat model run by llama.cpp; by default the embedded SmolLM2-135M-Instruct.
+
+    The sampling settings are ``LlamaCpp``'s, and may be passed per call as there; so may
+    ``tools``, ``tool_choice`` and ``response_format``.
+    """
+
+    thread_safe = False
+    native_async = False  # the async paths run the sync stream in one worker thread
+    supports_response_format = True
+
+    model_path: str = setting(factory=default_model_path, rule=_PATH)
+    n_ctx: int = setting(2048, number(1, integer=True))
+    n_threads: int = setting(factory=default_threads, rule=number(1, 1024, integer=True),
+                             per_call=True)  # fmt: skip
+    temperature: float = setting(0.8, number(0), per_call=True)
+    top_p: float = setting(0.95, number(0, 1), per_call=True)
+    top_k: int = setting(40, number(0, integer=True), per_call=True)
+    repeat_penalty: float = setting(1.1, number(above=0), per_call=True)
+    max_tokens: int | None = setting(256, number(0, integer=True), per_call=True, nullable=True)
+    seed: int | None = setting(None, number(0, _MAX_SEED, integer=True), per_call=True)
+    stop: list[str] | None = setting(None, STOP)
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        self._engine = load(self.model_path, self.n_ctx, self.n_threads)
+        if self._engine.template is None:
+            raise ModelLoadError(
+                f"{self.model_path} has no chat template (tokenizer.chat_template): "
+                "use LlamaCpp for this model",
+                path=self.model_path,
+            )
+        self.model_path, self.n_ctx = self._engine.path, self._engine.n_ctx
+        self.bridge_buffer = self._engine.n_ctx + 1  # as LlamaCpp's: never hold the lock
+
+    @property
+    def _llm_type(self) -> str:
+        return "llamacpp-chat"
+
+    @property
+    def model_name(self) -> str:
+        """The GGUF file's name."""
+        return os.path.basename(self._engine.path)
+
+    @property
+    def client(self) -> llama_cpp.Llama:
+        """The loaded ``llama_cpp.Llama``, shared with every instance on the same file."""
+        return self._engine.llama
+
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens in ``text``, counted by the model's tokenizer."""
+        if not isinstance(text, str):
+            raise InvalidInputError(f"text must be a str, got {type(text).__name__}")
+        return self._engine.count(text)
+
+    def get_num_tokens_from_messages(self, messages: Any) -> int:
+        """Tokens of ``messages`` as the model sees them, chat template included."""
+        return len(self._tokens(list(messages), None))
+
+    def _tokens(self, messages: list[BaseMessage], tools: str | None) -> list[int]:
+        turns = [_turn(m) for m in messages]
+        if tools is not None:
+            note = _TOOL_PROMPT.format(tools=tools)
+            if turns and turns[0]["role"] == "system":
+                turns[0] = {"role": "system", "content": f"{turns[0]['content']}\n\n{note}"}
+            else:
+                turns.insert(0, {"role": "system", "content": note})
+        return self._engine.prompt_tokens(self._engine.render(turns), True)
+
+    def _plan(self, kwargs: dict[str, Any]) -> tuple[Settings, str | None]:
+        """The sampling settings of a call, grammar included, and the tools the model was
+        told about (JSON; ``None`` without tools)."""
+        tools, choice = kwargs.pop("tools", None), kwargs.pop("tool_choice", None)
+        response_format = kwargs.pop("response_format", None)
+        kwargs.pop("stream", None)
+        values = for_call(self, BaseLLM, kwargs)
+        grammar, told = None, None
+        if tools and choice != "none":
+            functions = _functions(list(tools), choice)
+            grammar = _grammar(_call_schema(functions))
+            told = json.dumps(functions)
+        elif response_format is not None and response_format.get("type") != "text":
+            grammar = _grammar(_format_schema(response_format))
+        return Settings(**{n: values[n] for n in _SAMPLING}, grammar=grammar), told
+
+    def _stream(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
+    ) -> Iterator[AIMessageChunk]:
+        settings, tools = self._plan(dict(kwargs))
+        engine, tokens = self._engine, self._tokens(messages, tools)
+        engine.check_fits(len(tokens))
+        stops = None if tools else self.stop if stop is None else stop
+        with engine.lock:
+            engine.use_threads(settings.n_threads)
+            chunks = generate(engine, tokens, settings, stops)
+            if tools is not None:
+                yield self._tool_call(list(chunks))
+                return
+            for chunk in chunks:
+                if chunk.generation_info is None:
+                    yield AIMessageChunk(chunk.text)
+                else:
+                    yield self._last(chunk.text, chunk.generation_info)
+
+    def _last(self, text: str, info: dict[str, Any], **fields: Any) -> AIMessageChunk:
+        usage = info["usage"]
+        metadata: UsageMetadata = {
+            "input_tokens": usage.prompt_tokens,
+            "output_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        }
+        meta = {"finish_reason": info["finish_reason"], "model_name": self.model_name}
+        return AIMessageChunk(text, usage_metadata=metadata, response_metadata=meta, **fields)
+
+    def _tool_call(self, chunks: list[GenerationChunk]) -> AIMessageChunk:
+        """The call the grammar held the output to, as one tool-call chunk (a call cut
+        short by ``max_tokens`` stays text: it is not valid JSON)."""
+        text, info = "".join(c.text for c in chunks), dict(chunks[-1].generation_info or {})
+        try:
+            call = json.loads(text)
+        except ValueError:
+            return self._last(text, info)
+        info["finish_reason"] = "tool_calls"
+        fragment = {"name": call["name"], "args": json.dumps(call["arguments"]),
+                    "id": f"call_{os.urandom(12).hex()}", "index": 0}  # fmt: skip
+        return self._last("", info, tool_call_chunks=[fragment])
+
+    def _astream(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
+    ) -> AsyncIterator[AIMessageChunk]:
+        def chunks() -> Any:  # the hand-off is typed for text chunks; it takes any
+            return _handing_off(self._stream(messages, stop, **kwargs))  # type: ignore[arg-type]
+
+        return iterate_in_thread(chunks, maxsize=self.bridge_buffer)
+
+    def _call(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
+    ) -> AIMessage:
+        return _whole(list(self._stream(messages, stop, **kwargs)))
+
+    async def _acall(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
+    ) -> AIMessage:
+        # through the stream's worker thread, so that a cancelled task stops the model too
+        return _whole([chunk async for chunk in self._astream(messages, stop, **kwargs)])
+
+
+def _whole(chunks: list[AIMessageChunk]) -> AIMessage:
+    return add_chunks(chunks).to_message()
