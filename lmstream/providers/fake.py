@@ -19,9 +19,20 @@ from lmstream.errors import ProviderError
 from lmstream.llm import LLM
 from lmstream.settings import Rule, kind, number, positional, setting
 
-__all__ = ["FakeLLM"]
+__all__ = ["FakeLLM", "split_tokens"]
 
 _WORD = re.compile(r"\s*\S+\s*|\s+")
+
+
+def split_tokens(text: str, chunking: str) -> list[str]:
+    """``text`` cut into the fakes' tokens: ``"char"``, ``"word"`` or one piece."""
+    if chunking == "char":
+        return list(text)
+    if chunking == "word":
+        return _WORD.findall(text)
+    return [text] if text else []
+
+
 _CHUNKINGS = ("char", "word", "none")
 
 
@@ -81,11 +92,7 @@ class FakeLLM(LLM):
 
     def split(self, text: str) -> list[str]:
         """``text`` cut into tokens the way this fake chunks."""
-        if self.chunking == "char":
-            return list(text)
-        if self.chunking == "word":
-            return _WORD.findall(text)
-        return [text] if text else []
+        return split_tokens(text, self.chunking)
 
     def get_num_tokens(self, text: str) -> int:
         """Tokens in ``text`` as this fake counts them."""

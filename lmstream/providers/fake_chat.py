@@ -9,7 +9,6 @@ all). It can fail after k chunks, and counts the chunks it produced.
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -18,10 +17,10 @@ from lmstream.chat_model import BaseChatModel
 from lmstream.errors import InvalidInputError, ProviderError
 from lmstream.message_input import get_buffer_string
 from lmstream.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata
+from lmstream.providers.fake import split_tokens
 
 __all__ = ["FakeChatModel"]
 
-_WORD = re.compile(r"\s*\S+\s*|\s+")
 _CHUNKINGS = ("char", "word", "none")
 _USAGE = ("last", "running", "none")
 
@@ -81,11 +80,7 @@ class FakeChatModel(BaseChatModel):
 
     def split(self, text: str) -> list[str]:
         """``text`` cut into tokens the way this fake chunks."""
-        if self.chunking == "char":
-            return list(text)
-        if self.chunking == "word":
-            return _WORD.findall(text)
-        return [text] if text else []
+        return split_tokens(text, self.chunking)
 
     def get_num_tokens(self, text: str) -> int:
         """Tokens in ``text`` as this fake counts them."""
