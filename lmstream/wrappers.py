@@ -116,6 +116,21 @@ class RunnableBinding(Runnable[Input, Output], Generic[Input, Output]):
         """Async ``stream``."""
         return self.bound.astream(input, self._merge(config), **{**self.kwargs, **kwargs})
 
+    def stream_chunks(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        """The bound model's chunks (``finish_reason`` and usage on the last), bound kwargs
+        and config applied as for ``stream``."""
+        chunks = self.bound.stream_chunks  # type: ignore[attr-defined]
+        return chunks(input, self._merge(config), **{**self.kwargs, **kwargs})  # type: ignore[no-any-return]
+
+    def astream_chunks(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """Async ``stream_chunks``."""
+        chunks = self.bound.astream_chunks  # type: ignore[attr-defined]
+        return chunks(input, self._merge(config), **{**self.kwargs, **kwargs})  # type: ignore[no-any-return]
+
     def transform(
         self, input: Iterator[Input], config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Output]:

@@ -247,3 +247,26 @@ def test_fallbacks_handle_only_the_given_exceptions(flavour: str) -> None:
     assert backup.calls == 0
     handled = primary.with_fallbacks([backup], exceptions_to_handle=(ProviderError,))
     assert invoke_of(handled, flavour, "p") == "xyz"
+
+
+def test_a_binding_streams_chunks_with_its_kwargs_and_config(flavour: str) -> None:
+    from helpers import chunks_of
+
+    from lmstream import FakeChatModel
+
+    seen: list[Any] = []
+
+    class Seen(BaseCallbackHandler):
+        def on_chat_model_start(self, serialized: Any, messages: Any, **kw: Any) -> None:
+            seen.append(kw.get("tags"))
+
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return city
+
+    model = FakeChatModel(["sunny"])
+    bound = model.bind_tools([get_weather]).with_config(tags=["bound"])
+    chunks = chunks_of(bound, flavour, "weather?", config={"callbacks": [Seen()]})
+    assert "".join(c.text for c in chunks) == "sunny"
+    assert [t["function"]["name"] for t in model.last_kwargs["tools"]] == ["get_weather"]
+    assert seen and "bound" in seen[0]
