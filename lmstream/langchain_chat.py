@@ -106,6 +106,7 @@ def _message(message: Any) -> AIMessage:
         tool_calls=[dict(c) for c in getattr(message, "tool_calls", ())],  # type: ignore[misc]
         usage_metadata=getattr(message, "usage_metadata", None),
         response_metadata=dict(message.response_metadata) or None,
+        additional_kwargs=dict(message.additional_kwargs) or None,
     )  # fmt: skip
 
 

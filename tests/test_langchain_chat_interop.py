@@ -17,7 +17,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.prompts import ChatPromptTemplate
 
-from lmstream import InvalidInputError, load_chat_model
+from lmstream import InvalidInputError, ProviderError, load_chat_model
 from lmstream.chat_model import BaseChatModel
 from lmstream.langchain import LangChainLLM, from_langchain, to_langchain
 from lmstream.messages import AIMessage, AIMessageChunk
@@ -107,6 +107,13 @@ def test_a_langchain_consumer_that_stops_early_stops_the_lmstream_chat_model(fla
     got = take(stream_of(to_langchain(model), flavour, "hi"), 3)
     assert [c.content for c in got] == ["the ", "quick ", "brown "]
     assert model.chunks_produced < len((TEXT * 20).split()) // 2
+
+
+def test_an_lmstream_chat_failure_reaches_langchain_with_its_partial_text(flavour: str) -> None:
+    chat = to_langchain(FakeChatModel([TEXT], chunking="word", error_after=2))
+    with pytest.raises(ProviderError) as info:
+        collect(stream_of(chat, flavour, "hi"))
+    assert info.value.partial_text == "the quick "
 
 
 # -- LangChain chat models inside lmstream ----------------------------------------------------
