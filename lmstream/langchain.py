@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, overload
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -38,7 +38,12 @@ from lmstream._utils import aclose, close
 from lmstream.chat_model import BaseChatModel as BaseChatModelOurs
 from lmstream.chunks import GenerationChunk, LLMResult, Usage
 from lmstream.errors import InvalidInputError
-from lmstream.langchain_chat import from_langchain_chat, to_langchain_chat
+from lmstream.langchain_chat import (
+    LangChainChatModel,
+    LMStreamLangChainChatModel,
+    from_langchain_chat,
+    to_langchain_chat,
+)
 from lmstream.llm import LLM, BaseLLM
 
 __all__ = ["LMStreamLangChainLLM", "LangChainLLM", "from_langchain", "load", "to_langchain"]
@@ -141,7 +146,11 @@ class LMStreamLangChainLLM(LangChainBaseLLM):
             await chunks.aclose()
 
 
-def to_langchain(model: BaseLLM, **fields: Any) -> Any:
+@overload
+def to_langchain(model: BaseChatModelOurs, **fields: Any) -> LMStreamLangChainChatModel: ...
+@overload
+def to_langchain(model: BaseLLM, **fields: Any) -> LMStreamLangChainLLM: ...
+def to_langchain(model: Any, **fields: Any) -> Any:
     """A langchain-core ``LLM`` that streams from ``model`` (a ``BaseChatModel`` for a chat
     model); ``fields`` are LangChain's (``callbacks``, ``tags``, ``metadata``, ``name``...)."""
     if isinstance(model, BaseChatModelOurs):
@@ -220,6 +229,10 @@ class LangChainLLM(LLM):
             await aclose(chunks)
 
 
+@overload
+def from_langchain(llm: BaseChatModel, **fields: Any) -> LangChainChatModel: ...
+@overload
+def from_langchain(llm: Any, **fields: Any) -> LangChainLLM: ...
 def from_langchain(llm: Any, **fields: Any) -> Any:
     """An lmstream model backed by ``llm``, a LangChain LLM (or chat model: an lmstream
     chat model); ``fields`` are lmstream's (``callbacks``, ``tags``, ``metadata``, ``name``)."""
