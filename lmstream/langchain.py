@@ -1,12 +1,14 @@
 """lmstream models inside LangChain, and LangChain models inside lmstream.
 
 ``to_langchain(model)`` gives a real langchain-core ``LLM`` that streams token by token
-from an lmstream model (the embedded one included): LangChain's callbacks and
+from an lmstream model (the embedded one included; a chat model gives a LangChain chat
+model, see ``lmstream.langchain_chat``): LangChain's callbacks and
 ``astream_events`` see every token, usage and ``finish_reason`` arrive on the last
 chunk's ``generation_info``, and a consumer that stops early stops the model.
 
-``from_langchain(llm)`` wraps any LangChain LLM (or chat model, read as text) as an
-lmstream model, so it works with lmstream's CLI, server, batch and events; the model id
+``from_langchain(llm)`` wraps any LangChain LLM as an lmstream model (a chat model as
+an lmstream chat model, see ``lmstream.langchain_chat``; ``LangChainLLM(chat)`` reads one
+as text), so it works with lmstream's CLI, server, batch and events; the model id
 ``langchain:module.Class`` builds one from its import path, its settings given as
 keyword arguments (``--option KEY=VALUE`` on the command line).
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, overload
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -33,8 +35,15 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
     ) from exc
 
 from lmstream._utils import aclose, close
+from lmstream.chat_model import BaseChatModel as BaseChatModelOurs
 from lmstream.chunks import GenerationChunk, LLMResult, Usage
 from lmstream.errors import InvalidInputError
+from lmstream.langchain_chat import (
+    LangChainChatModel,
+    LMStreamLangChainChatModel,
+    from_langchain_chat,
+    to_langchain_chat,
+)
 from lmstream.llm import LLM, BaseLLM
 
 __all__ = ["LMStreamLangChainLLM", "LangChainLLM", "from_langchain", "load", "to_langchain"]
@@ -137,9 +146,15 @@ class LMStreamLangChainLLM(LangChainBaseLLM):
             await chunks.aclose()
 
 
-def to_langchain(model: BaseLLM, **fields: Any) -> LMStreamLangChainLLM:
-    """A langchain-core ``LLM`` that streams from ``model``; ``fields`` are LangChain's
-    (``callbacks``, ``tags``, ``metadata``, ``name``...)."""
+@overload
+def to_langchain(model: BaseChatModelOurs, **fields: Any) -> LMStreamLangChainChatModel: ...
+@overload
+def to_langchain(model: BaseLLM, **fields: Any) -> LMStreamLangChainLLM: ...
+def to_langchain(model: Any, **fields: Any) -> Any:
+    """A langchain-core ``LLM`` that streams from ``model`` (a ``BaseChatModel`` for a chat
+    model); ``fields`` are LangChain's (``callbacks``, ``tags``, ``metadata``, ``name``...)."""
+    if isinstance(model, BaseChatModelOurs):
+        return to_langchain_chat(model, **fields)
     if isinstance(model, LangChainLLM):
         raise InvalidInputError("this model is a LangChain model already: use model.llm")
     if not isinstance(model, BaseLLM):
@@ -214,11 +229,17 @@ class LangChainLLM(LLM):
             await aclose(chunks)
 
 
-def from_langchain(llm: Any, **fields: Any) -> LangChainLLM:
-    """An lmstream model backed by ``llm``, a LangChain LLM or chat model (read as text);
-    ``fields`` are lmstream's (``callbacks``, ``tags``, ``metadata``, ``name``)."""
+@overload
+def from_langchain(llm: BaseChatModel, **fields: Any) -> LangChainChatModel: ...
+@overload
+def from_langchain(llm: Any, **fields: Any) -> LangChainLLM: ...
+def from_langchain(llm: Any, **fields: Any) -> Any:
+    """An lmstream model backed by ``llm``, a LangChain LLM (or chat model: an lmstream
+    chat model); ``fields`` are lmstream's (``callbacks``, ``tags``, ``metadata``, ``name``)."""
     if isinstance(llm, LMStreamLangChainLLM):
         raise InvalidInputError("this model is an lmstream model already: use llm.model")
+    if isinstance(llm, BaseChatModel):
+        return from_langchain_chat(llm, **fields)
     return LangChainLLM(llm, **fields)
 
 

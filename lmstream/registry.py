@@ -126,6 +126,7 @@ def register_provider(info: ProviderInfo) -> None:
 
 _CHAT_MODELS = {
     "fake": ("lmstream.providers.fake_chat:FakeChatModel", "responses"),
+    "langchain": ("lmstream.langchain_chat:load_chat", "path"),
     "llamacpp": ("lmstream.providers.llamacpp_chat:ChatLlamaCpp", "model_path"),
     "openai": ("lmstream.providers.openai_chat:ChatOpenAI", "model"),
 }

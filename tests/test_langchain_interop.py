@@ -111,9 +111,9 @@ def test_from_langchain_streams_a_langchain_llm_with_lmstreams_guarantees(flavou
     assert set(batched) == {"abc"}
 
 
-def test_from_langchain_reads_a_chat_model_as_text(flavour: str) -> None:
+def test_a_langchain_chat_model_can_still_be_read_as_text(flavour: str) -> None:
     chat = GenericFakeChatModel(messages=iter([AIMessage(content="hello there")]))
-    assert collect(stream_of(from_langchain(chat), flavour, "hi")) == ["hello", " ", "there"]
+    assert collect(stream_of(LangChainLLM(chat), flavour, "hi")) == ["hello", " ", "there"]
 
 
 def test_a_langchain_model_in_lmstream_events() -> None:
