@@ -14,6 +14,7 @@ from typing import Any
 from lmstream import _generation as loops
 from lmstream._accumulate import ChunkKind
 from lmstream._generation import Generating, _afinish, _finish
+from lmstream.callbacks import drain, drain_async
 from lmstream.chunks import LLMResult, Usage, merge_info
 from lmstream.errors import GenerationError
 from lmstream.message_input import ChatGeneration, as_message_chunk
@@ -222,20 +223,20 @@ class ChatGenerating(Generating):
 
 
 def stream(gen: ChatGenerating, make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[Any]:
-    """``_generation.stream``; nobody listening and no stop sequences: each chunk gets the
-    answer's id and is kept, with nothing else to do (no hold-back, no report, no wait)."""
-    if gen.listening or gen.stops:
+    """``_generation.stream``; with no stop sequences, each chunk gets the answer's id and
+    is kept (and reported, when somebody listens), inline, with nothing else to do."""
+    if gen.stops:
         return loops.stream(gen, make, *args)
-    return _lean(gen, make, *args)
+    return _reported(gen, make, *args) if gen.listening else _lean(gen, make, *args)
 
 
 def astream(
     gen: ChatGenerating, make: Callable[..., AsyncIterator[Any]], *args: Any
 ) -> AsyncIterator[Any]:
     """The async twin of ``stream``."""
-    if gen.listening or gen.stops:
+    if gen.stops:
         return loops.astream(gen, make, *args)
-    return _alean(gen, make, *args)
+    return _areported(gen, make, *args) if gen.listening else _alean(gen, make, *args)
 
 
 def _lean(gen: ChatGenerating, make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[Any]:
@@ -267,6 +268,51 @@ async def _alean(
                 yield chunk
             else:
                 yield feed(chunk)
+    except BaseException as exc:
+        await gen.asettle(exc)
+    async for item in _afinish(gen):
+        yield item
+
+
+def _reported(gen: ChatGenerating, make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[Any]:
+    gen.run.start()
+    try:
+        feed, keep, chunks = gen.feed, gen.kept.append, gen.opened(make(*args))
+        report = gen.run.report_chunk
+        for chunk in chunks:
+            if type(chunk) is AIMessageChunk and chunk.id is None and (ident := gen.id):
+                chunk.id = ident
+                keep(chunk)
+                if pending := report(chunk):
+                    drain(pending, "chunk")
+            else:
+                chunk = feed(chunk)
+                if gen.pending:
+                    drain(gen.take_pending(), "chunk")
+            yield chunk
+    except BaseException as exc:
+        gen.settle(exc)
+    yield from _finish(gen)
+
+
+async def _areported(
+    gen: ChatGenerating, make: Callable[..., AsyncIterator[Any]], *args: Any
+) -> AsyncIterator[Any]:
+    await gen.run.astart()
+    try:
+        feed, keep, chunks = gen.feed, gen.kept.append, gen.opened(make(*args))
+        report = gen.run.report_chunk
+        async for chunk in chunks:
+            if type(chunk) is AIMessageChunk and chunk.id is None and (ident := gen.id):
+                chunk.id = ident
+                keep(chunk)
+                if pending := report(chunk):
+                    await drain_async(pending, "chunk")
+            else:
+                chunk = feed(chunk)
+                if gen.pending:
+                    await drain_async(gen.take_pending(), "chunk")
+            yield chunk
     except BaseException as exc:
         await gen.asettle(exc)
     async for item in _afinish(gen):
