@@ -243,13 +243,14 @@ def _lean(gen: ChatGenerating, make: Callable[..., Iterator[Any]], *args: Any) -
     gen.run.start()
     try:
         feed, keep, chunks = gen.feed, gen.kept.append, gen.opened(make(*args))
+        ident = None  # the answer's id, once known
         for chunk in chunks:
-            if type(chunk) is AIMessageChunk and chunk.id is None and (ident := gen.id):
+            if ident and type(chunk) is AIMessageChunk and chunk.id is None:
                 chunk.id = ident  # the usual case, inline: what feed does for it
                 keep(chunk)
-                yield chunk
             else:
-                yield feed(chunk)
+                chunk, ident = feed(chunk), gen.id
+            yield chunk
     except BaseException as exc:
         gen.settle(exc)
     yield from _finish(gen)
@@ -261,13 +262,14 @@ async def _alean(
     await gen.run.astart()
     try:
         feed, keep, chunks = gen.feed, gen.kept.append, gen.opened(make(*args))
+        ident = None
         async for chunk in chunks:
-            if type(chunk) is AIMessageChunk and chunk.id is None and (ident := gen.id):
+            if ident and type(chunk) is AIMessageChunk and chunk.id is None:
                 chunk.id = ident
                 keep(chunk)
-                yield chunk
             else:
-                yield feed(chunk)
+                chunk, ident = feed(chunk), gen.id
+            yield chunk
     except BaseException as exc:
         await gen.asettle(exc)
     async for item in _afinish(gen):
@@ -278,15 +280,15 @@ def _reported(gen: ChatGenerating, make: Callable[..., Iterator[Any]], *args: An
     gen.run.start()
     try:
         feed, keep, chunks = gen.feed, gen.kept.append, gen.opened(make(*args))
-        report = gen.run.report_chunk
+        report, ident = gen.run.report_chunk, None
         for chunk in chunks:
-            if type(chunk) is AIMessageChunk and chunk.id is None and (ident := gen.id):
+            if ident and type(chunk) is AIMessageChunk and chunk.id is None:
                 chunk.id = ident
                 keep(chunk)
                 if pending := report(chunk):
                     drain(pending, "chunk")
             else:
-                chunk = feed(chunk)
+                chunk, ident = feed(chunk), gen.id
                 if gen.pending:
                     drain(gen.take_pending(), "chunk")
             yield chunk
@@ -301,15 +303,15 @@ async def _areported(
     await gen.run.astart()
     try:
         feed, keep, chunks = gen.feed, gen.kept.append, gen.opened(make(*args))
-        report = gen.run.report_chunk
+        report, ident = gen.run.report_chunk, None
         async for chunk in chunks:
-            if type(chunk) is AIMessageChunk and chunk.id is None and (ident := gen.id):
+            if ident and type(chunk) is AIMessageChunk and chunk.id is None:
                 chunk.id = ident
                 keep(chunk)
                 if pending := report(chunk):
                     await drain_async(pending, "chunk")
             else:
-                chunk = feed(chunk)
+                chunk, ident = feed(chunk), gen.id
                 if gen.pending:
                     await drain_async(gen.take_pending(), "chunk")
             yield chunk
