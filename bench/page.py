@@ -62,9 +62,10 @@ def _per_token(results: dict[str, Any], part: str, unit: str) -> tuple[str, str]
             continue
         for row in summary.core_rows(results, key, part):
             judged = path["budget"] if row.n >= JUDGED_FROM else None
+            title = path["title"].replace("|", "\\|")  # a chain's title, in a table
             ratio_rows.append(
                 [
-                    path["title"],
+                    title,
                     f"{row.n:,}",
                     fmt_ratio(row.lm_lc),
                     f"≤ {fmt_ratio(judged)}" if judged else "",
@@ -76,7 +77,7 @@ def _per_token(results: dict[str, Any], part: str, unit: str) -> tuple[str, str]
             lc = "(not run)" if capped else fmt_time(row.lc)
             time_rows.append(
                 [
-                    path["title"],
+                    title,
                     f"{row.n:,}",
                     fmt_time(row.lm),
                     lc,
