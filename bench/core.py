@@ -195,7 +195,11 @@ async def adrain(items: AsyncIterator[Any]) -> int:
 
 
 def _pair(s: Setup, which: str) -> tuple[Any, Any]:
-    return {"llm": (s.lm, s.lc), "chain": (s.lm_chain, s.lc_chain), "kw": (s.lm_kw, s.lc_kw)}[which]
+    # read lazily: the chat benchmark's setup has no keyword-built pair
+    lm, lc = {"llm": ("lm", "lc"), "chain": ("lm_chain", "lc_chain"), "kw": ("lm_kw", "lc_kw")}[
+        which
+    ]
+    return getattr(s, lm), getattr(s, lc)
 
 
 def _sync(s: Setup, call: Callable[[Any], Iterable[Any]], which: str = "llm") -> dict[str, Case]:

@@ -54,16 +54,18 @@ def block_of(path: Path) -> str:
 # -- sections ------------------------------------------------------------------------------
 
 
-def _core_tables(results: dict[str, Any]) -> str:
+def _per_token(results: dict[str, Any], part: str, unit: str) -> tuple[str, str]:
+    """(the ratio table, the time table) of the per-token paths of ``part``."""
     ratio_rows, time_rows = [], []
-    for key, path in results["core"]["paths"].items():
+    for key, path in results[part]["paths"].items():
         if path["fixed"] is not None:
             continue
-        for row in summary.core_rows(results, key):
+        for row in summary.core_rows(results, key, part):
             judged = path["budget"] if row.n >= JUDGED_FROM else None
+            title = path["title"].replace("|", "\\|")  # a chain's title, in a table
             ratio_rows.append(
                 [
-                    path["title"],
+                    title,
                     f"{row.n:,}",
                     fmt_ratio(row.lm_lc),
                     f"≤ {fmt_ratio(judged)}" if judged else "",
@@ -75,7 +77,7 @@ def _core_tables(results: dict[str, Any]) -> str:
             lc = "(not run)" if capped else fmt_time(row.lc)
             time_rows.append(
                 [
-                    path["title"],
+                    title,
                     f"{row.n:,}",
                     fmt_time(row.lm),
                     lc,
@@ -88,10 +90,15 @@ def _core_tables(results: dict[str, Any]) -> str:
         markdown=True,
     )
     times = render(
-        ["path", "N", "lmstream µs/token", "langchain-core µs/token", "raw µs/token"],
+        ["path", "N", f"lmstream µs/{unit}", f"langchain-core µs/{unit}", f"raw µs/{unit}"],
         time_rows,
         markdown=True,
     )
+    return ratios, times
+
+
+def _core_tables(results: dict[str, Any]) -> str:
+    ratios, times = _per_token(results, "core", "token")
     return (
         "Ratios, the median of per-round ratios. The goals are per streamed token, judged from "
         f"N = {JUDGED_FROM} up: at N = 10 a call's fixed cost dominates (see the next "
@@ -100,6 +107,24 @@ def _core_tables(results: dict[str, Any]) -> str:
         "`GenerationChunk(text=t)` by keyword (langchain-core's chunks take keywords only), "
         "with only the streaming hooks, so `invoke()` adds up the stream."
         f"\n\n{ratios}\n\nAbsolute figures, the best round:\n\n{times}\n"
+    )
+
+
+def _chat_tables(results: dict[str, Any]) -> str:
+    ratios, times = _per_token(results, "chat", "chunk")
+    calls = [
+        f"{path['title']}: {fmt_time(row.lm)} against {fmt_time(row.lc)} ({fmt_ratio(row.lm_lc)})"
+        for key, path in results["chat"]["paths"].items()
+        if path["fixed"] is not None and (row := summary.core_rows(results, key, "chat")[0])
+    ]
+    problems = results["chat"].get("problems")
+    warning = f"\n\nWarning: not the same work: {'; '.join(problems)}." if problems else ""
+    return (
+        "The same fake chat model written against both libraries' `BaseChatModel`: one "
+        "`AIMessageChunk` per token from N pre-built strings; each base class reports the "
+        "chunks itself. Ratios, the median of per-round ratios, judged from "
+        f"N = {JUDGED_FROM} up.\n\n{ratios}\n\nAbsolute figures, the best round:\n\n"
+        f"{times}\n\n" + "; ".join(calls) + "." + warning + "\n"
     )
 
 
@@ -272,6 +297,13 @@ SECTIONS = (
         "fixed",
         "Fixed costs of invoke, ainvoke, batch, abatch and import",
         _fixed_tables,
+    ),
+    (
+        "chat",
+        "Chat models against langchain-core",
+        "chat",
+        "Cost per message chunk across N, log scales",
+        _chat_tables,
     ),
     (
         "llamacpp",

@@ -48,8 +48,10 @@ def _save(fig: Figure, results: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def _overhead_panel(ax: Any, results: dict[str, Any], key: str, title: str) -> None:
-    rows = summary.core_rows(results, key)
+def _overhead_panel(
+    ax: Any, results: dict[str, Any], key: str, title: str, part: str = "core"
+) -> None:
+    rows = summary.core_rows(results, key, part)
     series = (
         ("lmstream", [(r.n, r.lm) for r in rows], "-", "o"),
         ("langchain-core", [(r.n, r.lc) for r in rows if r.lc is not None], "--", "s"),
@@ -89,6 +91,25 @@ def overhead(results: dict[str, Any], out: Path) -> Path:
     )
     fig.tight_layout(rect=(0, 0.03, 1, 0.96))
     return _save(fig, results, out / "overhead.png")
+
+
+def chat(results: dict[str, Any], out: Path) -> Path:
+    """Per-chunk cost of each streaming path of chat models across N, both libraries."""
+    paths = [(k, p["title"]) for k, p in results["chat"]["paths"].items() if p["fixed"] is None]
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7.2))
+    for ax, (key, title) in zip(axes.flat, paths, strict=False):
+        _overhead_panel(ax, results, key, title, "chat")
+        ax.set_ylabel("µs per chunk", fontsize=8)
+    for ax in axes.flat[len(paths) :]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(
+        "Chat models: cost per streamed message chunk, lmstream and langchain-core "
+        "(lower is better; log scales). The chain is prompt | chat | parser.",
+        fontsize=11,
+    )
+    fig.tight_layout(rect=(0, 0.03, 1, 0.96))
+    return _save(fig, results, out / "chat.png")
 
 
 def _pairs(
@@ -264,6 +285,8 @@ def draw(results: dict[str, Any], out: Path) -> dict[str, Path]:
     if "core" in results:
         figures["overhead"] = overhead(results, out)
         figures["fixed"] = fixed(results, out)
+    if "chat" in results:
+        figures["chat"] = chat(results, out)
     if "llamacpp" in results:
         figures["local-model"] = local_model(results, out)
     if "server" in results:

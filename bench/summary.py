@@ -28,10 +28,10 @@ class CoreRow:
     lm_raw: float | None
 
 
-def core_rows(results: dict[str, Any], key: str) -> list[CoreRow]:
-    """Every row of one path of the core benchmark, by N."""
+def core_rows(results: dict[str, Any], key: str, part: str = "core") -> list[CoreRow]:
+    """Every row of one path of the core benchmark (or of ``part``, as ``chat``), by N."""
     out = []
-    for row in results["core"]["paths"][key]["rows"]:
+    for row in results[part]["paths"][key]["rows"]:
         s = Samples(row["samples"])
         out.append(
             CoreRow(

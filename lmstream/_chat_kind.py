@@ -1,23 +1,27 @@
 """Message chunks in the shared generation loop: their ``ChunkKind``, and the one thing a
 chat generation does beyond a text one (``ChatGenerating``): every chunk of an answer gets
 one id, the stream always ends with a last chunk (``chunk_position="last"``), and a failed
-stream's error carries the partial message. Pure, no I/O."""
+stream's error carries the partial message. Pure, no I/O, but for the chat loops
+``stream``/``astream``: the shared loops, with a leaner per-chunk path when nobody listens
+and there are no stop sequences."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
+from lmstream import _generation as loops
 from lmstream._accumulate import ChunkKind
-from lmstream._generation import Generating
+from lmstream._generation import Generating, _afinish, _finish
+from lmstream.callbacks import drain, drain_async
 from lmstream.chunks import LLMResult, Usage, merge_info
 from lmstream.errors import GenerationError
 from lmstream.message_input import ChatGeneration, as_message_chunk
 from lmstream.messages import AIMessageChunk, UsageMetadata, add_chunks
 from lmstream.runs import Run
 
-__all__ = ["ChatGenerating", "MessageChunks", "usage_of"]
+__all__ = ["ChatGenerating", "MessageChunks", "astream", "stream", "usage_of"]
 
 
 def usage_of(usage: UsageMetadata | None, estimated: bool = False) -> Usage | None:
@@ -213,3 +217,105 @@ class ChatGenerating(Generating):
         if chunk.id is None:
             chunk.id = self._new_id()
         return super().whole(chunk)
+
+
+# -- the chat loops: the shared ones, or the lean ones when they fit ------------------------
+
+
+def stream(gen: ChatGenerating, make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[Any]:
+    """``_generation.stream``; with no stop sequences, each chunk gets the answer's id and
+    is kept (and reported, when somebody listens), inline, with nothing else to do."""
+    if gen.stops:
+        return loops.stream(gen, make, *args)
+    return _reported(gen, make, *args) if gen.listening else _lean(gen, make, *args)
+
+
+def astream(
+    gen: ChatGenerating, make: Callable[..., AsyncIterator[Any]], *args: Any
+) -> AsyncIterator[Any]:
+    """The async twin of ``stream``."""
+    if gen.stops:
+        return loops.astream(gen, make, *args)
+    return _areported(gen, make, *args) if gen.listening else _alean(gen, make, *args)
+
+
+def _lean(gen: ChatGenerating, make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[Any]:
+    gen.run.start()
+    try:
+        feed, keep, chunks = gen.feed, gen.kept.append, gen.opened(make(*args))
+        ident = None  # the answer's id, once known
+        for chunk in chunks:
+            if ident and type(chunk) is AIMessageChunk and chunk.id is None:
+                chunk.id = ident  # the usual case, inline: what feed does for it
+                keep(chunk)
+            else:
+                chunk, ident = feed(chunk), gen.id
+            yield chunk
+    except BaseException as exc:
+        gen.settle(exc)
+    yield from _finish(gen)
+
+
+async def _alean(
+    gen: ChatGenerating, make: Callable[..., AsyncIterator[Any]], *args: Any
+) -> AsyncIterator[Any]:
+    await gen.run.astart()
+    try:
+        feed, keep, chunks = gen.feed, gen.kept.append, gen.opened(make(*args))
+        ident = None
+        async for chunk in chunks:
+            if ident and type(chunk) is AIMessageChunk and chunk.id is None:
+                chunk.id = ident
+                keep(chunk)
+            else:
+                chunk, ident = feed(chunk), gen.id
+            yield chunk
+    except BaseException as exc:
+        await gen.asettle(exc)
+    async for item in _afinish(gen):
+        yield item
+
+
+def _reported(gen: ChatGenerating, make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[Any]:
+    gen.run.start()
+    try:
+        feed, keep, chunks = gen.feed, gen.kept.append, gen.opened(make(*args))
+        report, ident = gen.run.report_chunk, None
+        for chunk in chunks:
+            if ident and type(chunk) is AIMessageChunk and chunk.id is None:
+                chunk.id = ident
+                keep(chunk)
+                if pending := report(chunk):
+                    drain(pending, "chunk")
+            else:
+                chunk, ident = feed(chunk), gen.id
+                if gen.pending:
+                    drain(gen.take_pending(), "chunk")
+            yield chunk
+    except BaseException as exc:
+        gen.settle(exc)
+    yield from _finish(gen)
+
+
+async def _areported(
+    gen: ChatGenerating, make: Callable[..., AsyncIterator[Any]], *args: Any
+) -> AsyncIterator[Any]:
+    await gen.run.astart()
+    try:
+        feed, keep, chunks = gen.feed, gen.kept.append, gen.opened(make(*args))
+        report, ident = gen.run.report_chunk, None
+        async for chunk in chunks:
+            if ident and type(chunk) is AIMessageChunk and chunk.id is None:
+                chunk.id = ident
+                keep(chunk)
+                if pending := report(chunk):
+                    await drain_async(pending, "chunk")
+            else:
+                chunk, ident = feed(chunk), gen.id
+                if gen.pending:
+                    await drain_async(gen.take_pending(), "chunk")
+            yield chunk
+    except BaseException as exc:
+        await gen.asettle(exc)
+    async for item in _afinish(gen):
+        yield item

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from lmstream import _chat_kind as chat_loops
 from lmstream import _generation as loops
 from lmstream import _llmsources
 from lmstream._chat_kind import ChatGenerating
@@ -229,7 +230,7 @@ class BaseChatModel(_Loop):
         if not self._streams(kwargs):
             return self._one_chunk(input, config, stop, kwargs)
         gen, args, cfg = self._generation(input, config, stop, kwargs)
-        return loops.stream(gen, _source, *args, cfg)
+        return chat_loops.stream(gen, _source, *args, cfg)
 
     def astream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
@@ -239,7 +240,7 @@ class BaseChatModel(_Loop):
         if not self._streams(kwargs):
             return self._aone_chunk(input, config, stop, kwargs)
         gen, args, cfg = self._generation(input, config, stop, kwargs)
-        return loops.astream(gen, _asource, *args, cfg)
+        return chat_loops.astream(gen, _asource, *args, cfg)
 
     def _one_chunk(
         self, input: Any, config: RunnableConfig | None, stop: Any, kwargs: dict[str, Any]
