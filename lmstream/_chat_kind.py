@@ -276,22 +276,34 @@ async def _alean(
         yield item
 
 
+def _reporting(gen: ChatGenerating) -> Callable[[Any], tuple[Any, Any]]:
+    """The per-chunk step while someone listens: (the chunk to hand on, the async
+    handlers' work to wait for). A chunk without an id, once the answer's id is known, is
+    stamped, kept and reported inline; any other goes through ``feed``."""
+    feed, keep, report = gen.feed, gen.kept.append, gen.run.report_chunk
+    ident: str | None = None
+
+    def step(chunk: Any) -> tuple[Any, Any]:
+        nonlocal ident
+        if ident and type(chunk) is AIMessageChunk and chunk.id is None:
+            chunk.id = ident
+            keep(chunk)
+            return chunk, report(chunk)
+        chunk, ident = feed(chunk), gen.id
+        return chunk, gen.take_pending() if gen.pending else None
+
+    return step
+
+
 def _reported(gen: ChatGenerating, make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[Any]:
     gen.run.start()
     try:
-        feed, keep, chunks = gen.feed, gen.kept.append, gen.opened(make(*args))
-        report, ident = gen.run.report_chunk, None
+        step, chunks = _reporting(gen), gen.opened(make(*args))
         for chunk in chunks:
-            if ident and type(chunk) is AIMessageChunk and chunk.id is None:
-                chunk.id = ident
-                keep(chunk)
-                if pending := report(chunk):
-                    drain(pending, "chunk")
-            else:
-                chunk, ident = feed(chunk), gen.id
-                if gen.pending:
-                    drain(gen.take_pending(), "chunk")
-            yield chunk
+            out, pending = step(chunk)
+            if pending:
+                drain(pending, "chunk")
+            yield out
     except BaseException as exc:
         gen.settle(exc)
     yield from _finish(gen)
@@ -302,19 +314,12 @@ async def _areported(
 ) -> AsyncIterator[Any]:
     await gen.run.astart()
     try:
-        feed, keep, chunks = gen.feed, gen.kept.append, gen.opened(make(*args))
-        report, ident = gen.run.report_chunk, None
+        step, chunks = _reporting(gen), gen.opened(make(*args))
         async for chunk in chunks:
-            if ident and type(chunk) is AIMessageChunk and chunk.id is None:
-                chunk.id = ident
-                keep(chunk)
-                if pending := report(chunk):
-                    await drain_async(pending, "chunk")
-            else:
-                chunk, ident = feed(chunk), gen.id
-                if gen.pending:
-                    await drain_async(gen.take_pending(), "chunk")
-            yield chunk
+            out, pending = step(chunk)
+            if pending:
+                await drain_async(pending, "chunk")
+            yield out
     except BaseException as exc:
         await gen.asettle(exc)
     async for item in _afinish(gen):
