@@ -82,6 +82,14 @@ def parser() -> argparse.ArgumentParser:
         parser.add_argument(
             option, type=kind, default=default, metavar="N", help=f"{text} (default: {default})"
         )
+    _add_log_options(parser)
+    _add_connection_options(parser)
+    add_model_options(parser, request_defaults=REQUEST_DEFAULTS.format(defaults.default_max_tokens))
+    _add_serving_options(parser)
+    return parser
+
+
+def _add_log_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="info", choices=("debug", "info", "warning", "error"),
         help="what the server logs; info: one line per request (default: %(default)s)",
@@ -94,8 +102,9 @@ def parser() -> argparse.ArgumentParser:
         "--metrics-public", action="store_true",
         help="answer GET /metrics without an API key (default: the key is needed)",
     )  # fmt: skip
-    _add_connection_options(parser)
-    add_model_options(parser, request_defaults=REQUEST_DEFAULTS.format(defaults.default_max_tokens))
+
+
+def _add_serving_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--extra-model", action="append", default=[], metavar="ID",
         help="serve another model too, under its id (repeatable; default: none)",
@@ -120,7 +129,6 @@ def parser() -> argparse.ArgumentParser:
         help="load -m as a chat model (fake:TEXT, llamacpp); it answers /v1/chat/completions "
         "with messages, tool calls and reasoning, and /v1/completions too (default: text model)",
     )  # fmt: skip
-    return parser
 
 
 def _add_connection_options(parser: argparse.ArgumentParser) -> None:
