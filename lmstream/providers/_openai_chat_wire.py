@@ -24,8 +24,7 @@ from lmstream.errors import ProtocolError
 from lmstream.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCallChunk, UsageMetadata
 from lmstream.providers._frames import FrameReader
 from lmstream.providers._http import DEFAULT_SIZES, SizeLimits
-from lmstream.providers._openai_errors import decoded, inband_error
-from lmstream.providers._openai_wire import _choice, _finish, _payload, usage_of
+from lmstream.providers._openai_wire import _choice, _finish, _payload, event_payload, usage_of
 
 __all__ = ["ChatStream", "messages_out", "parse_chat"]
 
@@ -148,14 +147,9 @@ class ChatStream(FrameReader[AIMessageChunk]):
         return out
 
     def _event(self, event: SSEEvent) -> AIMessageChunk | None:
-        if event.data == "[DONE]":
-            self.done = True
+        payload = event_payload(self, event)
+        if payload is None:
             return None
-        if event.event == "error":
-            raise inband_error(decoded(event.data.encode()))
-        if event.event != "message":
-            return None  # an event type of some extension: not ours to read
-        payload = _payload(event.data)
         if payload.get("usage") is not None:
             self.usage = usage_metadata(payload["usage"])
         if isinstance(payload.get("model"), str):

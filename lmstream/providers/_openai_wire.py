@@ -18,7 +18,7 @@ from lmstream.providers._frames import FrameReader
 from lmstream.providers._http import DEFAULT_SIZES, SizeLimits
 from lmstream.providers._openai_errors import decoded, inband_error, loads
 
-__all__ = ["CompletionStream", "parse_completion", "usage_of"]
+__all__ = ["CompletionStream", "event_payload", "parse_completion", "usage_of"]
 
 _MAX_COUNT = 2**63 - 1  # a token count past what a signed 64-bit integer holds is a lie
 
@@ -76,6 +76,19 @@ def _payload(data: str) -> dict[str, Any]:
     return payload
 
 
+def event_payload(reader: FrameReader[Any], event: SSEEvent) -> dict[str, Any] | None:
+    """The JSON of one event of an OpenAI stream (``None``: nothing to read in it): marks
+    the reader done on ``[DONE]``, raises an in-band error as its typed error."""
+    if event.data == "[DONE]":
+        reader.done = True
+        return None
+    if event.event == "error":
+        raise inband_error(decoded(event.data.encode()))
+    if event.event != "message":
+        return None  # an event type of some extension: not ours to read
+    return _payload(event.data)
+
+
 def _finish(reason: Any, payload: dict[str, Any]) -> str:
     if not isinstance(reason, str):
         raise ProtocolError(f"finish_reason is not a string: {reason!r}"[:200])
@@ -96,14 +109,9 @@ class CompletionStream(FrameReader[GenerationChunk]):
         self.usage: Usage | None = None
 
     def _event(self, event: SSEEvent) -> GenerationChunk | None:
-        if event.data == "[DONE]":
-            self.done = True
+        payload = event_payload(self, event)
+        if payload is None:
             return None
-        if event.event == "error":
-            raise inband_error(decoded(event.data.encode()))
-        if event.event != "message":
-            return None  # an event type of some extension: not ours to read
-        payload = _payload(event.data)
         if payload.get("usage") is not None:
             self.usage = usage_of(payload["usage"])
         choice = _choice(payload)
