@@ -158,6 +158,7 @@ class _Chat:
                 if delta := _delta(chunk):
                     yield self.delta(delta)
             _, finish, total = _message(chunks)
+            log.usage = total  # the answer's usage, once: the metrics count it
             yield self.delta({}, finish or "stop")
             if usage:
                 yield frame(self.body([], usage=usage_dict(total)))
@@ -185,6 +186,7 @@ async def _answer(chat: _Chat, request: Request, log: RequestLog) -> Response:
         log.outcome = "cancelled"
         return Response(status_code=499)
     message, finish, usage = _message(chunks)
+    log.usage = usage  # the answer's usage, once: the metrics count it
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish or "stop"}
     body = chat.body([choice], usage=usage_dict(usage))
     return JSONResponse({**body, "object": "chat.completion"})

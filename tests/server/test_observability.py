@@ -44,6 +44,26 @@ def scrape(url: str, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], .
     return out
 
 
+def test_metrics_count_a_chat_answer_s_usage(serve: Any) -> None:
+    from lmstream import FakeChatModel
+
+    chat = FakeChatModel(["hello brave new world"], chunking="word")
+    body = {"model": "c", "messages": [{"role": "user", "content": "two words"}]}
+    with serve({"c": chat}) as server:
+        with httpx.stream(
+            "POST", server.url + "/v1/chat/completions", json={**body, "stream": True}
+        ) as answer:
+            assert answer.status_code == 200
+            answer.read()
+        plain = httpx.post(server.url + "/v1/chat/completions", json=body)
+        assert plain.status_code == 200
+        usage = plain.json()["usage"]
+        metrics = scrape(server.url)
+    model = (("model", "c"),)
+    assert metrics["lmstream_prompt_tokens_total", model] == 2 * usage["prompt_tokens"] > 0
+    assert metrics["lmstream_generation_tokens_total", model] == 2 * usage["completion_tokens"]
+
+
 def test_metrics_count_what_the_server_did(serve: Any) -> None:
     llm = FakeLLM(["hello brave new world"], chunking="word")
     with serve({"m": llm}) as server:
