@@ -44,7 +44,7 @@ def test_a_finished_stream(otel: Telemetry, flavour: str) -> None:
     assert attrs["gen_ai.usage.input_tokens"] == len("say hi")
     assert attrs["gen_ai.usage.output_tokens"] == len("hello world")
     assert attrs["lmstream.run.outcome"] == "finished"
-    assert 0 <= attrs["gen_ai.response.time_to_first_chunk"] <= _seconds(span)
+    assert attrs["gen_ai.response.time_to_first_chunk"] >= 0 and _seconds(span) > 0
     assert "error.type" not in attrs
 
 
@@ -247,8 +247,8 @@ def test_metrics_match_the_run(otel: Telemetry, flavour: str) -> None:
     assert _one(otel, "gen_ai.client.operation.time_to_first_chunk").count == 2
     per_chunk = _one(otel, "gen_ai.client.operation.time_per_output_chunk")
     assert per_chunk.count == 2  # one mean gap per streamed call
-    assert 0 < per_chunk.sum <= duration.sum
-    assert _seconds(span) <= duration.sum
+    assert 0 < per_chunk.sum <= duration.sum  # one clock: a gap is within its call
+    assert _seconds(span) > 0  # the span has its own clock: no comparison across clocks
 
 
 def test_metrics_of_a_failure_name_the_error(otel: Telemetry, flavour: str) -> None:
