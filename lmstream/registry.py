@@ -129,6 +129,7 @@ _CHAT_MODELS = {
     "langchain": ("lmstream.langchain_chat:load_chat", "path"),
     "llamacpp": ("lmstream.providers.llamacpp_chat:ChatLlamaCpp", "model_path"),
     "openai": ("lmstream.providers.openai_chat:ChatOpenAI", "model"),
+    "remote": ("lmstream.providers.remote_chat:RemoteChatModel", "url"),
 }
 
 

@@ -10,7 +10,7 @@ stream closes the response, so the server stops the model.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from typing import Any
 
 try:
@@ -23,13 +23,13 @@ from lmstream._sse import SSEEvent
 from lmstream.chunks import Generation, GenerationChunk, Usage
 from lmstream.providers._frames import FrameReader
 from lmstream.providers._http import DEFAULT_SIZES, SizeLimits
-from lmstream.providers._http_errors import loads
+from lmstream.providers._http_errors import decoded, loads
 from lmstream.providers._http_llm import HTTPLLM, Wire
 from lmstream.providers._openai_errors import failure
 from lmstream.providers._openai_wire import usage_of
 from lmstream.settings import TEXT, URL, kind, number, setting
 
-__all__ = ["RemoteLLM", "remote_error"]
+__all__ = ["RemoteLLM", "remote_error", "remote_failure", "typed_of"]
 
 _CALL = ("max_tokens", "temperature", "top_p", "seed")  # sent to the served model
 
@@ -86,6 +86,28 @@ def remote_error(data: Any, *, partial_text: bool = False) -> errors.LMStreamErr
         return cls(message)
     except TypeError:  # a class whose constructor wants more than a frame carries
         return errors.ProviderError(f"{name}: {message}", partial_text=partial, usage=usage)
+
+
+def typed_of(body: Any) -> Any:
+    """The typed error an OpenAI-shaped error body carries for lmstream's clients
+    (``error.lmstream``, see ``remote_error``), else ``None``."""
+    error = body.get("error") if isinstance(body, dict) else None
+    return error.get("lmstream") if isinstance(error, dict) else None
+
+
+def remote_failure(
+    status: int, headers: Mapping[str, str], raw: bytes
+) -> tuple[errors.APIError, float | None]:
+    """The error for an error answer of ``lmstream serve``: the error the model raised
+    over there, as itself (an ``APIError`` is returned, to be retried as the policy says;
+    any other is raised), else the HTTP status's, with its Retry-After."""
+    typed = typed_of(decoded(raw))
+    if typed is None:  # the server's own errors have OpenAI's shape (context length too)
+        return failure(status, headers, raw)
+    error = remote_error(typed, partial_text=True)
+    if isinstance(error, errors.APIError):
+        return error, None
+    raise error
 
 
 class RunnableStream(FrameReader[GenerationChunk]):
@@ -157,16 +179,7 @@ class RemoteLLM(HTTPLLM):
     def _failure(
         self, status: int, headers: httpx.Headers, raw: bytes
     ) -> tuple[errors.APIError, float | None]:
-        # an error the model raised over there comes back as itself, not as an HTTP status
-        try:
-            typed = json.loads(raw)["error"]["lmstream"]
-        except (ValueError, KeyError, TypeError, RecursionError):
-            # the server's other errors have OpenAI's shape (a context-length 400 included)
-            return failure(status, headers, raw)
-        error = remote_error(typed, partial_text=True)
-        if isinstance(error, errors.APIError):
-            return error, None
-        raise error
+        return remote_failure(status, headers, raw)
 
     def _parse(self, raw: bytes) -> Generation:
         text = raw.decode("utf-8", errors="replace")

@@ -21,7 +21,7 @@ from lmstream.errors import InvalidInputError
 from lmstream.message_input import convert_to_messages
 from lmstream.messages import AIMessageChunk, BaseMessage, add_chunks
 from lmstream.server.admission import Ticket
-from lmstream.server.errors import HTTPError, error_body, from_exception
+from lmstream.server.errors import HTTPError, error_body, from_exception, typed
 from lmstream.server.kinds import as_text, is_chat, usage_of
 from lmstream.server.openai_routes import call_kwargs, check_fields, usage_dict
 from lmstream.server.schemas import ChatCompletionRequest
@@ -166,7 +166,8 @@ class _Chat:
         except BaseException as exc:
             log.outcome = "cancelled" if is_cancel(exc) else "failed"
             if not is_cancel(exc):
-                yield frame(from_exception(exc).body)  # in-band error, then the stream ends
+                # in-band error (typed for lmstream's clients), then the stream ends
+                yield frame(typed(from_exception(exc), exc).body)
                 return
             raise
         finally:
@@ -181,7 +182,11 @@ async def _answer(chat: _Chat, request: Request, log: RequestLog) -> Response:
             return await chat.collect(log)
 
     state: ServerState = request.app.state.lmstream
-    finished, chunks = await until_disconnect(request.receive, work(), state.expired)
+    try:
+        finished, chunks = await until_disconnect(request.receive, work(), state.expired)
+    except HTTPError as answer:
+        typed(answer, answer.__cause__)  # a RemoteChatModel raises what the model raised
+        raise
     if not finished or chunks is None:
         log.outcome = "cancelled"
         return Response(status_code=499)

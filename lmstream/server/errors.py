@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from lmstream import errors
+from lmstream._json import error_dict
 
-__all__ = ["HTTPError", "error_body", "from_exception"]
+__all__ = ["HTTPError", "error_body", "from_exception", "typed"]
 
 
 def error_body(
@@ -56,3 +57,12 @@ def from_exception(exc: BaseException) -> HTTPError:
         if isinstance(exc, cls):
             return HTTPError(status, str(exc), kind, code=code)
     return HTTPError(500, f"{type(exc).__name__}: {exc}", "server_error", code="generation_failed")
+
+
+def typed(answer: HTTPError, cause: BaseException | None) -> HTTPError:
+    """``answer`` carrying the error the model raised (``error.lmstream``: its type, message,
+    partial text and usage), so lmstream's own clients raise that error again; an answer
+    the server made itself (``cause`` an ``HTTPError`` or none) carries nothing more."""
+    if cause is not None and not isinstance(cause, HTTPError):
+        answer.body["error"]["lmstream"] = error_dict(cause)
+    return answer

@@ -26,7 +26,7 @@ from lmstream.chunks import GenerationChunk
 from lmstream.errors import InvalidInputError
 from lmstream.messages import AIMessageChunk, add_chunks
 from lmstream.server.admission import Ticket
-from lmstream.server.errors import HTTPError
+from lmstream.server.errors import HTTPError, typed
 from lmstream.server.kinds import as_text, is_chat
 from lmstream.server.openai_routes import call_kwargs, check_fields
 from lmstream.server.schemas import BatchRequest, EventsRequest, InvokeRequest, RunConfig
@@ -101,9 +101,7 @@ async def invoke(body: InvokeRequest, request: Request) -> Response:
         expired = request.app.state.lmstream.expired
         finished, chunk = await until_disconnect(request.receive, work(), expired)
     except HTTPError as answer:
-        # the typed error as well, so a RemoteLLM raises what the model raised
-        if answer.__cause__ is not None and not isinstance(answer.__cause__, HTTPError):
-            answer.body["error"]["lmstream"] = error_dict(answer.__cause__)
+        typed(answer, answer.__cause__)  # so a RemoteLLM raises what the model raised
         raise
     if not finished or chunk is None:
         log.outcome = "cancelled"
