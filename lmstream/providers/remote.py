@@ -10,6 +10,7 @@ stream closes the response, so the server stops the model.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,6 +59,11 @@ def _status(value: Any) -> int:
     return value if ok else 502
 
 
+def _seconds(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok and 0 <= value < math.inf else None
+
+
 def remote_error(data: Any, *, partial_text: bool = False) -> errors.LMStreamError:
     """The typed error an ``error`` frame or result describes, as the server raised it.
 
@@ -80,7 +86,10 @@ def remote_error(data: Any, *, partial_text: bool = False) -> errors.LMStreamErr
             )
         if issubclass(cls, errors.APIStatusError):
             status = _status(data.get("status_code", 502))
-            return cls(message, status_code=status, partial_text=partial, usage=usage)
+            error = cls(message, status_code=status, partial_text=partial, usage=usage)
+            if isinstance(error, errors.RateLimitError):  # the wait the model asked for
+                error.retry_after = _seconds(data.get("retry_after"))
+            return error
         if issubclass(cls, errors.GenerationError):
             return cls(message, partial_text=partial, usage=usage)
         return cls(message)

@@ -106,6 +106,8 @@ def test_a_failure_mid_stream_is_the_typed_error_with_the_partial_message(
     assert streamed.value.partial_message.text == "abc"
     assert streamed.value.partial_text == "abc"
     assert invoked.value.partial_text == "abc"  # the server's word: nothing came here
+    if kind is RateLimitError:  # the wait the model asked for came along
+        assert streamed.value.retry_after == invoked.value.retry_after == 30
 
 
 def test_errors_that_are_no_generation_error_come_back_as_themselves(
