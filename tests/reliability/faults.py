@@ -1,8 +1,8 @@
 """The fault-injection matrix: what a server can do wrong, how each HTTP provider must end.
 
 Each ``Case`` scripts the loopback server (``servers.scripted``) in the provider's own wire
-format (OpenAI's completions or chat completions SSE, or the ``/stream`` frames of
-``lmstream serve``), then a
+format (OpenAI's completions or chat completions SSE, the latter also as ``lmstream
+serve`` sends it, or the ``/stream`` frames of ``lmstream serve``), then a
 consumer reads one stream with ``stream_chunks`` / ``astream_chunks``. ``run_cell`` returns
 what happened: the outcome (``ok`` or the error's class), the text handed on, the error's
 ``partial_text``, the LLM runs' ends as callbacks saw them, and the requests the server got.
@@ -31,7 +31,11 @@ TEXTS = ["Hel", "lo ", "wor", "ld."]
 FULL = "".join(TEXTS)
 HEAD = TEXTS[:2]
 PARTIAL = "".join(HEAD)
-PROVIDERS = {"openai": "OpenAI", "chat": "ChatOpenAI", "remote": "RemoteLLM"}
+PROVIDERS = {
+    "openai": "OpenAI", "chat": "ChatOpenAI", "remote": "RemoteLLM",
+    "remote-chat": "RemoteChatModel",
+}  # fmt: skip
+CHAT = ("chat", "remote-chat")  # the chat completions wire
 FLAVOURS = ("sync", "async")
 MiB = 2**20
 _SSE = {"content-type": "text/event-stream"}
@@ -54,7 +58,7 @@ class Wire:
     def head(self, texts: list[str]) -> list[bytes]:
         if self.provider == "openai":
             return frames(texts, finish_reason=None, usage=None, done=False)
-        if self.provider == "chat":
+        if self.provider in CHAT:
             return chat_frames(texts, finish_reason=None, usage=None, done=False)
         out = [_remote_frame("metadata", {"run_id": "0190a8d2-0000-7000-8000-000000000000"})]
         out += [_remote_frame("data", {"text": t, "generation_info": None}) for t in texts]
@@ -66,7 +70,7 @@ class Wire:
         count = str(len(texts)) if completion is None else completion
         total = str(3 + len(texts)) if completion is None else completion
         usage = {"prompt_tokens": 3, "completion_tokens": "COUNT", "total_tokens": "TOTAL"}
-        if self.provider in ("openai", "chat"):
+        if self.provider != "remote":
             last = {"choices": [], "usage": usage}
             finish = frames if self.provider == "openai" else chat_frames
             parts = [*finish([], usage=None, done=False), f"data: {json.dumps(last)}\n\n".encode()]
@@ -79,12 +83,17 @@ class Wire:
                 for p in parts]  # fmt: skip
 
     def in_band_error(self, claims: str = PARTIAL) -> bytes:
-        """The error event; ``lmstream serve``'s also says what text it had sent."""
-        if self.provider != "remote":
-            body = {"error": {"message": "overloaded", "type": "server_error", "code": 503}}
-            return f"data: {json.dumps(body)}\n\n".encode()
-        body = {"type": "ProviderError", "message": "overloaded", "partial_text": claims}
-        return _remote_frame("error", body)
+        """The error event; ``lmstream serve``'s also says what text it had sent (and, on
+        the chat wire, which error the model raised)."""
+        typed = {"type": "ProviderError", "message": "overloaded", "partial_text": claims}
+        if self.provider == "remote":
+            return _remote_frame("error", typed)
+        body: dict[str, Any] = {
+            "error": {"message": "overloaded", "type": "server_error", "code": 503}
+        }
+        if self.provider == "remote-chat":
+            body["error"]["lmstream"] = typed
+        return f"data: {json.dumps(body)}\n\n".encode()
 
     def malformed(self) -> bytes:
         return (
@@ -204,7 +213,8 @@ CASES = [
     Case("gzip bomb", "two chunks, then 512 MiB of spaces gzipped to 0.5 MB, then silence",
          lambda w: [w.gzip_bomb()], "ProtocolError", PARTIAL, 1),
 ]  # fmt: skip
-IN_BAND = {"openai": "ServerError", "chat": "ServerError", "remote": "ProviderError"}
+IN_BAND = {"openai": "ServerError", "chat": "ServerError", "remote": "ProviderError",
+           "remote-chat": "ProviderError"}  # fmt: skip
 
 
 def expected_outcome(case: Case, provider: str) -> str:
@@ -246,6 +256,10 @@ def _make(provider: str, url: str, settings: dict[str, Any]) -> Any:
         from lmstream.providers.openai_chat import ChatOpenAI
 
         return ChatOpenAI("scripted", base_url=url, api_key="sk-scripted", **options)
+    if provider == "remote-chat":
+        from lmstream.providers.remote_chat import RemoteChatModel
+
+        return RemoteChatModel(url.removesuffix("/v1"), api_key="sk-scripted", **options)
     from lmstream.providers.remote import RemoteLLM
 
     return RemoteLLM(url.removesuffix("/v1"), api_key="sk-scripted", **options)
