@@ -5,7 +5,8 @@
 model composes with ``|`` like a local one, its runs are local runs (callbacks and
 ``astream_events`` see them), and a typed error raised over there is raised here with
 the same class and usage (a stream's partial text is the text handed on here). Closing a
-stream closes the response, so the server stops the model.
+stream closes the response, so the server stops the model. ``remote_error`` and
+``remote_failure`` read those typed errors for ``RemoteChatModel`` too.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from lmstream import (
     ContextLengthError,
     FakeChatModel,
     FakeLLM,
+    InvalidInputError,
     NotFoundError,
     ProviderError,
     RateLimitError,
@@ -232,3 +233,12 @@ def test_keys_and_model_ids(serve: Any, flavour: str) -> None:
         assert invoke_of(keyed, flavour, HI).text == "ok"
         with pytest.raises(AuthenticationError):
             invoke_of(RemoteChatModel(server.url, api_key="wrong"), flavour, HI)
+
+
+def test_settings_are_checked_and_listed() -> None:
+    with pytest.raises(InvalidInputError, match="did you mean 'temperature'"):
+        RemoteChatModel("http://127.0.0.1:9", temprature=1)
+    with pytest.raises(InvalidInputError, match="requires the argument 'url'"):
+        load_chat_model("remote")
+    with pytest.raises(InvalidInputError, match=r"per-call settings: .*tool_choice"):
+        RemoteChatModel("http://127.0.0.1:9").invoke("hi", logprobs=True)
