@@ -150,7 +150,8 @@ def _router(args: argparse.Namespace) -> Any:
     model = args.model
     if model == DEFAULT_MODEL:  # not given: ask the upstreams what they serve
         model = served_model(args.upstream, options.get("api_key")) or "default"
-    return Router(args.upstream, model=model, **options)
+    router = Router(args.upstream, model=model, **options)
+    return router.chat_model() if args.chat else router  # chat is served either way
 
 
 def _models(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
