@@ -130,3 +130,15 @@ def test_a_chat_client_that_stops_reading_stops_the_backend(
     assert [c.text for c in take(stream_of(chat_client, flavour, "p"), 2)] == ["w0 ", "w1 "]
     used = next(s for s in backends[:2] if s.requests)
     assert used.wait(lambda: used.requests[-1].disconnected is not None)
+
+
+def test_with_chat_the_endpoint_serves_the_routers_chat_side_everywhere(
+    backends: list[ScriptedServer], serve_process: Any
+) -> None:
+    a = backends[0]
+    with serve_process("--chat", "--upstream", a.url) as (url, _):
+        body = {"model": "scripted", "prompt": "one two", "max_tokens": 8}
+        answer = httpx.post(url + "/v1/completions", json=body, timeout=30).json()
+    assert answer["choices"][0]["text"] == "one two "
+    assert [r.path for r in a.requests] == ["/v1/chat/completions"]
+    assert a.requests[0].body["messages"] == [{"role": "user", "content": "one two"}]
