@@ -13,7 +13,7 @@ import httpx
 import pytest
 from helpers import collect, stream_of, take
 from servers.scripted import Reset, ScriptedServer, error, stream
-from servers.scripted_chat import chat_stream
+from servers.scripted_chat import chat_stream, tool_delta
 
 from lmstream import APIError, ChatOpenAI, OpenAI
 from lmstream.messages import add_chunks
@@ -142,3 +142,19 @@ def test_with_chat_the_endpoint_serves_the_routers_chat_side_everywhere(
     assert answer["choices"][0]["text"] == "one two "
     assert [r.path for r in a.requests] == ["/v1/chat/completions"]
     assert a.requests[0].body["messages"] == [{"role": "user", "content": "one two"}]
+
+
+def test_tools_reach_the_backend_and_its_tool_calls_reach_the_client(
+    backends: list[ScriptedServer], chat_client: ChatOpenAI, flavour: str
+) -> None:
+    fragments = [tool_delta(0, "add", '{"a": ', id="c0"), tool_delta(1, "neg", '{"x"', id="c1"),
+                 tool_delta(0, None, "1}"), tool_delta(1, None, ": 2}")]  # fmt: skip
+    calls = chat_stream([{"tool_calls": [f]} for f in fragments], finish_reason="tool_calls")
+    for server in backends[:2]:
+        server.script(calls)
+    tool = {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}
+    message = add_chunks(collect(stream_of(chat_client.bind_tools([tool]), flavour, "sum")))
+    assert [(c["name"], c["args"]) for c in message.tool_calls] == [
+        ("add", {"a": 1}), ("neg", {"x": 2})]  # fmt: skip
+    used = next(s for s in backends[:2] if s.requests)
+    assert used.requests[-1].body["tools"] == [tool]
