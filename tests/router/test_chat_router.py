@@ -106,6 +106,16 @@ def test_a_chat_session_keeps_its_backend(
     assert sorted(len(s.requests) for s in backends) == [0, 0, 4]
 
 
+def test_conversations_opening_alike_keep_their_backend(
+    backends: list[ScriptedServer], make_chat_router: Make, flavour: str
+) -> None:
+    router = make_chat_router([s.url for s in backends], affinity="prefix")
+    for question in ("a b", "c d", "e f", "g h"):
+        conversation = [("system", "You are kind."), ("human", question)]
+        assert add_chunks(chunks_of(router, flavour, conversation)).text == question + " "
+    assert sorted(len(s.requests) for s in backends) == [0, 0, 4]
+
+
 # -- before and after the first chunk -------------------------------------------------
 
 
