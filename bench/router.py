@@ -280,7 +280,8 @@ def tables(router: dict[str, Any]) -> str:
     return (
         f"A backend emitting one token every 20 ms, {router['streams']} sequential streams per "
         "case, interleaved: read directly, through an in-process `Router`, and through "
-        "`lmstream serve --upstream` (a whole server hop):\n\n"
+        "`lmstream serve --upstream` (a whole server hop); then the same for chat (a chat "
+        "backend, `ChatRouter`), its added TTFT against its own direct read:\n\n"
         f"{render(['path', *measures], rows, markdown=True)}\n\n"
         "Streams over 4 backends (12 tokens each, 50 ms apart, begun over two seconds); one "
         "backend is killed once a third have begun. Each stream ends complete or in a typed "
