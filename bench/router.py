@@ -7,7 +7,9 @@ Part 1, overhead: a backend (``lmstream serve`` with the fake model) emits one t
 every 20 ms; sequential streams read it directly (``OpenAI``), through an in-process
 ``Router``, and through ``lmstream serve --upstream`` (one more HTTP hop), interleaved
 in one run. Time to first chunk (TTFT) and the gaps between chunks, p50 and p99; the
-router's cost is its TTFT minus the direct one.
+router's cost is its TTFT minus the direct one. Then the same for chat: a chat backend
+(``serve --chat``) read directly (``ChatOpenAI``), through an in-process ``ChatRouter``
+and through ``serve --upstream``'s ``/v1/chat/completions``.
 
 Part 2, a backend killed mid-run: ``--clients`` streams through one ``Router`` over
 ``--backends`` backends (each stream 12 tokens, 50 ms apart), begun over two seconds;
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.server import serving_process
-from lmstream import APIError, OpenAI, Router
+from lmstream import APIError, ChatOpenAI, OpenAI, Router
 
 WORDS = [f"w{i}" for i in range(12)]
 TEXT = " ".join(WORDS)
@@ -41,8 +43,10 @@ MODEL = f"fake:{TEXT}"
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 
 
-def _backend(delay: float) -> Any:
-    return serving_process(MODEL, "--option", "chunking=word", "--option", f"delay={delay}")
+def _backend(delay: float, *options: str) -> Any:
+    return serving_process(
+        MODEL, "--option", "chunking=word", "--option", f"delay={delay}", *options
+    )
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -58,6 +62,9 @@ async def _one(llm: Any) -> tuple[float, list[float], str]:
     start = last = time.perf_counter()
     ttft, gaps, text = 0.0, [], []
     async for chunk in llm.astream("p"):
+        chunk = getattr(chunk, "text", chunk)  # a chat model's message chunk: its text
+        if not chunk:  # a chat stream's closing chunks (finish reason, usage) carry none
+            continue
         now = time.perf_counter()
         if not text:
             ttft = now - start
@@ -82,7 +89,7 @@ async def _overhead(cases: dict[str, Any], streams: int) -> dict[str, dict[str, 
                 raise RuntimeError(f"{name}: wrong text {text!r}")
             ttfts[name].append(ttft)
             gaps[name].extend(gap)
-    direct = ttfts["direct"]
+    direct = ttfts[names[0]]
     out = {}
     for name in names:
         t, g = ttfts[name], gaps[name]
@@ -98,21 +105,32 @@ async def _overhead(cases: dict[str, Any], streams: int) -> dict[str, dict[str, 
 
 
 def overhead(streams: int) -> dict[str, dict[str, float]]:
-    """Part 1: direct vs in-process Router vs ``lmstream serve --upstream``, 20 ms/token."""
+    """Part 1: direct vs in-process router vs ``lmstream serve --upstream``, 20 ms/token,
+    text then chat; each kind's added TTFT is against its own direct read."""
     with ExitStack() as stack:
         backend, _ = stack.enter_context(_backend(0.02))
         proxy, _ = stack.enter_context(serving_process("fake", "--upstream", backend))
+        chat_backend, _ = stack.enter_context(_backend(0.02, "--chat"))
+        chat_proxy, _ = stack.enter_context(serving_process("fake", "--upstream", chat_backend))
 
         async def run() -> dict[str, dict[str, float]]:
-            cases = {
+            chat_router = Router([chat_backend], model="fake", probe_interval=0).chat_model()
+            kinds = [{
                 "direct": OpenAI("fake", base_url=backend + "/v1"),
                 "Router (in process)": Router([backend], model="fake", probe_interval=0),
                 "serve --upstream (one more hop)": OpenAI("fake", base_url=proxy + "/v1"),
-            }
+            }, {
+                "chat, direct": ChatOpenAI("fake", base_url=chat_backend + "/v1"),
+                "chat, ChatRouter (in process)": chat_router,
+                "chat, serve --upstream": ChatOpenAI("fake", base_url=chat_proxy + "/v1"),
+            }]  # fmt: skip
             try:
-                return await _overhead(cases, streams)
+                out = {}
+                for cases in kinds:  # each kind against its own direct read
+                    out.update(await _overhead(cases, streams))
+                return out
             finally:
-                for llm in cases.values():
+                for llm in [llm for cases in kinds for llm in cases.values()]:
                     await llm.aclose()
 
         return asyncio.run(run())
@@ -262,7 +280,8 @@ def tables(router: dict[str, Any]) -> str:
     return (
         f"A backend emitting one token every 20 ms, {router['streams']} sequential streams per "
         "case, interleaved: read directly, through an in-process `Router`, and through "
-        "`lmstream serve --upstream` (a whole server hop):\n\n"
+        "`lmstream serve --upstream` (a whole server hop); then the same for chat (a chat "
+        "backend, `ChatRouter`), its added TTFT against its own direct read:\n\n"
         f"{render(['path', *measures], rows, markdown=True)}\n\n"
         "Streams over 4 backends (12 tokens each, 50 ms apart, begun over two seconds); one "
         "backend is killed once a third have begun. Each stream ends complete or in a typed "

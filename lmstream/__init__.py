@@ -102,6 +102,7 @@ if _typing.TYPE_CHECKING:  # for type checkers only: at run time these load on f
     from lmstream.providers.openai_chat import ChatOpenAI as ChatOpenAI
     from lmstream.providers.remote import RemoteLLM as RemoteLLM
     from lmstream.providers.remote_chat import RemoteChatModel as RemoteChatModel
+    from lmstream.providers.router import ChatRouter as ChatRouter
     from lmstream.providers.router import Router as Router
 
 __version__ = "0.1.0"
@@ -118,6 +119,7 @@ _LAZY = {
     "ChatLlamaCpp": "lmstream.providers.llamacpp_chat",
     "RemoteChatModel": "lmstream.providers.remote_chat",
     "Router": "lmstream.providers.router",
+    "ChatRouter": "lmstream.providers.router",
 }
 del builtin_classes
 

@@ -53,7 +53,7 @@ def test_the_builtin_providers_are_listed_once_in_the_registry() -> None:
     assert classes == {"FakeLLM", "LlamaCpp", "OpenAI", "RemoteLLM"}
     lazy = {"LlamaCpp", "ChatLlamaCpp", "OpenAI", "RemoteLLM", "HTTPLLM", "ChatOpenAI",
             "RemoteChatModel"}  # fmt: skip
-    assert set(lmstream._LAZY) == lazy | {"SizeLimits", "Router"}
+    assert set(lmstream._LAZY) == lazy | {"SizeLimits", "Router", "ChatRouter"}
     for name in classes:
         assert getattr(lmstream, name).__name__ == name
 

@@ -111,9 +111,10 @@ def _add_serving_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--upstream", action="append", default=[], metavar="URL",
-        help="serve, instead of a model, a router over these OpenAI-compatible servers; -m "
-        "names their model (default: the first they list); --option sets the router's "
-        "settings, e.g. policy=least (repeatable; default: none)",
+        help="serve, instead of a model, a router over these OpenAI-compatible servers, "
+        "completions and chat completions each to their own; -m names their model (default: "
+        "the first they list); --option sets the router's settings, e.g. policy=least "
+        "(repeatable; default: none)",
     )  # fmt: skip
     parser.add_argument(
         "--ray", action="store_true",
@@ -126,8 +127,9 @@ def _add_serving_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--chat", action="store_true",
-        help="load -m as a chat model (fake:TEXT, llamacpp); it answers /v1/chat/completions "
-        "with messages, tool calls and reasoning, and /v1/completions too (default: text model)",
+        help="load -m as a chat model (fake:TEXT, llamacpp; with --upstream, the router's "
+        "chat side); it answers /v1/chat/completions with messages, tool calls and reasoning, "
+        "and /v1/completions too (default: text model)",
     )  # fmt: skip
 
 
@@ -150,7 +152,8 @@ def _router(args: argparse.Namespace) -> Any:
     model = args.model
     if model == DEFAULT_MODEL:  # not given: ask the upstreams what they serve
         model = served_model(args.upstream, options.get("api_key")) or "default"
-    return Router(args.upstream, model=model, **options)
+    router = Router(args.upstream, model=model, **options)
+    return router.chat_model() if args.chat else router  # chat is served either way
 
 
 def _models(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:

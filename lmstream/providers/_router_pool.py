@@ -53,6 +53,8 @@ class Backend:
     url: str
     llm: Any
     """The OpenAI-compatible client that talks to it (without retries of its own)."""
+    chat: Any = None
+    """Its chat client (``/v1/chat/completions``), likewise without retries."""
     outstanding: int = 0
     waiting: float = 0.0
     """Requests queued in the backend itself, from its ``/metrics`` (0 when unknown)."""

@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -22,7 +23,7 @@ from lmstream.message_input import convert_to_messages
 from lmstream.messages import AIMessageChunk, BaseMessage, add_chunks
 from lmstream.server.admission import Ticket
 from lmstream.server.errors import HTTPError, error_body, from_exception, typed
-from lmstream.server.kinds import as_text, is_chat, usage_of
+from lmstream.server.kinds import as_text, chat_side, is_chat, usage_of
 from lmstream.server.openai_routes import call_kwargs, check_fields, usage_dict
 from lmstream.server.schemas import ChatCompletionRequest
 from lmstream.server.state import RequestLog, ServedModel, ServerState
@@ -202,6 +203,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     """Answer a conversation; ``stream: true`` answers with SSE deltas."""
     state: ServerState = request.app.state.lmstream
     served = state.resolve(body.model)
+    served = replace(served, llm=chat_side(served.llm))  # a router: its upstreams' chat
     kwargs = _kwargs(body, served, state)
     log: RequestLog = request.scope["lmstream.log"]
     log.model = served.name

@@ -11,12 +11,20 @@ from lmstream.chat_model import BaseChatModel
 from lmstream.chunks import GenerationChunk, Usage
 from lmstream.messages import AIMessageChunk
 
-__all__ = ["as_text", "is_chat", "text_stream", "usage_of"]
+__all__ = ["as_text", "chat_side", "is_chat", "text_stream", "usage_of"]
 
 
 def is_chat(model: Any) -> bool:
     """Whether a served model is a chat model (messages in, message chunks out)."""
     return isinstance(model, BaseChatModel)
+
+
+def chat_side(model: Any) -> Any:
+    """The model that answers chat requests for a served one. A text model with a chat
+    side of its own (``chat_model()``: a ``Router``'s sends chat to its upstreams'
+    ``/v1/chat/completions``) answers through it; any other model answers itself."""
+    side = getattr(model, "chat_model", None)
+    return side() if callable(side) and not is_chat(model) else model
 
 
 def usage_of(chunk: AIMessageChunk) -> Usage | None:

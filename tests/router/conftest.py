@@ -1,6 +1,7 @@
-"""Fixtures for the router: three scripted backends for the session (reset per test), a
-factory of routers over them (closed after the test), and ``lmstream serve`` processes
-that a test may kill."""
+"""Fixtures for the router: three scripted backends for the session (reset per test; each
+answers ``/v1/completions`` and ``/v1/chat/completions`` with the prompt or the last
+message back), factories of routers over them (closed after the test), and ``lmstream
+serve`` processes that a test may kill."""
 
 from __future__ import annotations
 
@@ -14,9 +15,15 @@ from typing import Any
 import httpx
 import pytest
 from helpers import free_port
-from servers.scripted import ScriptedServer
+from servers.scripted import Reply, ScriptedServer, echo
+from servers.scripted_chat import chat_echo
 
-from lmstream import Router
+from lmstream import ChatRouter, Router
+
+
+def either_echo(body: Any) -> Reply:
+    """The prompt back for a completion, the last message's words for a chat completion."""
+    return chat_echo(body) if isinstance(body, dict) and "messages" in body else echo(body)
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +37,7 @@ def backends(scripted_backends: list[ScriptedServer]) -> list[ScriptedServer]:
     """Three scripted servers, each with an empty log, the echo handler and good health."""
     for server in scripted_backends:
         server.reset_log()
+        server.handler = either_echo
         server.health = None
         server.metrics = ""
         server.probes.clear()
@@ -44,6 +52,22 @@ def make_router() -> Iterator[Callable[..., Router]]:
     def make(urls: list[str], **settings: Any) -> Router:
         settings.setdefault("probe_interval", 0)
         router = Router(urls, **settings)
+        made.append(router)
+        return router
+
+    yield make
+    for router in made:
+        router.close()
+
+
+@pytest.fixture
+def make_chat_router() -> Iterator[Callable[..., ChatRouter]]:
+    """``make_chat_router(urls, **settings)``: a chat router without probes unless asked for."""
+    made: list[ChatRouter] = []
+
+    def make(urls: list[str], **settings: Any) -> ChatRouter:
+        settings.setdefault("probe_interval", 0)
+        router = ChatRouter(urls, **settings)
         made.append(router)
         return router
 
