@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import pytest
-from helpers import collect, events_of, invoke_of, stream_of
+from helpers import collect, events_of, invoke_of, stream_of, take
 from pydantic import BaseModel, Field
 from test_tool_parsers import until_error
 from typing_extensions import TypedDict
@@ -217,6 +217,16 @@ def test_include_raw_keeps_a_parsing_failure(flavour: str, method: str) -> None:
     assert out[-1]["parsed"] is None and isinstance(out[-1]["parsing_error"], OutputParserError)
     total = aggregate(out)
     assert total["parsed"] is None and total["raw"] is not None
+
+
+def test_leaving_the_stream_early_stops_the_model(flavour: str) -> None:
+    for include_raw in (False, True):
+        model = _caller()
+        structured = model.with_structured_output(Sailor, include_raw=include_raw)
+        total = len(collect(stream_of(structured, flavour, "hi")))
+        produced = model.chunks_produced
+        assert len(take(stream_of(structured, flavour, "hi"), 3)) == 3
+        assert model.chunks_produced - produced < produced / 2 and total > 10
 
 
 # -- failures ---------------------------------------------------------------------------------
