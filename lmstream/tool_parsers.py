@@ -161,10 +161,9 @@ class _Streamer:
         """The items of the final output, strictly validated."""
         items = [self.parser._final(c) for c in self.parser._calls(self.calls.calls)]
         if not items and self.parser.required:
-            raise OutputParserError(
-                "The model called no tool" + (f" but answered: {self.text[0][:80]!r}..."
-                if self.text else ""), llm_output="".join(self.text),
-            )  # fmt: skip
+            text = "".join(self.text)
+            answered = f", it answered {text[:80]!r}" if text else ""
+            raise OutputParserError(f"The model called no tool{answered}", llm_output=text)
         return items
 
     def end(self) -> Any:
