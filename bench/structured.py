@@ -3,7 +3,9 @@
 A JSON object of 1.3 KB, 5.2 KB and 20.8 KB streams through each parser in 4-character
 chunks (every chunk consumed, every partial built). Alongside: re-parsing the whole buffer
 with jiter's partial mode on every chunk (the design the incremental parser was measured
-against), lmstream's pure incremental core alone, and the partial-pydantic path.
+against), lmstream's pure incremental core alone, the partial-pydantic path, and the same
+object as a tool call's arguments streamed in message chunks through
+``JsonOutputKeyToolsParser``.
 
     python -m bench.structured            # prints the table
     python -m bench.structured --quick
@@ -26,7 +28,9 @@ from bench._util import fmt_time, render
 SIZES = (1300, 5200, 20800)
 CHUNK = 4
 LM, LC = "lmstream", "langchain-core"
-CASES = (LM, LC, "jiter re-parse", "lmstream core", "lmstream pydantic", "langchain-core pydantic")
+LM_TOOL, LC_TOOL = "lmstream tool args", "langchain-core tool args"
+CASES = (LM, LC, "jiter re-parse", "lmstream core", "lmstream pydantic", "langchain-core pydantic",
+         LM_TOOL, LC_TOOL)  # fmt: skip
 
 
 class Person(BaseModel):
@@ -62,6 +66,27 @@ def _consume(stream: Any) -> int:
     return n
 
 
+def _tool_case(chunks: list[str], *, lc: bool) -> Callable[[], int]:
+    """``chunks`` as the arguments of one tool call, in message chunks, through the key
+    tool parser (langchain-core's with ``lc``)."""
+    if lc:
+        from langchain_core.messages import AIMessageChunk
+        from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser
+    else:
+        from lmstream import AIMessageChunk, JsonOutputKeyToolsParser  # type: ignore[assignment]
+
+    first = {"name": "People", "args": "", "id": "call_1", "index": 0}
+    messages = [AIMessageChunk("", tool_call_chunks=[first])]  # type: ignore[list-item]
+    messages += [AIMessageChunk("", tool_call_chunks=[{"args": c, "index": 0}])  # type: ignore[list-item]
+                 for c in chunks]  # fmt: skip
+
+    def run() -> int:
+        parser = JsonOutputKeyToolsParser(key_name="People", first_tool_only=True)
+        return _consume(parser.transform(iter(messages)))
+
+    return run
+
+
 def cases(text: str) -> dict[str, Callable[[], int]]:
     """One full stream of ``text`` per call, for each case that can run here."""
     from lmstream import JsonOutputParser, PydanticOutputParser
@@ -77,6 +102,7 @@ def cases(text: str) -> dict[str, Callable[[], int]]:
 
     out: dict[str, Callable[[], int]] = {
         LM: lambda: _consume(JsonOutputParser().transform(iter(chunks))),
+        LM_TOOL: _tool_case(chunks, lc=False),
         "lmstream core": core,
         "lmstream pydantic": lambda: _consume(PydanticOutputParser(People).transform(iter(chunks))),
     }
@@ -85,6 +111,7 @@ def cases(text: str) -> dict[str, Callable[[], int]]:
         from langchain_core.output_parsers import PydanticOutputParser as LCPydanticOutputParser
 
         out[LC] = lambda: _consume(LCJsonOutputParser().transform(iter(chunks)))
+        out[LC_TOOL] = _tool_case(chunks, lc=True)
         out["langchain-core pydantic"] = lambda: _consume(
             LCPydanticOutputParser(pydantic_object=People).transform(iter(chunks))
         )
@@ -205,7 +232,9 @@ def plot(results: dict[str, Any], out: Any) -> Any:
     styles = {LM: (COLORS["lmstream"], "-"), LC: (COLORS["langchain-core"], "-"),
               "jiter re-parse": (COLORS["other"], ":"),
               "lmstream pydantic": (COLORS["lmstream"], "--"),
-              "langchain-core pydantic": (COLORS["langchain-core"], "--")}  # fmt: skip
+              "langchain-core pydantic": (COLORS["langchain-core"], "--"),
+              LM_TOOL: (COLORS["lmstream"], "-."),
+              LC_TOOL: (COLORS["langchain-core"], "-.")}  # fmt: skip
     fig, ax = plt.subplots(figsize=(10, 4.6))
     for name, (color, line) in styles.items():
         if name in s["rows"][0]["samples"]:

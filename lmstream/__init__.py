@@ -45,6 +45,7 @@ from lmstream.errors import (
     RateLimitError,
     ServerError,
     StreamingUnsupportedError,
+    UnsupportedMethodError,
 )
 from lmstream.events import EventFilter, adispatch_custom_event, dispatch_custom_event
 from lmstream.functions import RunnableGenerator, RunnableLambda, chain
@@ -90,6 +91,11 @@ from lmstream.structured import (
     PydanticOutputParser,
     ReasoningParser,
     ReasoningSplitter,
+)
+from lmstream.tool_parsers import (
+    JsonOutputKeyToolsParser,
+    JsonOutputToolsParser,
+    PydanticToolsParser,
 )
 from lmstream.wrappers import RunnableBinding, RunnableRetry, RunnableWithFallbacks
 
@@ -175,7 +181,9 @@ __all__ = [
     "HumanMessage",
     "HumanMessageChunk",
     "InvalidInputError",
+    "JsonOutputKeyToolsParser",
     "JsonOutputParser",
+    "JsonOutputToolsParser",
     "LLMResult",
     "LMStreamError",
     "MessagesPlaceholder",
@@ -191,6 +199,7 @@ __all__ = [
     "ProviderError",
     "ProviderInfo",
     "PydanticOutputParser",
+    "PydanticToolsParser",
     "RateLimitError",
     "ReasoningParser",
     "ReasoningSplitter",
@@ -222,6 +231,7 @@ __all__ = [
     "ToolCallChunk",
     "ToolMessage",
     "ToolMessageChunk",
+    "UnsupportedMethodError",
     "Usage",
     "UsageMetadata",
     "__version__",

@@ -91,6 +91,9 @@ class BaseChatModel(_Loop):
 
     disable_streaming: bool | Literal["tool_calling"] = False
     """Never stream (``True``), or not when tools are passed (``"tool_calling"``)."""
+    supports_tool_calling: bool = True
+    """Whether the model takes tools (``bind_tools``) and can be made to call one: a
+    provider that cannot pass tools on says ``False``."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         if "_generate" in cls.__dict__ and "_call" not in cls.__dict__:
@@ -268,6 +271,24 @@ class BaseChatModel(_Loop):
         if choice is not None:
             kwargs["tool_choice"] = choice
         return self.bind(tools=formatted, **kwargs)
+
+    def with_structured_output(
+        self, schema: Any = None, *,
+        method: Literal["json_schema", "function_calling", "json_mode"] | None = None,
+        include_raw: bool = False, strict: bool | None = None, **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:  # fmt: skip
+        """This model answering with an object of ``schema`` (a pydantic model, a
+        ``TypedDict``, a JSON-schema dict or an OpenAI tool dict) that streams as it fills
+        in: ``Partial[Model]`` snapshots then the validated model, or partial dicts then
+        the dict. ``method``: ``"json_schema"`` (``response_format``), ``"function_calling"``
+        (a forced tool call) or ``"json_mode"``; by default ``"json_schema"`` where the
+        model supports ``response_format``, else ``"function_calling"``. ``include_raw``:
+        ``{"raw", "parsed", "parsing_error"}``. See ``lmstream.structured_chat``."""
+        from lmstream.structured_chat import structured_output
+
+        return structured_output(
+            self, schema, method=method, include_raw=include_raw, strict=strict, **kwargs
+        )
 
 
 class SimpleChatModel(BaseChatModel):

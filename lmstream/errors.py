@@ -6,7 +6,8 @@
     ├── InvalidInputError            (also ValueError and TypeError) bad prompt, config, params
     │   ├── ContextLengthError       the prompt does not fit the model's context
     │   │   └── APIContextLengthError    ... as a server said it (also a BadRequestError)
-    │   └── MissingVariablesError    (also KeyError) a template was not given all its variables
+    │   ├── MissingVariablesError    (also KeyError) a template was not given all its variables
+    │   └── UnsupportedMethodError   (also NotImplementedError) the model can't do it that way
     ├── StreamingUnsupportedError    strict streaming: a step would buffer the stream
     ├── ModelLoadError               a model file is missing, unreadable or corrupt
     ├── CallbackError                (also RuntimeError) no parent run for a custom event
@@ -65,6 +66,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "StreamingUnsupportedError",
+    "UnsupportedMethodError",
     "as_provider_error",
     "status_error",
     "with_partial",
@@ -95,6 +97,18 @@ class MissingVariablesError(InvalidInputError, KeyError):
 
     def __str__(self) -> str:  # a KeyError's str() would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class UnsupportedMethodError(InvalidInputError, NotImplementedError):
+    """A model cannot do what was asked the way it was asked (``with_structured_output``'s
+    ``method``): ``method`` is what was asked, ``instead`` the method it can do (or None).
+
+    Also a ``NotImplementedError``, which is what the reference raises there."""
+
+    def __init__(self, message: str, *, method: str, instead: str | None = None) -> None:
+        super().__init__(message)
+        self.method = method
+        self.instead = instead
 
 
 class StreamingUnsupportedError(LMStreamError):

@@ -37,7 +37,8 @@ __all__ = [
 
 M = TypeVar("M", bound="BaseModel")
 
-_SKIP = object()
+SKIP: Any = object()
+"""What a streamer's ``feed``/``end`` give when there is nothing to yield."""
 
 JSON_FORMAT_INSTRUCTIONS = """The output should be formatted as a JSON instance that \
 conforms to the JSON schema below.
@@ -86,21 +87,21 @@ class _Streamer:
         self.parser = parser
         self.stream = JsonStream(patches=parser.diff)
         self.state = parser._start()
-        self.last: Any = _SKIP
+        self.last: Any = SKIP
 
     def feed(self, chunk: Any) -> Any:
-        """What to yield for ``chunk`` (``_SKIP`` when nothing changed)."""
+        """What to yield for ``chunk`` (``SKIP`` when nothing changed)."""
         if not self.stream.feed(chunk_text(chunk)):
-            return _SKIP
+            return SKIP
         out = self.parser._emit(self.stream, self.state)
-        if out is not _SKIP:
+        if out is not SKIP:
             self.last = out
         return out
 
     def end(self) -> Any:
-        """The final value (strictly validated), or ``_SKIP`` when the last partial was it."""
+        """The final value (strictly validated), or ``SKIP`` when the last partial was it."""
         out = self.parser._final(self.stream)
-        return _SKIP if out is _SKIP or (self.last is not _SKIP and out == self.last) else out
+        return SKIP if out is SKIP or (self.last is not SKIP and out == self.last) else out
 
 
 class JsonOutputParser(StreamingStep[Any, Any]):
@@ -133,13 +134,18 @@ class JsonOutputParser(StreamingStep[Any, Any]):
         """Per-stream state for ``_emit``."""
         return None
 
+    def _streamer(self) -> _Streamer:
+        """A stream through this parser: ``feed(chunk)`` and ``end()`` give what to yield,
+        or ``SKIP``."""
+        return _Streamer(self)
+
     def _emit(self, stream: JsonStream, state: Any) -> Any:
         return stream.patch() if self.diff else stream.partial()
 
     def _final(self, stream: JsonStream) -> Any:
         value = stream.finish()
         if self.diff and stream.started and value == stream.partial():
-            return _SKIP
+            return SKIP
         return [{"op": "replace", "path": "", "value": value}] if self.diff else value
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -164,21 +170,21 @@ class JsonOutputParser(StreamingStep[Any, Any]):
     def _transform(
         self, source: Iterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
     ) -> Iterator[Any]:
-        streamer = _Streamer(self)
+        streamer = self._streamer()
         for chunk in source:
-            if (out := streamer.feed(chunk)) is not _SKIP:
+            if (out := streamer.feed(chunk)) is not SKIP:
                 yield out
-        if (out := streamer.end()) is not _SKIP:
+        if (out := streamer.end()) is not SKIP:
             yield out
 
     async def _atransform(
         self, source: AsyncIterator[Any], run: Run, config: RunnableConfig, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        streamer = _Streamer(self)
+        streamer = self._streamer()
         async for chunk in source:
-            if (out := streamer.feed(chunk)) is not _SKIP:
+            if (out := streamer.feed(chunk)) is not SKIP:
                 yield out
-        if (out := streamer.end()) is not _SKIP:
+        if (out := streamer.end()) is not SKIP:
             yield out
 
     def __repr__(self) -> str:
@@ -210,13 +216,13 @@ class PydanticOutputParser(JsonOutputParser, Generic[M]):
 
     def _emit(self, stream: JsonStream, state: Any) -> Any:
         if state is None:
-            return _SKIP
+            return SKIP
         from pydantic import ValidationError
 
         try:
             return state.build(stream.partial())
         except ValidationError:  # e.g. a string that is not yet one of an enum's values
-            return _SKIP
+            return SKIP
 
     def _final(self, stream: JsonStream) -> Any:
         from pydantic import ValidationError

@@ -1,5 +1,5 @@
-"""Tools for chat models, in OpenAI's tool schema: from pydantic models, typed functions
-and JSON-schema dicts. Converted once, when tools are bound."""
+"""Tools for chat models, in OpenAI's tool schema: from pydantic models, ``TypedDict``s,
+typed functions and JSON-schema dicts. Converted once, when tools are bound."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from lmstream.errors import InvalidInputError
 
-__all__ = ["convert_to_openai_tool", "tool_choice_of"]
+__all__ = ["convert_to_openai_tool", "is_typeddict", "tool_choice_of"]
 
 _JSON_TYPES: dict[Any, str] = {
     str: "string",
@@ -73,11 +73,35 @@ def _from_function(fn: Callable[..., Any]) -> dict[str, Any]:
     return _function(fn.__name__, doc.split("\n\n")[0].strip(), parameters)
 
 
+def is_typeddict(tool: Any) -> bool:
+    """Whether ``tool`` is a ``TypedDict`` class (``typing``'s or ``typing_extensions``')."""
+    return isinstance(tool, type) and issubclass(tool, dict) and hasattr(tool, "__required_keys__")
+
+
+def _from_typeddict(tool: Any) -> dict[str, Any]:
+    from pydantic import PydanticUserError, TypeAdapter
+
+    try:
+        schema = dict(TypeAdapter(tool).json_schema())
+    except PydanticUserError:  # typing.TypedDict before 3.12: its fields one by one
+        hints = typing.get_type_hints(tool)
+        properties = {name: _annotation_schema(hint) for name, hint in hints.items()}
+        required = [name for name in hints if name in tool.__required_keys__]
+        schema = {"type": "object", "properties": properties, "required": required}
+        if doc := inspect.getdoc(tool):
+            schema["description"] = doc
+    schema["title"] = tool.__name__
+    return _from_schema(schema)
+
+
 def convert_to_openai_tool(tool: Any) -> dict[str, Any]:
     """``{"type": "function", "function": {name, description, parameters}}`` for a
-    pydantic model class, a typed function, a JSON-schema dict or an OpenAI tool dict."""
+    pydantic model class, a ``TypedDict``, a typed function, a JSON-schema dict or an
+    OpenAI tool dict."""
     if isinstance(tool, Mapping):
         return _from_schema(tool)
+    if is_typeddict(tool):
+        return _from_typeddict(tool)
     schema_of = getattr(tool, "model_json_schema", None)
     if isinstance(tool, type) and callable(schema_of):  # a pydantic model
         schema = dict(schema_of())

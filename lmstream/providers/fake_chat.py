@@ -37,7 +37,8 @@ class FakeChatModel(BaseChatModel):
     A response is a string, an ``AIMessage`` (its reasoning, text and tool calls are
     streamed in pieces) or a list of ``AIMessageChunk``s (streamed exactly). ``usage``:
     "last" (on the last chunk), "running" (running totals on every chunk, marked as such)
-    or "none" (lmstream then estimates it).
+    or "none" (lmstream then estimates it). ``supports_response_format=True`` makes it
+    claim to hold its answers to a ``response_format`` (it answers its script regardless).
     """
 
     def __init__(
@@ -51,9 +52,11 @@ class FakeChatModel(BaseChatModel):
         streaming: bool = True,
         usage: str = "last",
         model_name: str = "fake-chat",
+        supports_response_format: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.supports_response_format = supports_response_format
         if isinstance(responses, str) or not isinstance(responses, Sequence) or not responses:
             raise InvalidInputError("responses must be a non-empty list of messages or strings")
         if chunking not in _CHUNKINGS or usage not in _USAGE:
