@@ -1,0 +1,189 @@
+"""``lmstream batch --ray`` and ``lmstream.ray_data``: bulk generation on Ray Data, on a
+local Ray cluster (CPU only) that this module starts and shuts down. The backends are
+real loopback servers that fail a share of requests with 5xx, before the first chunk and
+mid-stream; every row must end in the output exactly once, and a resume run must redo
+only the failed rows."""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+from servers.scripted import Reply, ScriptedServer, Send, echo, error, frames, sse
+
+from lmstream import InvalidInputError, Router
+from lmstream.cli import main
+from lmstream.ray_data import batch, generate
+
+ROWS = 300
+THIN = {"num_cpus": 0.25}  # two actors and the writes share the test cluster's two CPUs
+
+
+class Injector:
+    """Answers ``"row N ..."`` prompts by N's last digit: 3 always a 503, 5 a 502 on its
+    first attempt only (a retry then succeeds), 7 a 5xx error event after two words, 9 a
+    connection closed after two words; every other row, and every row once ``healed``, is
+    echoed back. Counts the requests per prompt."""
+
+    def __init__(self) -> None:
+        self.healed = False
+        self.requests: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, body: Any) -> Reply:
+        prompt = str(body["prompt"])
+        with self._lock:
+            self.requests[prompt] += 1
+            attempt = self.requests[prompt]
+        kind = int(prompt.split()[1]) % 10
+        words = [w + " " for w in prompt.split(" ")][:2]
+        if self.healed or kind not in (3, 5, 7, 9) or (kind == 5 and attempt > 1):
+            return echo(body)
+        if kind in (3, 5):
+            return error(503 if kind == 3 else 502, "overloaded")
+        head = [Send(p) for p in frames(words, finish_reason=None, usage=None, done=False)]
+        if kind == 7:
+            failure = {"error": {"message": "engine died", "type": "server_error", "code": 500}}
+            head.append(Send(sse(failure, done=False)))
+        return Reply(headers={"content-type": "text/event-stream"}, steps=head)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[None]:
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False,
+        object_store_memory=100 * 2**20,  # the default takes 30% of the machine's memory
+    )  # fmt: skip
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[list[ScriptedServer]]:
+    with ScriptedServer() as one, ScriptedServer() as two:
+        yield [one, two]
+
+
+@pytest.fixture
+def injector(servers: list[ScriptedServer]) -> Iterator[Injector]:
+    injector = Injector()
+    for server in servers:
+        server.reset_log()
+        server.handler = injector
+    yield injector
+    for server in servers:
+        server.reset_log()
+
+
+def rows_in(output: Path) -> list[dict[str, Any]]:
+    return [
+        json.loads(ln) for p in sorted(output.glob("*.jsonl")) for ln in p.read_text().splitlines()
+    ]
+
+
+def prompt(n: int) -> str:
+    return f"row {n} please echo"
+
+
+def test_every_row_gets_its_key_text_and_usage_from_the_fake_model(
+    cluster: None, tmp_path: Path
+) -> None:
+    summary = batch(
+        [prompt(n) for n in range(40)], "fake:Bubbles rise.", output=tmp_path, actors=2,
+        ray_options=THIN,
+    )  # fmt: skip
+    rows = rows_in(tmp_path)
+    assert (summary.finished, summary.failed, summary.skipped) == (40, 0, 0)
+    assert sorted(r["index"] for r in rows) == list(range(40))
+    for row in rows:
+        assert row["prompt"] == prompt(row["index"])
+        assert (row["outcome"], row["text"], row["error"]) == ("finished", "Bubbles rise.", None)
+        assert row["usage"]["completion_tokens"] > 0 and row["finish_reason"] == "stop"
+
+
+def test_5xx_from_the_backends_leaves_every_row_once_and_a_resume_redoes_only_the_failed(
+    cluster: None, servers: list[ScriptedServer], injector: Injector, tmp_path: Path
+) -> None:
+    router = functools.partial(
+        Router, [s.url for s in servers], model="scripted", eject_after=10**6
+    )
+    run = functools.partial(
+        batch, [prompt(n) for n in range(ROWS)], router, output=tmp_path, actors=2,
+        concurrency=8, ray_options=THIN,
+    )  # fmt: skip
+    summary = run()
+    rows = rows_in(tmp_path)
+    assert sorted(r["index"] for r in rows) == list(range(ROWS))
+    failing = {n for n in range(ROWS) if n % 10 in (3, 7, 9)}
+    assert {r["index"] for r in rows if r["outcome"] == "failed"} == failing
+    assert (summary.finished, summary.failed) == (ROWS - len(failing), len(failing))
+    for row in rows:
+        n = row["index"]
+        if n in failing:
+            assert row["text"] == ("" if n % 10 == 3 else f"row {n} ")
+            assert row["error"]["type"] and row["error"]["message"]
+            assert "503" in row["error"]["message"] or n % 10 != 3
+        else:
+            assert row["text"] == prompt(n) + " " and row["error"] is None
+            assert injector.requests[prompt(n)] == (2 if n % 10 == 5 else 1)
+
+    injector.healed = True
+    before = Counter(injector.requests)
+    summary = run(resume=True)
+    again = injector.requests - before
+    assert set(again) == {prompt(n) for n in failing} and set(again.values()) == {1}
+    rows = rows_in(tmp_path)
+    assert sorted(r["index"] for r in rows) == list(range(ROWS))
+    assert all(r["outcome"] == "finished" and r["text"] == prompt(r["index"]) + " " for r in rows)
+    assert (summary.finished, summary.failed, summary.skipped) == (ROWS, 0, ROWS - len(failing))
+
+
+def test_the_command_line_runs_a_file_on_ray_and_resumes_it(
+    cluster: None, servers: list[ScriptedServer], injector: Injector, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    source = tmp_path / "prompts.jsonl"
+    source.write_text(
+        "".join(json.dumps({"prompt": prompt(n), "id": f"p{n}"}) + "\n" for n in range(20))
+    )
+    out = tmp_path / "out"
+    argv = ["batch", "--ray", str(source), "-o", str(out), "-m", "openai:scripted", "-c", "4",
+            "--option", f'base_url="{servers[0].url}"', "--option", "max_retries=1",
+            "--option", "retry_backoff=0.01"]  # fmt: skip
+    assert main(argv) == 1  # rows 3, 7, 9, 13, 17 and 19 failed
+    assert "14 finished, 6 failed" in capsys.readouterr().err
+    injector.healed = True
+    assert main([*argv, "--resume"]) == 0
+    assert "20 finished, 0 failed (14 had finished before)" in capsys.readouterr().err
+    rows = sorted(rows_in(out), key=lambda r: r["index"])
+    assert [(r["index"], r["id"], r["text"]) for r in rows] == [
+        (n, f"p{n}", prompt(n) + " ") for n in range(20)
+    ]
+
+
+def test_fail_on_error_stops_the_job(
+    cluster: None, servers: list[ScriptedServer], injector: Injector, tmp_path: Path
+) -> None:
+    with pytest.raises(Exception, match="overloaded"):
+        batch(
+            [prompt(3)], "openai:scripted", output=tmp_path, fail_on_error=True,
+            options={"base_url": servers[0].url, "max_retries": 0}, ray_options=THIN,
+        )  # fmt: skip
+
+
+def test_a_dataset_needs_its_key_and_prompt_columns(cluster: None, tmp_path: Path) -> None:
+    dataset = ray.data.from_items([{"text": "hi"}])
+    with pytest.raises(InvalidInputError, match="no 'index' column"):
+        generate(dataset, "fake:x")
+    with pytest.raises(InvalidInputError, match="'text' names a result column"):
+        generate(dataset.add_column("index", lambda b: b["text"]), "fake:x", prompt="text")
