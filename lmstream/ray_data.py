@@ -297,12 +297,12 @@ def batch(
     by position) and write the outcomes to the directory ``output``; ``resume`` continues
     a directory, generating only the keys that have not finished there. Other keywords
     are ``generate``'s. Returns the directory's counts."""
-    dataset = _dataset(data, key, batch_size)
     out = Path(output)
     if out.is_file():
         raise InvalidInputError(f"{out} is a file: the output is a directory")
     if not resume and out.is_dir() and any(out.iterdir()):
         raise InvalidInputError(f"{out} is not empty: pass resume=True to continue it")
+    dataset = _dataset(data, key, batch_size)
     done = finished_keys(out, key) if resume else set()
     out.mkdir(parents=True, exist_ok=True)
     generated = generate(dataset, model, key=key, skip=done, batch_size=batch_size, **options)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -16,11 +19,12 @@ from typing import Any
 
 import pytest
 import ray
+from helpers import wait_until
 from servers.scripted import Reply, ScriptedServer, Send, echo, error, frames, sse
 
 from lmstream import InvalidInputError, Router
 from lmstream.cli import main
-from lmstream.ray_data import batch, generate
+from lmstream.ray_data import batch, finished_keys, generate
 
 ROWS = 300
 THIN = {"num_cpus": 0.25}  # two actors and the writes share the test cluster's two CPUs
@@ -34,6 +38,8 @@ class Injector:
 
     def __init__(self) -> None:
         self.healed = False
+        self.delay = 0.0
+        """Seconds before each frame of an echo."""
         self.requests: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -45,7 +51,9 @@ class Injector:
         kind = int(prompt.split()[1]) % 10
         words = [w + " " for w in prompt.split(" ")][:2]
         if self.healed or kind not in (3, 5, 7, 9) or (kind == 5 and attempt > 1):
-            return echo(body)
+            reply = echo(body)
+            reply.steps = [Send(s.data, self.delay) for s in reply.steps if isinstance(s, Send)]
+            return reply
         if kind in (3, 5):
             return error(503 if kind == 3 else 502, "overloaded")
         head = [Send(p) for p in frames(words, finish_reason=None, usage=None, done=False)]
@@ -89,6 +97,11 @@ def rows_in(output: Path) -> list[dict[str, Any]]:
     return [
         json.loads(ln) for p in sorted(output.glob("*.jsonl")) for ln in p.read_text().splitlines()
     ]
+
+
+def lines_in(output: Path) -> int:
+    """Complete lines written so far (a file being written may end in a torn one)."""
+    return sum(p.read_bytes().count(b"\n") for p in output.glob("*.jsonl"))
 
 
 def prompt(n: int) -> str:
@@ -168,6 +181,38 @@ def test_the_command_line_runs_a_file_on_ray_and_resumes_it(
     rows = sorted(rows_in(out), key=lambda r: r["index"])
     assert [(r["index"], r["id"], r["text"]) for r in rows] == [
         (n, f"p{n}", prompt(n) + " ") for n in range(20)
+    ]
+
+
+def test_a_job_killed_mid_run_resumes_without_redoing_or_repeating_a_row(
+    cluster: None, servers: list[ScriptedServer], injector: Injector, tmp_path: Path
+) -> None:
+    injector.healed, injector.delay = True, 0.05
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    source.write_text("".join(prompt(n) + "\n" for n in range(ROWS)))
+    argv = ["batch", "--ray", str(source), "-o", str(out), "-m", "openai:scripted", "-c", "4",
+            "--option", f'base_url="{servers[0].url}"']  # fmt: skip
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    with open(tmp_path / "job.log", "wb") as log:
+        job = subprocess.Popen([sys.executable, "-m", "lmstream", *argv], env=env, stderr=log)
+    try:
+        assert wait_until(lambda: lines_in(out) >= 32, timeout=180)
+    finally:
+        job.kill()
+        job.wait(timeout=60)
+    assert wait_until(lambda: servers[0].active == 0, timeout=60)  # the job's actors are gone
+    done_before = {prompt(n) for n in finished_keys(out)}
+    assert 32 <= len(done_before) < ROWS
+    before = Counter(injector.requests)
+
+    injector.delay = 0.0
+    assert main([*argv, "--resume"]) == 0
+    again = injector.requests - before
+    assert not set(again) & done_before and set(again.values()) == {1}
+    assert max(injector.requests.values()) <= 2  # at most one cut by the kill, then one more
+    rows = sorted(rows_in(out), key=lambda r: r["index"])
+    assert [(r["index"], r["outcome"], r["text"]) for r in rows] == [
+        (n, "finished", prompt(n) + " ") for n in range(ROWS)
     ]
 
 
