@@ -69,7 +69,6 @@ def cluster() -> Iterator[None]:
         num_cpus=2, include_dashboard=False, log_to_driver=False,
         object_store_memory=100 * 2**20,  # the default takes 30% of the machine's memory
     )  # fmt: skip
-    ray.data.DataContext.get_current().enable_progress_bars = False
     try:
         yield
     finally:
@@ -232,3 +231,20 @@ def test_a_dataset_needs_its_key_and_prompt_columns(cluster: None, tmp_path: Pat
         generate(dataset, "fake:x")
     with pytest.raises(InvalidInputError, match="'text' names a result column"):
         generate(dataset.add_column("index", lambda b: b["text"]), "fake:x", prompt="text")
+
+
+def test_the_scale_out_page_s_example_prints_what_the_page_shows(
+    cluster: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = (Path(__file__).parent.parent / "docs" / "scale-out.md").read_text()
+    section = page.split("## Bulk on Ray Data")[1]
+    code = section.split("```python\n")[1].split("```")[0]
+    shown = section.split("prints\n\n```text\n")[1].split("```")[0]
+    printed: list[str] = []  # Ray Data prints its progress to stdout too
+
+    def record(*values: Any) -> None:
+        printed.append(" ".join(map(str, values)) + "\n")
+
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/scale-out.md", "exec"), {"print": record})
+    assert "".join(printed) == shown
