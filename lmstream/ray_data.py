@@ -59,6 +59,10 @@ __all__ = [
 Model = str | Callable[[], BaseLLM]
 """A model id (loaded with ``options``) or a picklable callable that builds the model."""
 
+BATCHES_PER_BLOCK = 8
+"""Batches per block: an actor streams a block's batches side by side, and the block's
+rows are written together when it is done (so a kill loses at most the blocks in flight)."""
+
 ROW_SETTINGS = ("max_tokens", "temperature", "seed", "stop")
 """Columns that, when set on a row, win over the call's settings for that row."""
 
@@ -180,7 +184,8 @@ def generate(
     kwargs = {"model": model, "key": key, "prompt": prompt, "concurrency": concurrency,
               "fail_on_error": fail_on_error, "skip": list(skip), "options": dict(options or {}),
               "settings": settings}  # fmt: skip
-    return dataset.map_batches(
+    rows = dataset.repartition(target_num_rows_per_block=batch_size * BATCHES_PER_BLOCK)
+    return rows.map_batches(
         Generate, fn_constructor_kwargs=kwargs, batch_format="pyarrow", batch_size=batch_size,
         compute=ray.data.ActorPoolStrategy(size=actors), **{"num_cpus": 1, **(ray_options or {})},
     )  # fmt: skip
@@ -279,7 +284,7 @@ def _dataset(data: Any, key: str, batch_size: int) -> Any:
     for i, item in enumerate(data):
         row = {"prompt": item} if isinstance(item, str) else dict(item)
         rows.append({key: i, **row})
-    blocks = max(1, -(-len(rows) // batch_size))  # one batch each, to spread over the actors
+    blocks = max(1, -(-len(rows) // (batch_size * BATCHES_PER_BLOCK)))
     return ray.data.from_items(rows, override_num_blocks=blocks)
 
 

@@ -27,7 +27,7 @@ from lmstream.cli import main
 from lmstream.ray_data import batch, finished_keys, generate
 
 ROWS = 300
-THIN = {"num_cpus": 0.25}  # two actors and the writes share the test cluster's two CPUs
+THIN = {"num_cpus": 0.5}  # an actor that waits on HTTP
 
 
 class Injector:
@@ -65,8 +65,8 @@ class Injector:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[None]:
-    ray.init(
-        num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(  # four logical CPUs: two actors and the writes, on however many cores
+        num_cpus=4, include_dashboard=False, log_to_driver=False,
         object_store_memory=100 * 2**20,  # the default takes 30% of the machine's memory
     )  # fmt: skip
     try:
@@ -110,17 +110,25 @@ def prompt(n: int) -> str:
 def test_every_row_gets_its_key_text_and_usage_from_the_fake_model(
     cluster: None, tmp_path: Path
 ) -> None:
+    items = [{"id": f"q{n}", "prompt": prompt(n), "max_tokens": 1 if n % 4 == 0 else None,
+              "topic": n % 3} for n in range(60)]  # fmt: skip
+    dataset = ray.data.from_items(items, override_num_blocks=1)  # one block: split for actors
     summary = batch(
-        [prompt(n) for n in range(40)], "fake:Bubbles rise.", output=tmp_path, actors=2,
+        dataset, "fake:Bubbles rise.", output=tmp_path, key="id", actors=2, batch_size=4,
         ray_options=THIN,
+        options={"chunking": "word"},
     )  # fmt: skip
     rows = rows_in(tmp_path)
-    assert (summary.finished, summary.failed, summary.skipped) == (40, 0, 0)
-    assert sorted(r["index"] for r in rows) == list(range(40))
+    assert (summary.finished, summary.failed, summary.skipped) == (60, 0, 0)
+    assert sorted(r["id"] for r in rows) == sorted(f"q{n}" for n in range(60))
     for row in rows:
-        assert row["prompt"] == prompt(row["index"])
-        assert (row["outcome"], row["text"], row["error"]) == ("finished", "Bubbles rise.", None)
-        assert row["usage"]["completion_tokens"] > 0 and row["finish_reason"] == "stop"
+        n = int(row["id"][1:])
+        assert (row["prompt"], row["topic"], row["error"]) == (prompt(n), n % 3, None)
+        short = n % 4 == 0  # its own max_tokens
+        assert row["text"] == ("Bubbles " if short else "Bubbles rise.")
+        assert row["finish_reason"] == ("length" if short else "stop")
+        assert row["outcome"] == "finished" and row["usage"]["completion_tokens"] == 2 - short
+    assert len(list(tmp_path.glob("*.jsonl"))) > 1  # written block by block
 
 
 def test_5xx_from_the_backends_leaves_every_row_once_and_a_resume_redoes_only_the_failed(
@@ -199,7 +207,10 @@ def test_a_job_killed_mid_run_resumes_without_redoing_or_repeating_a_row(
     finally:
         job.kill()
         job.wait(timeout=60)
-    assert wait_until(lambda: servers[0].active == 0, timeout=60)  # the job's actors are gone
+    assert wait_until(lambda: servers[0].active == 0, timeout=60)
+    assert wait_until(  # the killed job's actors are gone and their CPUs free
+        lambda: ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"], 60
+    )
     done_before = {prompt(n) for n in finished_keys(out)}
     assert 32 <= len(done_before) < ROWS
     before = Counter(injector.requests)
