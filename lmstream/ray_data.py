@@ -106,7 +106,8 @@ class Generate:
     batches it is given. Rows whose key is in ``skip`` are left out of the output.
 
     ``Dataset.map_batches(Generate, fn_constructor_kwargs={"model": "fake:hi"},
-    batch_format="pyarrow", concurrency=4)``; ``generate`` does this for you."""
+    batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=4))``; ``generate``
+    does this for you."""
 
     def __init__(
         self,
