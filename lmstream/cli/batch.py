@@ -33,6 +33,7 @@ from lmstream.cli.common import (
     guarded,
     provider_options,
 )
+from lmstream.cli.ray_batch import add_ray_options, run_ray_batch
 
 __all__ = ["RESULT_KEYS", "finished_results", "parser", "read_inputs", "run_batch"]
 
@@ -74,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
         "like JSON (default: %(default)s)",
     )  # fmt: skip
     add_model_options(parser)
+    add_ray_options(parser)
     return parser
 
 
@@ -213,12 +215,16 @@ def run_batch(argv: list[str]) -> int:
     """The ``lmstream batch`` command."""
     parse = parser()
     args = parse.parse_args(argv)
-    if args.concurrency < 1:
-        parse.error("--concurrency must be >= 1")
+    if args.concurrency < 1 or args.actors < 1:
+        parse.error("--concurrency and --actors must be >= 1")
+    if not args.ray and (args.fail_on_error or args.actors != 1):
+        parse.error("--actors and --fail-on-error go with --ray")
     output = Path(args.output)
 
     def body() -> int:
         inputs = read_inputs(Path(args.input), args.format)
+        if args.ray:
+            return run_ray_batch(args, inputs)
         if not args.resume and output.exists() and output.stat().st_size:
             raise InvalidInputError(f"{output} exists: pass --resume to continue it")
         done = finished_results(output, inputs) if args.resume else {}
