@@ -118,7 +118,7 @@ def release_for(tool_plan: ToolPlan | None) -> Any:
 
 def written(message: AIMessage) -> str:
     """An earlier answer as the model would have written it (calls in the call form)."""
-    calls = [f"{CALL}{c['name']}:\n{json.dumps(c['args'])}" for c in message.tool_calls]
+    calls = [f"{CALL}{c['name']}: {json.dumps(c['args'])}" for c in message.tool_calls]
     return "\n".join([message.text, *calls] if message.text else calls)
 
 
