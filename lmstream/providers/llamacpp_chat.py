@@ -166,15 +166,15 @@ class ChatLlamaCpp(BaseChatModel):
         stops = None if offer else self.stop if stop is None else stop
         with engine.lock:
             engine.use_threads(settings.n_threads)
-            chunks = generate(engine, tokens, settings, stops)
-            if offer is not None:
-                yield from self._read_calls(chunks)
-                return
-            for chunk in chunks:
-                if chunk.generation_info is None:
-                    yield AIMessageChunk(chunk.text)
-                else:
-                    yield self._last(chunk.text, chunk.generation_info)
+            read = self._read_text if offer is None else self._read_calls
+            yield from read(generate(engine, tokens, settings, stops))
+
+    def _read_text(self, chunks: Iterator[GenerationChunk]) -> Iterator[AIMessageChunk]:
+        for chunk in chunks:
+            if chunk.generation_info is None:
+                yield AIMessageChunk(chunk.text)
+            else:
+                yield self._last(chunk.text, chunk.generation_info)
 
     def _read_calls(self, chunks: Iterator[GenerationChunk]) -> Iterator[AIMessageChunk]:
         """An answer that may call a tool: text as it comes, or the call's fragments."""
