@@ -1,7 +1,7 @@
 """ChatLlamaCpp against raw llama-cpp-python's chat completion on the same loaded model.
 
     python -m bench.llamacpp_chat [--rounds N] [--max-tokens N]
-    python -m bench.llamacpp_chat --tools    # how often the model calls the right tool
+    python -m bench.llamacpp_chat --tools    # how often it calls the right tool, or none
 
 Raw is ``Llama.create_chat_completion(stream=True)``; the paths are ``ChatLlamaCpp.stream``
 and ``astream``, with the same messages and sampling at temperature 0. Runs are
@@ -113,21 +113,40 @@ _CASES = [
 ]
 
 
+_NO_TOOL = [
+    "Who wrote Hamlet?", "Write a haiku about the sea.", "Hi!", "What is the capital of France?",
+    "Tell me a joke.", "How do I boil an egg?", "Translate 'hello' into Spanish.",
+    "What colour is the sky?", "Name three fruits.", "Who are you?",
+]  # fmt: skip
+
+
 def tool_reliability() -> None:
-    """Ten one-line requests, two tools, temperature 0: how many calls parse, name the
-    right tool, and carry the right arguments."""
+    """Ten one-line requests that a tool fits and ten that none does, two tools,
+    ``tool_choice="auto"``, temperature 0: how many calls parse, name the right tool and
+    carry the right arguments, and how often the model answers in text when no tool fits.
+    Then the same ten tool requests with ``tool_choice="required"``."""
     chat = ChatLlamaCpp(temperature=0, seed=0, max_tokens=60)
-    parsed = right = exact = 0
-    for question, name, args in _CASES:
-        message = chat.invoke(question, tools=[_WEATHER, _ADD])
-        call = message.tool_calls[0] if message.tool_calls else None
-        parsed += call is not None and not message.invalid_tool_calls
-        right += call is not None and call["name"] == name
-        exact += call is not None and call["name"] == name and call["args"] == args
-        said = f"{call['name']} {call['args']}" if call else message.text
-        print(f"{question:36} -> {said}")
-    n = len(_CASES)
-    print(f"well-formed {parsed}/{n}, right tool {right}/{n}, right tool and arguments {exact}/{n}")
+    for choice in ("auto", "required"):
+        called = parsed = right = exact = 0
+        for question, name, args in _CASES:
+            message = chat.invoke(question, tools=[_WEATHER, _ADD], tool_choice=choice)
+            call = message.tool_calls[0] if message.tool_calls else None
+            called += call is not None or bool(message.invalid_tool_calls)
+            parsed += call is not None and not message.invalid_tool_calls
+            right += call is not None and call["name"] == name
+            exact += call is not None and call["name"] == name and call["args"] == args
+            said = f"{call['name']} {call['args']}" if call else repr(message.text[:40])
+            print(f"{choice:8} {question:36} -> {said}")
+        n = len(_CASES)
+        print(f"{choice}: called {called}/{n}, well-formed {parsed}/{called}, right tool "
+              f"{right}/{n}, right tool and arguments {exact}/{n}")  # fmt: skip
+    texts = 0
+    for question in _NO_TOOL:
+        message = chat.invoke(question, tools=[_WEATHER, _ADD], tool_choice="auto")
+        texts += not message.tool_calls and not message.invalid_tool_calls
+        said = message.tool_calls[0]["name"] if message.tool_calls else repr(message.text[:40])
+        print(f"auto     {question:36} -> {said}")
+    print(f"auto, no tool fits: answered in text {texts}/{len(_NO_TOOL)}")
 
 
 def main() -> None:

@@ -239,14 +239,27 @@ def _server_tables(results: dict[str, Any]) -> str:
         rows,
         markdown=True,
     )
-    local = [
-        [k, f"{v:,.2f}" if isinstance(v, float) else str(v)] for k, v in server["local"].items()
-    ]
     return (
         f"Fake model, {server['tokens']} tokens per stream, {server['delay'] * 1000:.0f} ms per "
         "token; all streams start at once from one asyncio client process:\n\n"
         f"{load}\n\nThe embedded model through the server against the same model in "
-        f"process (interleaved):\n\n{render(['measure', 'value'], local, markdown=True)}\n"
+        f"process (interleaved):\n\n{_served_table(server['local'])}\n{_chat_served(server)}"
+    )
+
+
+def _served_table(found: dict[str, Any]) -> str:
+    rows = [[k, f"{v:,.2f}" if isinstance(v, float) else str(v)] for k, v in found.items()]
+    return render(["measure", "value"], rows, markdown=True)
+
+
+def _chat_served(server: dict[str, Any]) -> str:
+    """The chat model's rows: ``ChatLlamaCpp`` in process against ``serve --chat``."""
+    if "chat" not in server:
+        return ""
+    return (
+        "\nThe embedded chat model, `ChatLlamaCpp.stream` against `lmstream serve --chat` "
+        "streaming `/v1/chat/completions` (interleaved; the client's CPU time in process "
+        f"includes the model's own work):\n\n{_served_table(server['chat'])}\n"
     )
 
 

@@ -134,7 +134,8 @@ def run_llamacpp(quick: bool) -> dict[str, Any]:
 
 
 def run_server(quick: bool) -> dict[str, Any]:
-    """Concurrent SSE clients on the fake model, and the embedded model served vs local."""
+    """Concurrent SSE clients on the fake model, and the embedded text and chat models
+    served vs local."""
     from bench import server
 
     levels = (1, 50, 200) if quick else (1, 25, 50, 100, 200, 400)
@@ -145,7 +146,9 @@ def run_server(quick: bool) -> dict[str, Any]:
         load.append(server.fake_load(clients, tokens, delay))
     print("server: embedded model ...", file=sys.stderr, flush=True)
     local = server.local_model(2 if quick else 5, 64 if quick else 200)
-    return {"tokens": tokens, "delay": delay, "load": load, "local": local}
+    print("server: embedded chat model ...", file=sys.stderr, flush=True)
+    chat = server.chat_model(2 if quick else 5, 64 if quick else 200)
+    return {"tokens": tokens, "delay": delay, "load": load, "local": local, "chat": chat}
 
 
 def run_openai(quick: bool) -> dict[str, Any]:

@@ -11,6 +11,9 @@
 2. The embedded SmolLM2 model: tokens/s of ``LlamaCpp().stream`` in this process vs the
    same model streamed through ``lmstream serve`` (same prompt, seed and max_tokens,
    runs interleaved). The goal is a ratio of at least 0.95.
+3. The same for chat: ``ChatLlamaCpp().stream`` in this process vs ``lmstream serve --chat``
+   streaming ``/v1/chat/completions``, with this process's CPU time per chunk on each path
+   (in process, that includes the model's own work).
 """
 
 from __future__ import annotations
@@ -113,25 +116,63 @@ def fake_load(clients: int, tokens: int, delay: float) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _through_server(client: httpx.Client, prompt: str, tokens: int) -> tuple[int, float, float]:
+def _timed(texts: Iterator[str]) -> tuple[int, float, float, float]:
+    """Chunks with text, time to the first, mean gap after it, and this process's CPU time
+    per chunk, for a stream of texts."""
+    times = []
+    cpu, t0 = time.process_time(), time.perf_counter()
+    for text in texts:
+        if text:
+            times.append(time.perf_counter())
+    cpu = time.process_time() - cpu
+    return (
+        len(times),
+        times[0] - t0,
+        (times[-1] - times[0]) / max(1, len(times) - 1),
+        cpu / len(times),
+    )
+
+
+def _served(client: httpx.Client, path: str, body: dict[str, Any]) -> Iterator[str]:
+    """The text of each frame of a streamed completion (``path``: text or chat)."""
+    with client.stream("POST", path, json=body, timeout=300) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                for choice in json.loads(line[6:])["choices"]:
+                    yield choice.get("text") or (choice.get("delta") or {}).get("content") or ""
+
+
+def _through_server(
+    client: httpx.Client, prompt: str, tokens: int
+) -> tuple[int, float, float, float]:
     body = {"model": "m", "prompt": prompt, "stream": True, "max_tokens": tokens,
             "temperature": 0, "seed": 1}  # fmt: skip
-    times = []
-    t0 = time.perf_counter()
-    with client.stream("POST", "/v1/completions", json=body, timeout=300) as response:
-        for line in response.iter_lines():
-            if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["text"]:
-                times.append(time.perf_counter())
-    return len(times), times[0] - t0, (times[-1] - times[0]) / max(1, len(times) - 1)
+    return _timed(_served(client, "/v1/completions", body))
 
 
-def _in_process(llm: Any, prompt: str, tokens: int) -> tuple[int, float, float]:
-    times = []
-    t0 = time.perf_counter()
-    for chunk in llm.stream(prompt, max_tokens=tokens, temperature=0, seed=1):
-        if chunk:
-            times.append(time.perf_counter())
-    return len(times), times[0] - t0, (times[-1] - times[0]) / max(1, len(times) - 1)
+def _in_process(llm: Any, prompt: str, tokens: int) -> tuple[int, float, float, float]:
+    return _timed(llm.stream(prompt, max_tokens=tokens, temperature=0, seed=1))
+
+
+def _compare(model: Any, served: Any, warm: Any, rounds: int) -> dict[str, Any]:
+    """In-process runs against served ones of the same model, interleaved round by round."""
+    ratios, local, remote = [], [], []
+    warm()
+    for _ in range(rounds):
+        local.append(model())
+        remote.append(served())
+        ratios.append(local[-1][2] / remote[-1][2])
+    return {
+        "rounds": rounds, "tokens per stream": remote[-1][0],
+        "in-process tokens/s (best)": 1 / min(r[2] for r in local),
+        "served tokens/s (best)": 1 / min(r[2] for r in remote),
+        "served / in-process tokens/s (median of rounds)": statistics.median(ratios),
+        "time to first token in-process (ms, best)": 1000 * min(r[1] for r in local),
+        "time to first token served (ms, best)": 1000 * min(r[1] for r in remote),
+        "client CPU per chunk in-process, model included (ms, median)":
+            1000 * statistics.median(r[3] for r in local),
+        "client CPU per chunk served (ms, median)": 1000 * statistics.median(r[3] for r in remote),
+    }  # fmt: skip
 
 
 def local_model(rounds: int, tokens: int) -> dict[str, Any]:
@@ -141,23 +182,42 @@ def local_model(rounds: int, tokens: int) -> dict[str, Any]:
 
     prompt = "Write a long story about a cat who learns to sail across the ocean."
     llm = LlamaCpp()
-    ratios, local, served = [], [], []
     # one client for all requests: a new httpx client per request costs tens of ms
     with serving("llamacpp") as url, httpx.Client(base_url=url) as client:
-        _through_server(client, prompt, 8)  # warm both up
-        _in_process(llm, prompt, 8)
-        for _ in range(rounds):
-            local.append(_in_process(llm, prompt, tokens))
-            served.append(_through_server(client, prompt, tokens))
-            ratios.append(local[-1][2] / served[-1][2])
-    return {
-        "rounds": rounds, "tokens per stream": served[-1][0],
-        "in-process tokens/s (best)": 1 / min(r[2] for r in local),
-        "served tokens/s (best)": 1 / min(r[2] for r in served),
-        "served / in-process tokens/s (median of rounds)": statistics.median(ratios),
-        "time to first token in-process (ms, best)": 1000 * min(r[1] for r in local),
-        "time to first token served (ms, best)": 1000 * min(r[1] for r in served),
-    }  # fmt: skip
+
+        def warm() -> None:
+            _through_server(client, prompt, 8)
+            _in_process(llm, prompt, 8)
+
+        return _compare(
+            lambda: _in_process(llm, prompt, tokens),
+            lambda: _through_server(client, prompt, tokens), warm, rounds,
+        )  # fmt: skip
+
+
+CHAT = [
+    {"role": "system", "content": "You are a storyteller."},
+    {"role": "user", "content": "Write a long story about a cat who learns to sail."},
+]
+
+
+def chat_model(rounds: int, tokens: int) -> dict[str, Any]:
+    """The embedded chat model, ``ChatLlamaCpp.stream`` in-process vs ``lmstream serve
+    --chat`` streaming ``/v1/chat/completions``, interleaved as ``local_model``."""
+    from lmstream import ChatLlamaCpp
+
+    chat = ChatLlamaCpp()
+    settings = {"max_tokens": tokens, "temperature": 0, "seed": 1}
+    body = {"model": "m", "messages": CHAT, "stream": True, **settings}
+    with serving("llamacpp", "--chat") as url, httpx.Client(base_url=url) as client:
+
+        def served() -> tuple[int, float, float, float]:
+            return _timed(_served(client, "/v1/chat/completions", body))
+
+        def local() -> tuple[int, float, float, float]:
+            return _timed(c.text for c in chat.stream(CHAT, **settings))
+
+        return _compare(local, served, lambda: (served(), local()), rounds)
 
 
 def _print(title: str, rows: dict[str, Any]) -> None:
@@ -182,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_local:
         _print("Embedded model: through the server vs in-process",
                local_model(args.rounds, args.local_tokens))  # fmt: skip
+        _print("Embedded chat model: through the server vs in-process",
+               chat_model(args.rounds, args.local_tokens))  # fmt: skip
     return 0
 
 

@@ -38,9 +38,45 @@ class Settings:
     n_threads: int
     grammar: LlamaGrammar | None = None
     """Holds the output to a grammar (JSON for tool calls and response formats)."""
+    release: Callable[[bytes], bool] | None = None
+    """Lets go of ``grammar`` once the output's first bytes pass this test: for a grammar
+    that takes any continuation of such a start (plain text), which then samples freely."""
 
 
 def _tokens(engine: Engine, prompt: list[int], settings: Settings) -> Iterator[int]:
+    tokens = _sampled(engine, prompt, settings, settings.grammar)
+    if settings.grammar is None or settings.release is None:
+        return tokens
+    return _released(engine, prompt, settings, tokens)
+
+
+def _released(
+    engine: Engine, prompt: list[int], settings: Settings, tokens: Iterator[int]
+) -> Iterator[int]:
+    """``tokens`` until what they wrote passes ``settings.release`` (looked at over its
+    first 32 bytes), then the same generation without the grammar (llama.cpp keeps what it
+    evaluated: nothing is evaluated twice)."""
+    release, written, start = settings.release, [], b""
+    try:
+        for token in tokens:
+            yield token
+            written.append(token)
+            start += engine.piece(token) or b""
+            if release is not None and release(start):
+                break
+            if len(start) > 32:
+                yield from tokens
+                return
+        else:
+            return
+    finally:
+        getattr(tokens, "close", lambda: None)()
+    yield from _sampled(engine, [*prompt, *written], settings, None)
+
+
+def _sampled(
+    engine: Engine, prompt: list[int], settings: Settings, grammar: LlamaGrammar | None
+) -> Iterator[int]:
     llama = engine.llama
     llama.set_seed(llama_cpp.LLAMA_DEFAULT_SEED if settings.seed is None else settings.seed)
     # min_p and typical_p are create_completion's defaults, so both sample alike
@@ -52,7 +88,7 @@ def _tokens(engine: Engine, prompt: list[int], settings: Settings) -> Iterator[i
         typical_p=1.0,
         temp=settings.temperature,
         repeat_penalty=settings.repeat_penalty,
-        grammar=settings.grammar,
+        grammar=grammar,
     )
 
 

@@ -19,7 +19,7 @@ from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 from lmstream.errors import InvalidInputError
 from lmstream.settings import Rule
 
-__all__ = ["RESPONSE_FORMAT", "grammar_for"]
+__all__ = ["RESPONSE_FORMAT", "gbnf", "grammar_for"]
 
 _LOOSE_CHAR = r'char ::= [^"\\] |'
 _STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
@@ -89,15 +89,19 @@ RESPONSE_FORMAT = Rule(
 )
 
 
-@lru_cache(maxsize=64)
-def _grammar(schema: str) -> LlamaGrammar:
+def gbnf(schema: str) -> str:
+    """The GBNF text of a JSON schema (its start rule is ``root``)."""
     try:
-        gbnf = json_schema_to_gbnf(json.dumps(_small_ranges(json.loads(schema))))
-        # the converter lets raw control characters into strings: strict JSON does not
-        gbnf = gbnf.replace(_LOOSE_CHAR, _STRICT_CHAR)
-        return LlamaGrammar.from_string(gbnf, verbose=False)
+        text = json_schema_to_gbnf(json.dumps(_small_ranges(json.loads(schema))))
     except Exception as exc:  # the converter raises bare exceptions on what it cannot do
         raise InvalidInputError(f"cannot turn this JSON schema into a grammar: {exc}") from exc
+    # the converter lets raw control characters into strings: strict JSON does not
+    return str(text).replace(_LOOSE_CHAR, _STRICT_CHAR)
+
+
+@lru_cache(maxsize=64)
+def _grammar(schema: str) -> LlamaGrammar:
+    return LlamaGrammar.from_string(gbnf(schema), verbose=False)
 
 
 def grammar_for(response_format: Any) -> LlamaGrammar | None:

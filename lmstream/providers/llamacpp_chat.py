@@ -33,16 +33,13 @@ from lmstream.llm import BaseLLM
 from lmstream.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata, add_chunks
 from lmstream.providers._llamacpp_engine import default_model_path, default_threads, load
 from lmstream.providers._llamacpp_generate import Settings, generate
+from lmstream.providers._llamacpp_tools import CallReader, ToolPlan, plan, release_for, written
 from lmstream.providers.llamacpp import _MAX_SEED, _PATH, _SAMPLING, _handing_off
 from lmstream.settings import STOP, for_call, number, setting
 
 __all__ = ["ChatLlamaCpp"]
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
-_TOOL_PROMPT = (
-    "You can call these tools. To call one, answer with a JSON object "
-    '{{"name": <tool name>, "arguments": <arguments>}} and nothing else.\nTools:\n{tools}'
-)
 
 
 @functools.lru_cache(maxsize=64)
@@ -54,38 +51,6 @@ def _grammar(schema: str | None) -> LlamaGrammar:
         return LlamaGrammar.from_json_schema(schema, verbose=False)
     except Exception as exc:  # the converter raises plain errors for schemas it can't read
         raise InvalidInputError(f"cannot build a grammar from this JSON schema: {exc}") from exc
-
-
-def _functions(tools: list[Any], choice: Any) -> list[dict[str, Any]]:
-    """The functions the model may call, narrowed by ``tool_choice``."""
-    functions = []
-    for tool in tools:
-        function = tool.get("function", tool) if isinstance(tool, dict) else None
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise InvalidInputError(f"a tool must be in OpenAI's tool schema, got {tool!r}")
-        functions.append(function)
-    if isinstance(choice, dict):
-        name = choice.get("function", {}).get("name", choice.get("name"))
-        functions = [f for f in functions if f["name"] == name]
-        if not functions:
-            raise InvalidInputError(f"tool_choice names {name!r}, which is not among the tools")
-    return functions
-
-
-def _call_schema(functions: list[dict[str, Any]]) -> str:
-    """A JSON schema accepting exactly one call of one of ``functions``."""
-    calls = [
-        {
-            "type": "object",
-            "properties": {
-                "name": {"const": f["name"]},
-                "arguments": f.get("parameters") or {"type": "object"},
-            },
-            "required": ["name", "arguments"],
-        }
-        for f in functions
-    ]
-    return json.dumps(calls[0] if len(calls) == 1 else {"anyOf": calls}, sort_keys=True)
 
 
 def _format_schema(response_format: Any) -> str | None:
@@ -105,10 +70,7 @@ def _format_schema(response_format: Any) -> str | None:
 
 
 def _turn(message: BaseMessage) -> dict[str, str]:
-    content = message.text
-    if isinstance(message, AIMessage) and message.tool_calls and not content:
-        calls = [{"name": c["name"], "arguments": c["args"]} for c in message.tool_calls]
-        content = json.dumps(calls[0] if len(calls) == 1 else calls)
+    content = written(message) if isinstance(message, AIMessage) else message.text
     return {"role": _ROLES.get(message.type, message.type), "content": content}
 
 
@@ -171,50 +133,62 @@ class ChatLlamaCpp(BaseChatModel):
         """Tokens of ``messages`` as the model sees them, chat template included."""
         return len(self._tokens(list(messages), None))
 
-    def _tokens(self, messages: list[BaseMessage], tools: str | None) -> list[int]:
+    def _tokens(self, messages: list[BaseMessage], note: str | None) -> list[int]:
         turns = [_turn(m) for m in messages]
-        if tools is not None:
-            note = _TOOL_PROMPT.format(tools=tools)
+        if note is not None:
             if turns and turns[0]["role"] == "system":
                 turns[0] = {"role": "system", "content": f"{turns[0]['content']}\n\n{note}"}
             else:
                 turns.insert(0, {"role": "system", "content": note})
         return self._engine.prompt_tokens(self._engine.render(turns), True)
 
-    def _plan(self, kwargs: dict[str, Any]) -> tuple[Settings, str | None]:
-        """The sampling settings of a call, grammar included, and the tools the model was
-        told about (JSON; ``None`` without tools)."""
+    def _plan(self, kwargs: dict[str, Any]) -> tuple[Settings, ToolPlan | None]:
+        """The sampling settings of a call, grammar included, and how it offers tools."""
         tools, choice = kwargs.pop("tools", None), kwargs.pop("tool_choice", None)
         response_format = kwargs.pop("response_format", None)
         kwargs.pop("stream", None)
         values = for_call(self, BaseLLM, kwargs)
-        grammar, told = None, None
-        if tools and choice != "none":
-            functions = _functions(list(tools), choice)
-            grammar = _grammar(_call_schema(functions))
-            told = json.dumps(functions)
+        grammar, offer = None, plan(tools, choice)
+        if offer is not None:
+            grammar = offer.grammar
         elif response_format is not None and response_format.get("type") != "text":
             grammar = _grammar(_format_schema(response_format))
-        return Settings(**{n: values[n] for n in _SAMPLING}, grammar=grammar), told
+        sampling = {n: values[n] for n in _SAMPLING}
+        return Settings(**sampling, grammar=grammar, release=release_for(offer)), offer
 
     def _stream(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
     ) -> Iterator[AIMessageChunk]:
-        settings, tools = self._plan(dict(kwargs))
-        engine, tokens = self._engine, self._tokens(messages, tools)
+        settings, offer = self._plan(dict(kwargs))
+        engine = self._engine
+        tokens = self._tokens(messages, None if offer is None else offer.note)
         engine.check_fits(len(tokens))
-        stops = None if tools else self.stop if stop is None else stop
+        stops = None if offer else self.stop if stop is None else stop
         with engine.lock:
             engine.use_threads(settings.n_threads)
-            chunks = generate(engine, tokens, settings, stops)
-            if tools is not None:
-                yield self._tool_call(list(chunks))
-                return
-            for chunk in chunks:
-                if chunk.generation_info is None:
-                    yield AIMessageChunk(chunk.text)
-                else:
-                    yield self._last(chunk.text, chunk.generation_info)
+            read = self._read_text if offer is None else self._read_calls
+            yield from read(generate(engine, tokens, settings, stops))
+
+    def _read_text(self, chunks: Iterator[GenerationChunk]) -> Iterator[AIMessageChunk]:
+        for chunk in chunks:
+            if chunk.generation_info is None:
+                yield AIMessageChunk(chunk.text)
+            else:
+                yield self._last(chunk.text, chunk.generation_info)
+
+    def _read_calls(self, chunks: Iterator[GenerationChunk]) -> Iterator[AIMessageChunk]:
+        """An answer that may call a tool: text as it comes, or the call's fragments."""
+        reader = CallReader()
+        for chunk in chunks:
+            text, calls = reader.feed(chunk.text)
+            if chunk.generation_info is None:
+                if text or calls:
+                    yield AIMessageChunk(text, tool_call_chunks=calls or None)
+                continue
+            info = dict(chunk.generation_info)
+            if reader.called:
+                info["finish_reason"] = "tool_calls"
+            yield self._last(text + reader.flush(), info, tool_call_chunks=calls or None)
 
     def _last(self, text: str, info: dict[str, Any], **fields: Any) -> AIMessageChunk:
         usage = info["usage"]
@@ -225,19 +199,6 @@ class ChatLlamaCpp(BaseChatModel):
         }
         meta = {"finish_reason": info["finish_reason"], "model_name": self.model_name}
         return AIMessageChunk(text, usage_metadata=metadata, response_metadata=meta, **fields)
-
-    def _tool_call(self, chunks: list[GenerationChunk]) -> AIMessageChunk:
-        """The call the grammar held the output to, as one tool-call chunk (a call cut
-        short by ``max_tokens`` stays text: it is not valid JSON)."""
-        text, info = "".join(c.text for c in chunks), dict(chunks[-1].generation_info or {})
-        try:
-            call = json.loads(text)
-        except ValueError:
-            return self._last(text, info)
-        info["finish_reason"] = "tool_calls"
-        fragment = {"name": call["name"], "args": json.dumps(call["arguments"]),
-                    "id": f"call_{os.urandom(12).hex()}", "index": 0}  # fmt: skip
-        return self._last("", info, tool_call_chunks=[fragment])
 
     def _astream(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any

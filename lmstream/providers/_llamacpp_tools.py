@@ -1,0 +1,192 @@
+"""Tool calls of the embedded chat model: what the model is told, the grammar that holds
+its answer, and the reader that streams the call as it is written.
+
+The form is llama-cpp-python's ``chatml-function-calling``: an answer is either
+``message:`` and text, or ``functions.<name>:`` and the arguments' JSON. With
+``tool_choice="auto"`` (or none given) the grammar is *mixed* and allows both; once the
+answer has begun with ``message:`` it is text, which is then sampled without the grammar,
+so it costs what plain text costs. A named ``tool_choice`` forces that tool,
+``"required"``/``"any"`` forces one of the tools, and ``"none"`` offers none. The reader
+hands on text as it comes (without its label), and a call as ``tool_call_chunks``: the first
+fragment carries the name, an id and index 0, the next ones the pieces of the arguments'
+JSON as the model writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from llama_cpp.llama_grammar import LlamaGrammar
+
+from lmstream.errors import InvalidInputError
+from lmstream.messages import AIMessage, ToolCallChunk
+from lmstream.providers._llamacpp_grammar import gbnf
+
+__all__ = ["CallReader", "ToolPlan", "mixed_gbnf", "plan", "release_for", "written"]
+
+CALL, TEXT = "functions.", "message:"
+_TOLD = (
+    "You have access to the following functions:\n{functions}\n"
+    "You can respond to users messages with either a single message or a function call."
+    "\n\nTo respond with a message begin the message with 'message:', use the following "
+    "format:\n\nmessage:\n<message>\n\n"
+    "To respond with a function call begin the message with 'functions.<function_name>:', "
+    'use the following format:\n\nfunctions.<function_name>:\n{{ "arg1": "value1", '
+    '"arg2": "value2" }}'
+)
+_FORCING = {"required", "any", True}
+_HEAD = re.compile(r"functions\.([^:\s]+):")
+_TEXT, _UNDECIDED, _ARGS, _AFTER = range(4)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolPlan:
+    """How one call offers tools: the system note, the grammar and when to let go of it."""
+
+    note: str
+    grammar: LlamaGrammar
+    mixed: bool
+
+
+def _release(start: bytes) -> bool:
+    """An answer that has begun with the text label is text from there on."""
+    return start.startswith(TEXT.encode())
+
+
+def _functions(tools: list[Any], choice: Any) -> list[dict[str, Any]]:
+    """The functions the model may call, narrowed by a named ``tool_choice``."""
+    functions = []
+    for tool in tools:
+        function = tool.get("function", tool) if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise InvalidInputError(f"a tool must be in OpenAI's tool schema, got {tool!r}")
+        functions.append(function)
+    name = choice if isinstance(choice, str) and choice not in ("auto", *_FORCING) else None
+    if isinstance(choice, dict):
+        name = choice.get("function", {}).get("name", choice.get("name"))
+    if name is not None:
+        functions = [f for f in functions if f["name"] == name]
+        if not functions:
+            raise InvalidInputError(f"tool_choice names {name!r}, which is not among the tools")
+    return functions
+
+
+def mixed_gbnf(functions: list[dict[str, Any]], mixed: bool) -> str:
+    """The grammar's text: one call of one of ``functions`` (its arguments held to the
+    function's schema), or with ``mixed`` also ``message:`` and any text."""
+    schemas = [f.get("parameters") or {"type": "object"} for f in functions]
+    rules = gbnf(json.dumps({"anyOf": schemas}))
+    calls = " | ".join(
+        f'{json.dumps(f["name"])} ":" space alternative-{n}' for n, f in enumerate(functions)
+    )
+    start = "root ::= lm-text | lm-call\n" if mixed else "root ::= lm-call\n"
+    return f'{start}lm-text ::= "{TEXT}" [^\\x00]*\nlm-call ::= "{CALL}" ({calls})\n' + re.sub(
+        r"^root ::=", "lm-arguments ::=", rules, count=1, flags=re.M
+    )
+
+
+@lru_cache(maxsize=64)
+def _grammar(functions: str, mixed: bool) -> LlamaGrammar:
+    return LlamaGrammar.from_string(mixed_gbnf(json.loads(functions), mixed), verbose=False)
+
+
+def plan(tools: Any, choice: Any) -> ToolPlan | None:
+    """How the tools are offered (``None``: they are not, for ``tool_choice="none"``)."""
+    if not tools or choice == "none":
+        return None
+    functions = _functions(list(tools), choice)
+    mixed = choice in (None, "auto")
+    listed = "".join(
+        f"\nfunctions.{f['name']}:\n{f.get('description', '')}\n{json.dumps(f.get('parameters'))}\n"
+        for f in functions
+    )
+    note = _TOLD.format(functions=listed)
+    if not mixed:
+        note += "\n\nRespond with a function call."
+    return ToolPlan(note, _grammar(json.dumps(functions), mixed), mixed)
+
+
+def release_for(tool_plan: ToolPlan | None) -> Any:
+    """The test that lets go of the grammar once the answer is text (mixed grammars)."""
+    return _release if tool_plan is not None and tool_plan.mixed else None
+
+
+def written(message: AIMessage) -> str:
+    """An earlier answer as the model would have written it (calls in the call form)."""
+    calls = [f"{CALL}{c['name']}: {json.dumps(c['args'])}" for c in message.tool_calls]
+    return "\n".join([message.text, *calls] if message.text else calls)
+
+
+class CallReader:
+    """The model's answer as it streams: text as it comes, or one call in fragments."""
+
+    def __init__(self) -> None:
+        self._mode, self._held = _UNDECIDED, ""
+        self._depth, self._string, self._escape = 0, False, False
+
+    @property
+    def called(self) -> bool:
+        """Whether a whole call was read."""
+        return self._mode == _AFTER
+
+    def feed(self, piece: str) -> tuple[str, list[ToolCallChunk]]:
+        """The text and the call fragments that ``piece`` of the answer makes."""
+        if self._mode == _TEXT:
+            if not self._held:  # the whitespace after the label goes
+                piece = piece.lstrip()
+                self._held = piece[:1]
+            return piece, []
+        if self._mode != _UNDECIDED:
+            return "", self._arguments(piece)
+        self._held += piece
+        held, n = self._held, len(self._held)
+        if held.startswith(TEXT):
+            self._mode, self._held = _TEXT, ""
+            return self.feed(held[len(TEXT) :])
+        if held[: len(TEXT)] == TEXT[:n] or (held[: len(CALL)] == CALL[:n] and ":" not in held):
+            return "", []
+        head = _HEAD.match(held)
+        if head is None:  # neither form: text as it is
+            self._mode, self._held = _TEXT, held[:1]
+            return held, []
+        self._mode, call_id = _ARGS, f"call_{os.urandom(12).hex()}"
+        first: ToolCallChunk = {"name": head[1], "args": "", "id": call_id,
+                                "index": 0, "type": "tool_call_chunk"}  # fmt: skip
+        return "", [first, *self._arguments(held[head.end() :])]
+
+    def flush(self) -> str:
+        """What was held back and never became a call (a stream cut short), as text."""
+        text = self._held if self._mode == _UNDECIDED else ""
+        self._held = "" if self._mode == _UNDECIDED else self._held
+        return text
+
+    def _arguments(self, piece: str) -> list[ToolCallChunk]:
+        """The part of ``piece`` inside the arguments' JSON value, as one fragment."""
+        start, end = 0, len(piece)
+        if not self._depth:  # the value has not begun: the whitespace before it goes
+            start = len(piece) - len(piece.lstrip())
+        for i in range(start, end):
+            char = piece[i]
+            if self._string:
+                if self._escape:
+                    self._escape = False
+                else:
+                    self._escape, self._string = char == "\\", char != '"'
+            elif char == '"':
+                self._string = True
+            elif char in "{[":
+                self._depth += 1
+            elif char in "}]":
+                self._depth -= 1
+                if not self._depth:
+                    self._mode, end = _AFTER, i + 1
+                    break
+        text = piece[start:end]
+        if not text:
+            return []
+        return [{"name": None, "args": text, "id": None, "index": 0, "type": "tool_call_chunk"}]

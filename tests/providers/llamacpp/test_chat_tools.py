@@ -1,0 +1,131 @@
+"""ChatLlamaCpp's tools: streamed call fragments, the mixed grammar of tool_choice="auto",
+and forced calls, on the real embedded model."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+from typing import Any
+
+import llama_cpp
+import pytest
+from helpers import chunks_of, invoke_of
+
+from lmstream.messages import add_chunks
+from lmstream.providers._llamacpp_tools import CallReader, mixed_gbnf
+from lmstream.providers.llamacpp_chat import ChatLlamaCpp
+
+WEATHER = {"name": "get_weather", "description": "The current weather in a city.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                          "required": ["city"]}}  # fmt: skip
+ADD = {"name": "add", "description": "Add two numbers.",
+       "parameters": {"type": "object", "properties": {"a": {"type": "number"},
+                      "b": {"type": "number"}}, "required": ["a", "b"]}}  # fmt: skip
+TOOLS = [{"type": "function", "function": WEATHER}, {"type": "function", "function": ADD}]
+
+
+@pytest.fixture(scope="module")
+def chat() -> ChatLlamaCpp:
+    return ChatLlamaCpp(temperature=0, seed=0, max_tokens=60)
+
+
+def _fits(args: dict[str, Any], function: dict[str, Any]) -> bool:
+    """``args`` hold every required parameter, each of its declared type, and no other."""
+    types = {"string": str, "number": (int, float)}
+    properties = function["parameters"]["properties"]
+    return set(function["parameters"]["required"]) <= set(args) <= set(properties) and all(
+        isinstance(v, types[properties[k]["type"]]) and not isinstance(v, bool)
+        for k, v in args.items()
+    )
+
+
+def test_call_arguments_stream_fragment_by_fragment(chat: ChatLlamaCpp, flavour: str) -> None:
+    chunks = chunks_of(chat, flavour, "What is the weather in Paris?", tools=TOOLS)
+    fragments = [f for c in chunks for f in c.tool_call_chunks]
+    first, *rest = fragments
+    assert first["name"] == "get_weather" and first["id"].startswith("call_")
+    assert first["index"] == 0 and first["args"] == ""
+    assert len(rest) > 1  # the arguments arrive as the model writes them
+    assert all(f["name"] is None and f["id"] is None and f["index"] == 0 for f in rest)
+    assert all(not c.text for c in chunks)
+    whole = add_chunks(chunks)
+    (call,) = whole.tool_calls
+    assert call["args"] == json.loads("".join(f["args"] for f in rest))
+    assert _fits(call["args"], WEATHER)
+    assert whole.response_metadata["finish_reason"] == "tool_calls"
+    assert whole.invalid_tool_calls == []
+
+
+def test_auto_answers_in_text_when_no_tool_fits(chat: ChatLlamaCpp, flavour: str) -> None:
+    chunks = chunks_of(chat, flavour, "Who wrote Hamlet?", tools=TOOLS, tool_choice="auto")
+    whole = add_chunks(chunks)
+    assert whole.tool_calls == [] and whole.tool_call_chunks == []
+    assert "Shakespeare" in whole.text
+    assert not whole.text.startswith(("message:", "\n"))  # the form's label is not shown
+    assert len([c for c in chunks if c.text]) > 5  # token by token
+    assert whole.response_metadata["finish_reason"] in ("stop", "length")
+
+
+def test_auto_calls_a_tool_that_fits(chat: ChatLlamaCpp, flavour: str) -> None:
+    message = invoke_of(chat, flavour, "Add 10 and 32.", tools=TOOLS, tool_choice="auto")
+    (call,) = message.tool_calls
+    assert call["name"] == "add" and _fits(call["args"], ADD)
+
+
+@pytest.mark.parametrize("choice", ["get_weather", "required", "any"])
+def test_a_forced_tool_is_always_called(chat: ChatLlamaCpp, flavour: str, choice: str) -> None:
+    bound = chat.bind_tools([TOOLS[0]], tool_choice=choice)
+    for question in ("Who wrote Hamlet?", "Hi!"):
+        message = invoke_of(bound, flavour, question)
+        (call,) = message.tool_calls
+        assert call["name"] == "get_weather" and _fits(call["args"], WEATHER)
+        assert message.text == ""
+
+
+def _accepts(chat: ChatLlamaCpp, grammar: str, text: str) -> bool:
+    """Whether llama.cpp's grammar sampler lets the model write ``text`` and then end."""
+    vocab = chat.client._model.vocab
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+    tokens = chat.client.tokenize(text.encode(), add_bos=False, special=False)
+    try:
+        for token in [*tokens, llama_cpp.llama_vocab_eos(vocab)]:
+            data = (llama_cpp.llama_token_data * 1)(llama_cpp.llama_token_data(token, 0.0, 0.0))
+            candidates = llama_cpp.llama_token_data_array(data, 1, -1, False)
+            llama_cpp.llama_sampler_apply(sampler, ctypes.byref(candidates))
+            if math.isinf(data[0].logit):
+                return False
+            llama_cpp.llama_sampler_accept(sampler, token)
+        return True
+    finally:
+        llama_cpp.llama_sampler_free(sampler)
+
+
+def test_the_mixed_grammar_takes_text_or_one_call_and_nothing_else(chat: ChatLlamaCpp) -> None:
+    mixed, forced = mixed_gbnf([WEATHER, ADD], True), mixed_gbnf([WEATHER, ADD], False)
+    text = "message:\nHamlet was written by Shakespeare <b>himself</b>."
+    call = 'functions.add: {"a": 2, "b": 3.5}'
+    assert _accepts(chat, mixed, text) and _accepts(chat, mixed, call)
+    assert _accepts(chat, forced, call) and not _accepts(chat, forced, text)
+    for wrong in (
+        "Hamlet was written by Shakespeare.",  # text without its label
+        'functions.add: {"a": 2}',  # a required argument missing
+        'functions.add: {"a": "2", "b": 3}',  # an argument of the wrong type
+        'functions.divide: {"a": 2, "b": 3}',  # no such tool
+        'functions.add: {"a": 2, "b": 3} and more',  # text after the call
+    ):
+        assert not _accepts(chat, mixed, wrong), wrong
+
+
+def test_the_reader_hands_on_a_cut_short_answer_as_text() -> None:
+    reader = CallReader()
+    assert reader.feed("funct") == ("", [])
+    assert reader.flush() == "funct" and not reader.called
+    reader = CallReader()
+    assert reader.feed("message:") == ("", []) and reader.feed("\n Hi") == ("Hi", [])
+    assert reader.feed(" there") == (" there", []) and reader.flush() == ""
+    reader = CallReader()
+    _, (head, *args) = reader.feed('functions.add: {"a": "}{", "b"')
+    assert head["name"] == "add" and [a["args"] for a in args] == ['{"a": "}{", "b"']
+    _, rest = reader.feed(": [1]} trailing")
+    assert [a["args"] for a in rest] == [": [1]}"] and reader.called
