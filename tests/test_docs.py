@@ -53,6 +53,9 @@ def runs() -> Iterator[dict[Path, Future[list[str]]]]:
         yield {page.path: pool.submit(tool.run_page, page) for page in tool.slowest_first(PAGES)}
 
 
+# A page's test waits for its examples and for the pages queued before it: the per-test limit
+# is that of the whole docs run, which runs the embedded model on 2 cores.
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("page", PAGES, ids=[p.path.name for p in PAGES])
 def test_examples_print_what_the_page_shows(page: Any, runs: dict[Path, Future[list[str]]]) -> None:
     outputs = runs[page.path].result()
