@@ -92,7 +92,9 @@ def inband_error(payload: Any) -> APIError:
     """The typed error for an ``{"error": ...}`` sent where a result was expected."""
     message = message_of(payload)
     error = payload.get("error") if isinstance(payload, dict) else None
-    code = error.get("code", error.get("status")) if isinstance(error, dict) else None
+    found = error if isinstance(error, dict) else {}
+    status, code = found.get("status"), found.get("code")
+    code = status if isinstance(status, int) else code
     context = _context_error(message, 400, payload)
     if context is not None:
         return context

@@ -22,7 +22,7 @@ from lmstream.errors import InvalidInputError
 from lmstream.message_input import convert_to_messages
 from lmstream.messages import AIMessageChunk, BaseMessage, add_chunks
 from lmstream.server.admission import Ticket
-from lmstream.server.errors import HTTPError, error_body, from_exception, typed
+from lmstream.server.errors import HTTPError, error_body, from_exception, inband, typed
 from lmstream.server.kinds import as_text, chat_side, is_chat, usage_of
 from lmstream.server.openai_routes import call_kwargs, check_fields, usage_dict
 from lmstream.server.schemas import ChatCompletionRequest
@@ -168,7 +168,7 @@ class _Chat:
             log.outcome = "cancelled" if is_cancel(exc) else "failed"
             if not is_cancel(exc):
                 # in-band error (typed for lmstream's clients), then the stream ends
-                yield frame(typed(from_exception(exc), exc).body)
+                yield frame(inband(typed(from_exception(exc), exc)))
                 return
             raise
         finally:

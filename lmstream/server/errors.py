@@ -7,7 +7,7 @@ from typing import Any
 from lmstream import errors
 from lmstream._json import error_dict
 
-__all__ = ["HTTPError", "error_body", "from_exception", "typed"]
+__all__ = ["HTTPError", "error_body", "from_exception", "inband", "typed"]
 
 
 def error_body(
@@ -44,6 +44,8 @@ _STATUS: list[tuple[type[BaseException], int, str, str | None]] = [
     (errors.AuthenticationError, 502, "server_error", "upstream_authentication"),
     (errors.APITimeoutError, 504, "server_error", "timeout"),
     (errors.APIConnectionError, 502, "server_error", "upstream_unavailable"),
+    # an upstream that refuses the request refuses what the client sent: theirs to fix
+    (errors.BadRequestError, 400, "invalid_request_error", None),
     (errors.APIStatusError, 502, "server_error", "upstream_error"),
     (errors.ModelLoadError, 503, "server_error", "model_unavailable"),
 ]
@@ -66,3 +68,9 @@ def typed(answer: HTTPError, cause: BaseException | None) -> HTTPError:
     if cause is not None and not isinstance(cause, HTTPError):
         answer.body["error"]["lmstream"] = error_dict(cause)
     return answer
+
+
+def inband(answer: HTTPError) -> dict[str, Any]:
+    """The body of an error sent inside a stream that already answered 200: the answer's,
+    with the status it would have had (``error.status``), so a client can still type it."""
+    return {"error": {**answer.body["error"], "status": answer.status}}

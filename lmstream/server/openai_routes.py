@@ -19,7 +19,7 @@ from lmstream._execution import aclose, is_cancel
 from lmstream.chunks import GenerationChunk, Usage
 from lmstream.errors import InvalidInputError
 from lmstream.server.admission import Ticket
-from lmstream.server.errors import HTTPError, error_body, from_exception
+from lmstream.server.errors import HTTPError, error_body, from_exception, inband
 from lmstream.server.kinds import text_stream
 from lmstream.server.schemas import UNSUPPORTED, CompletionRequest, extra_fields
 from lmstream.server.state import RequestLog, ServedModel, ServerState
@@ -177,7 +177,7 @@ class _Completion:
         except BaseException as exc:
             log.outcome = "cancelled" if is_cancel(exc) else "failed"
             if not is_cancel(exc):
-                yield frame(from_exception(exc).body)  # in-band error, then the stream ends
+                yield frame(inband(from_exception(exc)))  # in-band error, then the stream ends
                 return
             raise
         finally:

@@ -15,7 +15,7 @@ from helpers import collect, stream_of, take
 from servers.scripted import Reset, ScriptedServer, error, stream
 from servers.scripted_chat import chat_stream, tool_delta
 
-from lmstream import APIError, ChatOpenAI, OpenAI
+from lmstream import APIError, BadRequestError, ChatOpenAI, OpenAI
 from lmstream.messages import add_chunks
 
 
@@ -60,6 +60,17 @@ def test_a_cut_backend_stream_reaches_the_client_as_an_error_with_its_text(
     with pytest.raises(APIError) as caught:
         got.extend(collect(stream_of(client, flavour, "p")))
     assert caught.value.partial_text == "one two "
+
+
+def test_a_request_the_backends_refuse_is_the_clients_bad_request_not_a_gateway_error(
+    backends: list[ScriptedServer], client: OpenAI, flavour: str
+) -> None:
+    for server in backends[:2]:
+        server.script(error(400, "response_format is not supported", type="invalid_request_error"))
+    with pytest.raises(BadRequestError) as caught:
+        collect(stream_of(client, flavour, "p"))
+    assert caught.value.status_code == 400
+    assert "response_format is not supported" in str(caught.value)
 
 
 def test_a_client_that_stops_reading_stops_the_backend(
