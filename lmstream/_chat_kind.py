@@ -242,12 +242,12 @@ def astream(
 def _lean(gen: ChatGenerating, make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[Any]:
     gen.run.start()
     try:
-        feed, keep, chunks = gen.feed, gen.kept.append, gen.opened(make(*args))
+        feed, kept, chunks = gen.feed, gen.kept, gen.opened(make(*args))
         ident = None  # the answer's id, once known
         for chunk in chunks:
             if ident and type(chunk) is AIMessageChunk and chunk.id is None:
                 chunk.id = ident  # the usual case, inline: what feed does for it
-                keep(chunk)
+                kept.append(chunk)
             else:
                 chunk, ident = feed(chunk), gen.id
             yield chunk
@@ -261,12 +261,12 @@ async def _alean(
 ) -> AsyncIterator[Any]:
     await gen.run.astart()
     try:
-        feed, keep, chunks = gen.feed, gen.kept.append, gen.opened(make(*args))
+        feed, kept, chunks = gen.feed, gen.kept, gen.opened(make(*args))
         ident = None
         async for chunk in chunks:
             if ident and type(chunk) is AIMessageChunk and chunk.id is None:
                 chunk.id = ident
-                keep(chunk)
+                kept.append(chunk)
             else:
                 chunk, ident = feed(chunk), gen.id
             yield chunk
@@ -280,14 +280,14 @@ def _reporting(gen: ChatGenerating) -> Callable[[Any], tuple[Any, Any]]:
     """The per-chunk step while someone listens: (the chunk to hand on, the async
     handlers' work to wait for). A chunk without an id, once the answer's id is known, is
     stamped, kept and reported inline; any other goes through ``feed``."""
-    feed, keep, report = gen.feed, gen.kept.append, gen.run.report_chunk
+    feed, kept, report = gen.feed, gen.kept, gen.run.report_chunk
     ident: str | None = None
 
     def step(chunk: Any) -> tuple[Any, Any]:
         nonlocal ident
         if ident and type(chunk) is AIMessageChunk and chunk.id is None:
             chunk.id = ident
-            keep(chunk)
+            kept.append(chunk)
             return chunk, report(chunk)
         chunk, ident = feed(chunk), gen.id
         return chunk, gen.take_pending() if gen.pending else None
