@@ -3,6 +3,7 @@
     python -m bench.chat                # N = 100 / 1,000 (a minute or two)
     python -m bench.chat --quick        # N = 1,000, fewer rounds
     python -m bench.chat --markdown     # the table as Markdown
+    python -m bench.chat --only chat-astream,chat-stream   # some paths
 
 The same fake provider is written against both libraries: one ``AIMessageChunk`` per token
 from a pre-built list of N strings (``_stream``, ``_astream``), the joined message for the
@@ -169,14 +170,17 @@ def check(loop: asyncio.AbstractEventLoop, n: int = 100) -> list[str]:
     return problems
 
 
-def measure(sizes: tuple[int, ...], rounds: int, target: float) -> dict[str, Any]:
-    """Every path at every N, as JSON-ready data (what ``python -m bench`` stores)."""
+def measure(
+    sizes: tuple[int, ...], rounds: int, target: float, only: set[str] | None = None
+) -> dict[str, Any]:
+    """Every path (or those in ``only``) at every N, as JSON-ready data (what
+    ``python -m bench`` stores)."""
     warnings.filterwarnings("ignore", message=".*astream_events.*")
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         problems, paths = check(loop), {}
-        for path in PATHS:
+        for path in [p for p in PATHS if only is None or p.key in only]:
             print(f"{path.title} ...", file=sys.stderr, flush=True)
             rows = measure_path(path, loop, sizes, rounds, target)
             paths[path.key] = {
@@ -195,9 +199,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.chat", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="N = 1,000, 3 rounds")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument(
+        "--only", help="comma-separated path keys: " + ",".join(p.key for p in PATHS)
+    )
     args = parser.parse_args(argv)
     sizes, rounds, target = ((1000,), 3, 0.02) if args.quick else ((100, 1000), 7, 0.05)
-    result = measure(sizes, rounds, target)
+    result = measure(sizes, rounds, target, set(args.only.split(",")) if args.only else None)
     for problem in result["problems"]:
         print(f"warning: not the same work: {problem}", file=sys.stderr)
     rows = [cells for p in result["paths"].values() for cells in p["cells"]]

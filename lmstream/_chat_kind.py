@@ -66,14 +66,20 @@ class MessageChunks(ChunkKind[AIMessageChunk]):
         self._key: tuple[int, int] | None = None
         self._sum = AIMessageChunk("")
 
-    def added(self, chunks: Iterable[AIMessageChunk]) -> AIMessageChunk:
-        """The chunks added up (a fresh object each time: callers may change it)."""
+    def summed(self, chunks: Iterable[AIMessageChunk]) -> AIMessageChunk:
+        """The chunks added up, remembered: to read, never to change."""
         if not isinstance(chunks, list):
             return add_chunks(list(chunks))
         key = (id(chunks), len(chunks))
         if key != self._key:
             self._key, self._sum = key, add_chunks(chunks)
-        return self._sum + AIMessageChunk("")
+        return self._sum
+
+    def added(self, chunks: Iterable[AIMessageChunk]) -> AIMessageChunk:
+        """The chunks added up (a fresh object each time: callers may change it)."""
+        if not isinstance(chunks, list):
+            return add_chunks(list(chunks))
+        return self.summed(chunks) + AIMessageChunk("")
 
     def text(self, chunk: AIMessageChunk) -> str:
         """The text channel (reasoning left out)."""
@@ -118,11 +124,12 @@ class MessageChunks(ChunkKind[AIMessageChunk]):
 
     def texts(self, chunks: Iterable[AIMessageChunk]) -> list[str]:
         """The text of the chunks (as one piece)."""
-        return [self.added(chunks).text]
+        return [self.summed(chunks).text]
 
     def merged_info(self, chunks: Iterable[AIMessageChunk]) -> dict[str, Any] | None:
         """The metadata of the chunks added up (running usage totals counted once)."""
-        return self.info(self.added(chunks))
+        info = self.info(self.summed(chunks))
+        return None if info is None else dict(info)  # the sum's own dict stays as it is
 
     def join(self, chunks: Iterable[AIMessageChunk]) -> AIMessageChunk:
         """The chunks added up, in linear time."""
@@ -180,7 +187,7 @@ class ChatGenerating(Generating):
     @property
     def text(self) -> str:
         """The text handed on so far (without stop sequences, read from the chunks)."""
-        return "".join(self.parts) if self.stops else self.kind.added(self.kept).text
+        return "".join(self.parts) if self.stops else self.kind.summed(self.kept).text
 
     @property
     def info(self) -> dict[str, Any] | None:
@@ -242,12 +249,12 @@ def astream(
 def _lean(gen: ChatGenerating, make: Callable[..., Iterator[Any]], *args: Any) -> Iterator[Any]:
     gen.run.start()
     try:
-        feed, keep, chunks = gen.feed, gen.kept.append, gen.opened(make(*args))
+        feed, kept, chunks = gen.feed, gen.kept, gen.opened(make(*args))
         ident = None  # the answer's id, once known
         for chunk in chunks:
             if ident and type(chunk) is AIMessageChunk and chunk.id is None:
                 chunk.id = ident  # the usual case, inline: what feed does for it
-                keep(chunk)
+                kept.append(chunk)
             else:
                 chunk, ident = feed(chunk), gen.id
             yield chunk
@@ -261,12 +268,12 @@ async def _alean(
 ) -> AsyncIterator[Any]:
     await gen.run.astart()
     try:
-        feed, keep, chunks = gen.feed, gen.kept.append, gen.opened(make(*args))
+        feed, kept, chunks = gen.feed, gen.kept, gen.opened(make(*args))
         ident = None
         async for chunk in chunks:
             if ident and type(chunk) is AIMessageChunk and chunk.id is None:
                 chunk.id = ident
-                keep(chunk)
+                kept.append(chunk)
             else:
                 chunk, ident = feed(chunk), gen.id
             yield chunk
@@ -280,14 +287,14 @@ def _reporting(gen: ChatGenerating) -> Callable[[Any], tuple[Any, Any]]:
     """The per-chunk step while someone listens: (the chunk to hand on, the async
     handlers' work to wait for). A chunk without an id, once the answer's id is known, is
     stamped, kept and reported inline; any other goes through ``feed``."""
-    feed, keep, report = gen.feed, gen.kept.append, gen.run.report_chunk
+    feed, kept, report = gen.feed, gen.kept, gen.run.report_chunk
     ident: str | None = None
 
     def step(chunk: Any) -> tuple[Any, Any]:
         nonlocal ident
         if ident and type(chunk) is AIMessageChunk and chunk.id is None:
             chunk.id = ident
-            keep(chunk)
+            kept.append(chunk)
             return chunk, report(chunk)
         chunk, ident = feed(chunk), gen.id
         return chunk, gen.take_pending() if gen.pending else None

@@ -227,10 +227,10 @@ def lean(gen: Generating, make: Callable[..., Iterator[Any]], *args: Any) -> Ite
     """Text out, nobody listening, no stop sequences: text chunks' text and metadata are
     only kept (read directly: ``as_text`` chunks have ``text`` and ``generation_info``)."""
     try:
-        append, chunks = gen.parts.append, make(*args)
+        parts, chunks = gen.parts, make(*args)  # parts.append(): CPython's fast list append
         gen.source = chunks
         for chunk in chunks:
-            append(text := chunk.text)
+            parts.append(text := chunk.text)
             if chunk.generation_info is not None:
                 gen.absorb(chunk.generation_info)
             if text:
@@ -248,10 +248,10 @@ async def alean(
 ) -> AsyncIterator[str]:
     """The async twin of ``lean``."""
     try:
-        append, chunks = gen.parts.append, make(*args)
+        parts, chunks = gen.parts, make(*args)
         gen.source = chunks
         async for chunk in chunks:
-            append(text := chunk.text)
+            parts.append(text := chunk.text)
             if chunk.generation_info is not None:
                 gen.absorb(chunk.generation_info)
             if text:

@@ -426,28 +426,36 @@ class AIMessageChunk(AIMessage, BaseMessageChunk):
 
 
 def add_chunks(chunks: list[AIMessageChunk]) -> AIMessageChunk:
-    """Chunks added up in linear time: text is joined once, not copied pair by pair."""
+    """Chunks added up in linear time: text is joined once, not copied pair by pair, and
+    only the chunks that carry more than text are merged one by one. Each pass over the
+    chunks is a comprehension (one per thing to find), the cheapest loop there is."""
     texts = [c.content for c in chunks]
-    if not all(type(t) is str for t in texts) or any(c._tool_call_chunks for c in chunks):
-        return _fold(chunks) if chunks else AIMessageChunk("")
-    total = AIMessageChunk("")
-    for c in [
+    try:
+        text = "".join(texts)  # also the check that every content is a string
+    except TypeError:
+        return _fold(chunks)
+    extras = [
         c for c in chunks
-        if c.usage_metadata is not None or c._response_metadata or c.chunk_position
-        or c._tool_calls or c.name or c._additional_kwargs
-    ]:  # fmt: skip
+        if c._tool_call_chunks or c.usage_metadata is not None or c._response_metadata
+        or c.chunk_position or c._tool_calls or c.name or c._additional_kwargs
+    ]  # fmt: skip
+    if any(c._tool_call_chunks for c in extras):
+        return _fold(chunks)
+    total = AIMessageChunk("")
+    for c in extras:
         total = total + AIMessageChunk(
             "", usage_metadata=c.usage_metadata, tool_calls=c._tool_calls,
             response_metadata=c._response_metadata, chunk_position=c.chunk_position,
             usage_running_total=c.usage_running_total, name=c.name,
             additional_kwargs=c._additional_kwargs,
         )  # fmt: skip
+    ids = {c.id for c in chunks}  # one, as a rule: then the order of ids does not matter
     ident = None
-    for chunk_id in dict.fromkeys([c.id for c in chunks]):  # repeats change nothing
+    for chunk_id in dict.fromkeys([c.id for c in chunks]) if len(ids) > 1 else ids:
         if chunk_id is not None:
             ident = _merge_id(ident, chunk_id)
     total.id = ident
-    total.content = "".join(texts)
+    total.content = text
     return total
 
 
