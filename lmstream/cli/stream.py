@@ -34,9 +34,10 @@ USAGE = f"""lmstream [-h] [--version] [options] [PROMPT]
        lmstream {{{",".join(SUBCOMMANDS)}}} [-h] ..."""
 
 EPILOG = """sub-commands (each has its own --help):
+  chat     stream a chat model's answer, or hold a conversation
   batch    many prompts from a file, results appended as each one finishes
   serve    serve a model over HTTP (OpenAI-compatible and runnable endpoints)
-  models   list the providers and whether they are installed
+  models   list the providers, their kinds and whether they are installed
 
 examples:
   lmstream "Write me a 1 verse song about sparkling water." --sep "|"
