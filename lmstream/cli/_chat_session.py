@@ -94,7 +94,7 @@ class Session:
         asked = [*self.messages, HumanMessage(text)]
         with out:
             try:
-                stream_answer(self.model, asked, self.args, answer)
+                stream_answer(self.model, asked, self.args, answer, "waiting for")
             except KeyboardInterrupt:
                 answer.finish()
                 _note("(stopped)")

@@ -130,10 +130,12 @@ def _stderr(text: str) -> None:
         pass  # whoever read stderr left; the answer goes on
 
 
-def stream_answer(model: Any, messages: list[BaseMessage], args: Any, answer: Answer) -> bool:
+def stream_answer(
+    model: Any, messages: list[BaseMessage], args: Any, answer: Answer, waiting: str = "loading"
+) -> bool:
     """Stream one answer into ``answer``; false when the reader of stdout went away.
     ``KeyboardInterrupt`` and the model's errors come out after the stream is closed."""
-    spinner = Spinner(f"loading {args.model}").start()
+    spinner = Spinner(f"{waiting} {args.model}").start()
     stream = model.stream(messages, **call_kwargs(args))
     try:
         for chunk in stream:
