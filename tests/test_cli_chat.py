@@ -4,6 +4,8 @@ answers; ``langchain:cli_chat_models.Echo`` answers with the conversation it rec
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import json
 import os
 import pty
@@ -12,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ ECHO = ["-m", "langchain:cli_chat_models.Echo"]
 SLOW = ["--option", "delay=0.05"]
 FIXED = ["--temperature", "0", "--seed", "7"]
 SEP = "\x1f"  # a separator the model will not write
+LONG = "one " + " ".join(f"w{i}" for i in range(2, 41))  # 40 words: 8 s at 0.2 s a word
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -52,6 +56,15 @@ def test_the_system_message_and_the_prompt_reach_the_model() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == "system: Answer in one word. / human: Name a fish.\n"
     assert run("Name a fish.", *ECHO).stdout == "human: Name a fish.\n"
+
+
+def test_lmstream_with_a_system_message_runs_one_chat_turn() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lmstream", "hi", "--system", "Be brief.", *ECHO],
+        capture_output=True, text=True, timeout=120, check=False, env=ENV,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "system: Be brief. / human: hi\n"
 
 
 def test_reads_the_prompt_from_piped_stdin() -> None:
@@ -265,6 +278,7 @@ class Terminal:
         )
         os.close(child)
         self.screen = ""
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
     def wait_for(self, text: str, after: int = 0, timeout: float = 60) -> int:
         """Read until ``text`` shows after position ``after``; where it ends."""
@@ -273,21 +287,56 @@ class Terminal:
             left = deadline - time.monotonic()
             ready, _, _ = select.select([self.fd], [], [], max(left, 0))
             assert ready, f"never saw {text!r} in:\n{self.screen}"
-            self.screen += os.read(self.fd, 4096).decode().replace("\r", "")
+            self.screen += self._decoder.decode(os.read(self.fd, 4096)).replace("\r", "")
         return self.screen.index(text, after) + len(text)
 
     def type(self, text: str) -> None:
         os.write(self.fd, text.encode())
 
-    def close(self) -> str:
-        """Ctrl-D, then what was left to read."""
+    def interrupt_when_reading(self) -> None:
+        """Ctrl-C once the session waits in readline for a key. (CPython notices a signal
+        there only when it interrupts that wait, not while a key is being handled.)"""
+        deadline = time.monotonic() + 60
+        wchan = Path(f"/proc/{self.proc.pid}/wchan")
+        while not any(w in wchan.read_text() for w in ("poll", "select")):
+            assert time.monotonic() < deadline, wchan.read_text()
+            time.sleep(0.01)
+        self.proc.send_signal(signal.SIGINT)
+
+    def close(self, at: int) -> str:
+        """Ctrl-D at the next prompt after position ``at``, then what was left to read."""
+        self.wait_for(">>> ", at)  # typed before the prompt, Ctrl-D could be lost
         self.type("\x04")
         self.screen += _read_all(self.fd, self.proc)
         return self.screen
 
+    def kill(self) -> None:
+        """End the session if a test left it running."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
 
-def test_a_session_keeps_the_conversation_across_turns(tmp_path: Path) -> None:
-    term = Terminal(*ECHO, "--system", "Be brief.")
+
+@pytest.fixture
+def terminal() -> Iterator[Callable[..., Terminal]]:
+    """Starts sessions, and ends those a failing test left running."""
+    started: list[Terminal] = []
+
+    def start(*args: str) -> Terminal:
+        started.append(Terminal(*args))
+        return started[-1]
+
+    yield start
+    for term in started:
+        term.kill()
+
+
+def test_a_session_keeps_the_conversation_across_turns(
+    tmp_path: Path, terminal: Callable[..., Terminal]
+) -> None:
+    term = terminal(*ECHO, "--system", "Be brief.")
     at = term.wait_for(">>> ")
     term.type("first question\n")
     at = term.wait_for("system: Be brief. / human: first question\n", at)
@@ -301,50 +350,54 @@ def test_a_session_keeps_the_conversation_across_turns(tmp_path: Path) -> None:
     term.wait_for(">>> ", at)
     saved = tmp_path / "conversation.json"
     term.type(f"/save {saved}\n")
-    term.wait_for(f"saved 5 messages to {saved}")
-    screen = term.close()
+    at = term.wait_for(f"saved 5 messages to {saved}", at)
+    screen = term.close(at)
     assert term.proc.returncode == 0, screen
     roles = [m["role"] for m in json.loads(saved.read_text())]
     assert roles == ["system", "user", "assistant", "user", "assistant"]
 
 
-def test_ctrl_c_in_a_session_stops_the_answer_and_keeps_what_was_written() -> None:
-    term = Terminal(*ECHO, "--option", "delay=0.2")
+def test_ctrl_c_in_a_session_stops_the_answer_and_keeps_what_was_written(
+    terminal: Callable[..., Terminal],
+) -> None:
+    term = terminal(*ECHO, "--option", "delay=0.2")
     at = term.wait_for(">>> ")
-    term.type("one two three four five six seven eight nine ten\n")
+    term.type(f"{LONG}\n")
     at = term.wait_for("human: one ", at)
     term.proc.send_signal(signal.SIGINT)
     at = term.wait_for("(stopped)", at)
     partial = term.screen[term.screen.index("human: one ") : at - len("(stopped)")].strip()
-    assert "ten" not in partial  # stopped before the end
+    assert "w40" not in partial  # stopped before the end
     at = term.wait_for(">>> ", at)
     term.type("/reset\n")
-    at = term.wait_for("conversation forgotten", at)
+    at = term.wait_for(">>> ", term.wait_for("conversation forgotten", at))
     term.type("again\n")  # the session goes on, and /reset forgot the stopped turn
-    term.wait_for("human: again\n", at)
-    screen = term.close()
+    at = term.wait_for("human: again\n", at)
+    screen = term.close(at)
     assert term.proc.returncode == 0, screen
 
 
-def test_a_stopped_answer_joins_the_conversation_as_far_as_it_got(tmp_path: Path) -> None:
-    term = Terminal(*ECHO, "--option", "delay=0.2")
+def test_a_stopped_answer_joins_the_conversation_as_far_as_it_got(
+    tmp_path: Path, terminal: Callable[..., Terminal]
+) -> None:
+    term = terminal(*ECHO, "--option", "delay=0.2")
     at = term.wait_for(">>> ")
-    term.type("one two three four five six seven eight nine ten\n")
+    term.type(f"{LONG}\n")
     at = term.wait_for("human: one ", at)
     term.proc.send_signal(signal.SIGINT)
     at = term.wait_for(">>> ", term.wait_for("(stopped)", at))
     saved = tmp_path / "c.json"
     term.type(f"/save {saved}\n")
-    term.wait_for("saved 2 messages", at)
-    screen = term.close()
+    at = term.wait_for("saved 2 messages", at)
+    screen = term.close(at)
     assert term.proc.returncode == 0, screen
     asked, answer = json.loads(saved.read_text())
     assert (asked["role"], answer["role"]) == ("user", "assistant")
-    assert answer["content"].startswith("human: one") and "ten" not in answer["content"]
+    assert answer["content"].startswith("human: one") and "w40" not in answer["content"]
 
 
-def test_exit_leaves_a_session() -> None:
-    term = Terminal("-m", "fake:hello")
+def test_exit_leaves_a_session(terminal: Callable[..., Terminal]) -> None:
+    term = terminal("-m", "fake:hello")
     at = term.wait_for(">>> ")
     term.type("hi\n")
     at = term.wait_for("hello\n", at)
@@ -352,3 +405,50 @@ def test_exit_leaves_a_session() -> None:
     term.type("exit\n")
     term.screen += _read_all(term.fd, term.proc)
     assert term.proc.returncode == 0
+
+
+def test_reasoning_is_dimmed_on_a_terminal() -> None:
+    main, child = pty.openpty()
+    proc = subprocess.Popen(
+        [*CLI, "hi", *ECHO, "--option", 'reasoning="Let me think."'],
+        stdin=child, stdout=child, stderr=child, env=ENV,
+    )  # fmt: skip
+    os.close(child)
+    screen = _read_all(main, proc)
+    assert proc.returncode == 0, screen
+    assert "\x1b[2mLet me think.\x1b[0m\nhuman: hi\n" in screen
+
+
+def test_a_session_takes_a_new_system_message_and_survives_ctrl_c_at_the_prompt(
+    terminal: Callable[..., Terminal],
+) -> None:
+    term = terminal(*ECHO, "--system", "Be brief.")
+    at = term.wait_for(">>> ")
+    term.type("/system Be terse.\n")
+    at = term.wait_for(">>> ", term.wait_for("system message set", at))
+    term.type("half a line")
+    term.wait_for("half a line", at)
+    term.interrupt_when_reading()  # at the prompt: the line goes, the session stays
+    at = term.wait_for(">>> ", at)
+    term.type("hi\n")
+    at = term.wait_for("system: Be terse. / human: hi\n", at)
+    screen = term.close(at)
+    assert term.proc.returncode == 0, screen
+    assert "Be brief." not in screen.split("system message set")[1]
+
+
+def test_a_failed_answer_in_a_session_is_one_line_and_leaves_the_conversation(
+    tmp_path: Path, terminal: Callable[..., Terminal]
+) -> None:
+    term = terminal("-m", "fake:abcdef", "--option", "error_after=3")
+    at = term.wait_for(">>> ")
+    term.type("hi\n")
+    at = term.wait_for("abc\nlmstream: error: ProviderError: FakeChatModel failed after 3", at)
+    at = term.wait_for(">>> ", at)
+    saved = tmp_path / "c.json"
+    term.type(f"/save {saved}\n")
+    at = term.wait_for("saved 0 messages", at)
+    screen = term.close(at)
+    assert term.proc.returncode == 0, screen
+    assert json.loads(saved.read_text()) == []
+    assert "Traceback" not in screen

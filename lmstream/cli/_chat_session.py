@@ -45,20 +45,23 @@ class Session:
         _note(f"lmstream chat with {self.args.model}; {HELP}")
         while True:
             try:
-                line = input(PROMPT)
+                if not self.step(input(PROMPT).strip()):
+                    return 0
             except EOFError:
                 sys.stdout.write("\n")
                 return 0
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # at the prompt: a fresh line, the session goes on
                 sys.stdout.write("\n")
-                continue
-            text = line.strip()
-            if text in QUIT:
-                return 0
-            if text.startswith("/"):
-                self.command(text)
-            elif text:
-                self.turn(text)
+
+    def step(self, text: str) -> bool:
+        """Act on one line read; false when it says to leave."""
+        if text in QUIT:
+            return False
+        if text.startswith("/"):
+            self.command(text)
+        elif text:
+            self.turn(text)
+        return True
 
     def command(self, text: str) -> None:
         """Run a ``/command``."""
@@ -95,6 +98,7 @@ class Session:
         with out:
             try:
                 stream_answer(self.model, asked, self.args, answer, "waiting for")
+                answer.finish()
             except KeyboardInterrupt:
                 answer.finish()
                 _note("(stopped)")
@@ -102,6 +106,4 @@ class Session:
                 answer.finish()
                 _note(f"lmstream: error: {type(exc).__name__}: {exc}")
                 return
-            else:
-                answer.finish()
         self.messages = [*asked, AIMessage(answer.text)]

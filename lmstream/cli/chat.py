@@ -28,7 +28,7 @@ from lmstream.cli.common import (
     provider_options,
 )
 
-__all__ = ["Answer", "outcome", "parser", "run_chat"]
+__all__ = ["Answer", "answer", "outcome", "parser", "run_chat"]
 
 DIM, RESET = "\033[2m", "\033[0m"
 
@@ -84,10 +84,14 @@ class Answer:
     def __init__(self, out: Output, sep: str = "") -> None:
         self.out, self.sep = out, sep
         self.message: AIMessageChunk | None = None
-        self.chunks = 0  # chunks of text printed
         self._last = ""
         self._reasoned = ""
         self._tty = sys.stderr.isatty()
+
+    @property
+    def chunks(self) -> int:
+        """Chunks of text printed (counted by ``out``, so a Ctrl-C never splits the two)."""
+        return self.out.writes
 
     @property
     def text(self) -> str:
@@ -103,12 +107,11 @@ class Answer:
             self._end_reasoning()
             self._last = chunk.text + self.sep
             self.out.write(self._last)
-            self.chunks += 1
 
     def finish(self) -> None:
         """End the answer on a line of its own, like a terminal's prompt expects."""
         self._end_reasoning()
-        if self.chunks and not self._last.endswith("\n"):
+        if self._last and not self._last.endswith("\n"):
             self.out.write("\n")
             self._last = "\n"
 
@@ -244,7 +247,9 @@ def opening(system: str | None) -> list[BaseMessage]:
     return [SystemMessage(system)] if system else []
 
 
-def _answer(args: argparse.Namespace, prompt: str) -> int:
+def answer(args: argparse.Namespace, prompt: str) -> int:
+    """One chat turn: ``args.system`` and ``prompt`` in, the answer streamed out as
+    ``args.json``/``args.events``/``args.sep`` say."""
     with Spinner(f"loading {args.model}"):
         model = load_chat_model(args.model, **provider_options(args))
     messages = [*opening(args.system), HumanMessage(prompt)]
@@ -276,4 +281,4 @@ def run_chat(argv: Sequence[str]) -> int:
             parse.error("--json and --events answer one prompt: give one, or pipe one in")
         return guarded(args, lambda: _session(args))
     prompt = args.prompt if args.prompt not in (None, "-") else sys.stdin.read().rstrip("\n")
-    return guarded(args, lambda: _answer(args, str(prompt)))
+    return guarded(args, lambda: answer(args, str(prompt)))
