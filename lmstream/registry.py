@@ -23,6 +23,7 @@ __all__ = [
     "ProviderInfo",
     "available_providers",
     "builtin_classes",
+    "chat_providers",
     "load_llm",
     "register_provider",
 ]
@@ -82,7 +83,8 @@ _BUILTIN = [
     ),
     ProviderInfo(
         "openai", "lmstream.providers.openai:OpenAI", "model",
-        "any OpenAI-compatible /v1/completions server (OPENAI_BASE_URL, OPENAI_API_KEY)",
+        "any OpenAI-compatible server, /v1/completions or /v1/chat/completions (OPENAI_BASE_URL, "
+        "OPENAI_API_KEY)",
         "httpx", "openai", claims=r"(gpt-|o\d|text-|davinci|babbage|chatgpt|ft:)",
     ),
     ProviderInfo(
@@ -136,7 +138,7 @@ _CHAT_MODELS = {
 def load_chat_model(model_id: str, **kwargs: Any) -> Any:
     """The chat model for an id such as ``"fake:hello"`` (answers ``hello``); kwargs go to
     the provider."""
-    info, model = _parse(model_id)
+    info, model = _parse(model_id, chat=True)
     target = _CHAT_MODELS.get(info.name)
     if target is None:
         known = ", ".join(sorted(_CHAT_MODELS))
@@ -146,6 +148,11 @@ def load_chat_model(model_id: str, **kwargs: Any) -> Any:
         kwargs.setdefault(model_arg, [model] if info.name == "fake" else model)
     module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)(**kwargs)
+
+
+def chat_providers() -> list[str]:
+    """The providers whose ids also name a chat model (``load_chat_model``)."""
+    return sorted(_CHAT_MODELS)
 
 
 def _load_plugins() -> None:
@@ -166,18 +173,19 @@ def available_providers() -> list[ProviderInfo]:
     return sorted(_REGISTRY.values(), key=lambda p: p.name)
 
 
-def _suggestion(model_id: str, name: str) -> str:
-    """The id the user likely meant, as a hint (``gpt-4``: ``openai:gpt-4``)."""
+def _suggestion(model_id: str, name: str, names: list[str]) -> str:
+    """The id the user likely meant, among the providers ``names``, as a hint (``gpt-4``:
+    ``openai:gpt-4``)."""
     for info in sorted(_REGISTRY.values(), key=lambda p: p.name):
-        if info.claims is not None and info.claims.match(model_id):
+        if info.name in names and info.claims is not None and info.claims.match(model_id):
             return f"; did you mean '{info.name}:{model_id}'?"
-    close = difflib.get_close_matches(name.lower(), list(_REGISTRY), 1, cutoff=0.7)
+    close = difflib.get_close_matches(name.lower(), names, 1, cutoff=0.7)
     if close:
         return f"; did you mean {close[0] + model_id[len(name) :]!r}?"
     return ""
 
 
-def _parse(model_id: str) -> tuple[ProviderInfo, str | None]:
+def _parse(model_id: str, chat: bool = False) -> tuple[ProviderInfo, str | None]:
     if not isinstance(model_id, str) or not model_id.strip():
         raise InvalidInputError(f"a model id is a non-empty string, got {model_id!r}")
     model_id = model_id.strip()
@@ -185,10 +193,10 @@ def _parse(model_id: str) -> tuple[ProviderInfo, str | None]:
     _load_plugins()
     info = _REGISTRY.get(name.lower())
     if info is None:
-        known = ", ".join(sorted(_REGISTRY))
+        names = chat_providers() if chat else sorted(_REGISTRY)
         raise InvalidInputError(
-            f"unknown provider {name!r} in {model_id!r}{_suggestion(model_id, name)} "
-            f"(known: {known})"
+            f"unknown provider {name!r} in {model_id!r}{_suggestion(model_id, name, names)} "
+            f"({'chat' if chat else 'known'}: {', '.join(names)})"
         )
     return info, (model if sep and model else None)
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from lmstream.registry import chat_providers
+
 CLI = [sys.executable, "-m", "lmstream"]
 SLOW = ["--option", "delay=0.05"]
 
@@ -100,8 +102,12 @@ def test_bad_usage_exits_2() -> None:
 
 def test_models_lists_the_providers() -> None:
     result = run("models")
-    names = [line.split()[0] for line in result.stdout.splitlines()]
-    assert {"fake", "llamacpp", "openai"} <= set(names)
+    kinds = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()}
+    assert {"fake", "llamacpp", "openai"} <= set(kinds)
+    assert kinds["llamacpp"] == kinds["fake"] == "text+chat"  # ids that lmstream chat takes
+    chat = set(chat_providers())
+    assert {name for name, kind in kinds.items() if kind == "text+chat"} == chat
+    assert {kinds[name] for name in set(kinds) - chat} == {"text"}
 
 
 def test_models_shows_a_plugin_whose_module_is_missing_as_broken(tmp_path: Path) -> None:

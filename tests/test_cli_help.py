@@ -10,11 +10,12 @@ import sys
 import pytest
 
 import lmstream
-from lmstream.cli import batch, models, serve, stream
+from lmstream.cli import batch, chat, models, serve, stream
 
 CLI = [sys.executable, "-m", "lmstream"]
 COMMANDS = {(): stream.parser, ("batch",): batch.parser, ("serve",): serve.parser}
 COMMANDS[("models",)] = models.parser
+COMMANDS[("chat",)] = chat.parser
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -46,7 +47,7 @@ def test_every_option_has_a_help_line_and_says_its_default(command: tuple[str, .
 def test_the_usage_line_lists_the_sub_commands() -> None:
     usage = run("--help").stdout.split("\n\n")[0]
     assert usage.startswith("usage: lmstream")
-    for command in ("batch", "serve", "models"):
+    for command in ("chat", "batch", "serve", "models"):
         assert command in usage
 
 

@@ -1,4 +1,4 @@
-"""The ``lmstream`` command: ``lmstream PROMPT`` streams a completion; ``batch``,
+"""The ``lmstream`` command: ``lmstream PROMPT`` streams a completion; ``chat``, ``batch``,
 ``serve`` and ``models`` are sub-commands, each in its own module here."""
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lmstream.cli.batch import run_batch
 
         return run_batch(args[1:])
+    if command == "chat":
+        from lmstream.cli.chat import run_chat
+
+        return run_chat(args[1:])
     if command == "serve":
         from lmstream.cli.serve import run_serve
 

@@ -28,7 +28,7 @@ __all__ = [
 GENERATION_OPTIONS = ("max_tokens", "temperature", "seed", "stop")
 """The generation parameters the commands accept, as the model's keyword names."""
 
-SUBCOMMANDS = ("batch", "serve", "models")
+SUBCOMMANDS = ("chat", "batch", "serve", "models")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -1,4 +1,5 @@
-"""``lmstream models``: the providers, and whether each one can be loaded."""
+"""``lmstream models``: the providers, the kinds of model their ids name (``text``, and
+``chat`` for ``lmstream chat -m``), and whether each one can be loaded."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ from collections.abc import Sequence
 from lmstream import ProviderInfo, available_providers
 from lmstream.cli._term import Output
 from lmstream.cli.common import HelpFormatter
+from lmstream.registry import chat_providers
 
-__all__ = ["parser", "run_models", "state_of"]
+__all__ = ["kinds_of", "parser", "run_models", "state_of"]
 
 
 def parser() -> argparse.ArgumentParser:
     """The parser of ``lmstream models``."""
     return argparse.ArgumentParser(
         prog="lmstream models",
-        description="List the providers a model id can name, and whether each is installed.",
+        description="List the providers a model id can name, the kinds of model each gives\n"
+        "(text for lmstream -m, chat for lmstream chat -m) and whether each is installed.",
         formatter_class=HelpFormatter,
     )
 
@@ -32,10 +35,16 @@ def state_of(info: ProviderInfo) -> str:
     return "installed"
 
 
+def kinds_of(info: ProviderInfo, chat: list[str]) -> str:
+    """``text``, or ``text+chat`` when the provider's ids also name a chat model."""
+    return "text+chat" if info.name in chat else "text"
+
+
 def run_models(argv: Sequence[str]) -> int:
     """The ``lmstream models`` command."""
     parser().parse_args(argv)
-    out = Output()
+    out, chat = Output(), chat_providers()
     for info in available_providers():
-        out.write(f"{info.name:<10} {state_of(info):<12}  {info.description}\n")
+        kinds = kinds_of(info, chat)
+        out.write(f"{info.name:<10} {kinds:<9}  {state_of(info):<12}  {info.description}\n")
     return 0

@@ -34,14 +34,16 @@ USAGE = f"""lmstream [-h] [--version] [options] [PROMPT]
        lmstream {{{",".join(SUBCOMMANDS)}}} [-h] ..."""
 
 EPILOG = """sub-commands (each has its own --help):
+  chat     stream a chat model's answer, or hold a conversation
   batch    many prompts from a file, results appended as each one finishes
   serve    serve a model over HTTP (OpenAI-compatible and runnable endpoints)
-  models   list the providers and whether they are installed
+  models   list the providers, their kinds and whether they are installed
 
 examples:
   lmstream "Write me a 1 verse song about sparkling water." --sep "|"
   echo "Name a fish." | lmstream -m openai:gpt-3.5-turbo-instruct
-  lmstream "Name a fish." --events v2"""
+  lmstream "Name a fish." --events v2
+  lmstream "Name a fish." --system 'Answer in one word.'"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -61,6 +63,11 @@ def parser() -> argparse.ArgumentParser:
         metavar="TEXT",
         help="printed after every chunk, e.g. '|' (default: none)",
     )
+    parser.add_argument(
+        "--system", metavar="TEXT",
+        help="a system message: the prompt becomes one chat turn with the chat model -m "
+        "names, as in lmstream chat (default: none, a completion)",
+    )  # fmt: skip
     out = parser.add_mutually_exclusive_group()
     out.add_argument(
         "--events", choices=("v1", "v2"), help="print the events as JSON lines (default: the text)"
@@ -132,6 +139,10 @@ async def _print_events(llm: BaseLLM, prompt: str, args: argparse.Namespace, out
 
 
 def _generate(args: argparse.Namespace, prompt: str) -> int:
+    if args.system is not None:
+        from lmstream.cli.chat import answer
+
+        return answer(args, prompt.rstrip("\n"))
     out = Output()
     with Spinner(f"loading {args.model}"):
         llm = load_llm(args.model, **provider_options(args))
