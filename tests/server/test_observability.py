@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from helpers import collect, free_port, stream_of, take, wait_until
+from helpers import collect, free_port, invoke_of, stream_of, take, wait_until
 from opentelemetry.trace import SpanKind, StatusCode
 from otel_support import Telemetry, installed
 from prometheus_client.parser import text_string_to_metric_families
@@ -251,9 +252,10 @@ def _client_and_server_spans(otel: Telemetry) -> tuple[Any, Any]:
     return client, server
 
 
+@pytest.mark.parametrize("streamed", [True, False], ids=["stream", "invoke"])
 @pytest.mark.parametrize("kind", ["remote", "completions", "chat"])
 def test_a_served_call_joins_the_client_s_trace(
-    otel: Telemetry, serve: Any, flavour: str, kind: str
+    otel: Telemetry, serve: Any, flavour: str, kind: str, streamed: bool
 ) -> None:
     from lmstream import FakeChatModel
     from lmstream.providers.openai import OpenAI
@@ -266,10 +268,18 @@ def test_a_served_call_joins_the_client_s_trace(
             "completions": lambda: OpenAI("m", base_url=server.url + "/v1", max_retries=0),
             "chat": lambda: ChatOpenAI("m", base_url=server.url + "/v1", max_retries=0),
         }[kind]()
-        assert "".join(getattr(c, "text", c) for c in collect(stream_of(client, flavour, "p")))
+        if streamed:
+            assert "".join(getattr(c, "text", c) for c in collect(stream_of(client, flavour, "p")))
+        else:
+            assert getattr(answer := invoke_of(client, flavour, "p"), "text", answer)
         calling, request = _client_and_server_spans(otel)
     assert calling.context.trace_id == request.context.trace_id
     assert request.parent is not None and request.parent.span_id == calling.context.span_id
     attrs = dict(calling.attributes or {})
     assert attrs["gen_ai.response.model"] == "m"  # the server's answer names its model
-    assert isinstance(attrs["gen_ai.response.id"], str) and attrs["gen_ai.response.id"]
+    ident = attrs["gen_ai.response.id"]
+    assert isinstance(ident, str)
+    if kind == "remote":  # the server's run id
+        assert str(uuid.UUID(ident)) == ident
+    else:
+        assert ident.startswith("chatcmpl-" if kind == "chat" else "cmpl-")
