@@ -124,13 +124,13 @@ def refresh(tracer_provider: Any = None, meter_provider: Any = None) -> _Telemet
 def trace_headers() -> dict[str, str]:
     """W3C ``traceparent`` (and ``tracestate``) headers naming the model call's span, as
     the configured propagator writes them; none when nothing is traced."""
-    span = _calling.get()
-    if span is None or _telemetry is None:
-        return {}
+    span, telemetry = _calling.get(), _telemetry
+    if span is None or telemetry is None or telemetry.tracer is None:
+        return {}  # nothing traced now: a span an earlier call left here is not sent
     from opentelemetry import propagate
 
     carrier: dict[str, str] = {}
-    propagate.inject(carrier, _telemetry.api.set_span_in_context(span))
+    propagate.inject(carrier, telemetry.api.set_span_in_context(span))
     return carrier
 
 

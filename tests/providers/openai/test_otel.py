@@ -245,3 +245,39 @@ def test_no_traceparent_without_a_tracer(
     scripted.script(stream(["ok"]))
     collect(stream_of(make_llm(), flavour, "p"))
     assert "traceparent" not in scripted.requests[0].headers
+
+
+def test_no_traceparent_once_tracing_stops(
+    otel: Telemetry,
+    scripted: ScriptedServer,
+    make_llm: Make,
+    flavour: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call left open while traced does not lend its span to a later call's request."""
+    from opentelemetry import trace
+
+    scripted.script(stream(["a", "b"], then=[Stall()], done=False), stream(["ok"]))
+    first, second = make_llm(), make_llm()
+
+    def untraced() -> None:
+        monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)  # metrics only from here on
+
+    if flavour == "sync":
+        left_open = first.stream("p")
+        assert next(left_open) == "a"
+        untraced()
+        assert list(second.stream("p")) == ["ok"]
+        left_open.close()
+    else:
+
+        async def run() -> None:
+            left_open = first.astream("p")
+            assert await anext(left_open) == "a"
+            untraced()
+            assert [c async for c in second.astream("p")] == ["ok"]
+            await left_open.aclose()
+
+        asyncio.run(run())
+    headers = [r.headers for r in scripted.requests]
+    assert "traceparent" in headers[0] and "traceparent" not in headers[1]
