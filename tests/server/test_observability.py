@@ -268,10 +268,12 @@ def test_a_served_call_joins_the_client_s_trace(
             "completions": lambda: OpenAI("m", base_url=server.url + "/v1", max_retries=0),
             "chat": lambda: ChatOpenAI("m", base_url=server.url + "/v1", max_retries=0),
         }[kind]()
-        if streamed:
-            assert "".join(getattr(c, "text", c) for c in collect(stream_of(client, flavour, "p")))
-        else:
-            assert getattr(answer := invoke_of(client, flavour, "p"), "text", answer)
+        with client:  # the sync client's connections (async ones close with their loop)
+            if streamed:
+                chunks = collect(stream_of(client, flavour, "p"))
+                assert "".join(getattr(c, "text", c) for c in chunks)
+            else:
+                assert getattr(answer := invoke_of(client, flavour, "p"), "text", answer)
         calling, request = _client_and_server_spans(otel)
     assert calling.context.trace_id == request.context.trace_id
     assert request.parent is not None and request.parent.span_id == calling.context.span_id
