@@ -1,14 +1,19 @@
 """What tracing costs: ``stream``/``astream`` of an N-token model with OpenTelemetry off
-(never imported), installed with no provider set, and with the SDK's tracer provider and
-a span processor whose exporter does nothing (with and without a meter provider).
+(never imported), installed with no provider set, with the SDK's tracer provider and
+a span processor whose exporter does nothing (with and without a meter provider), and
+with a tracer provider of this file whose spans do nothing: what lmstream itself spends
+on a traced call, apart from the SDK.
 
     python -m bench.otel [--quick]
 
-The cases run interleaved in one process (see ``bench._util``): the provider is swapped
+The cases run interleaved in one process (see ``bench._util``), timed by this thread's
+CPU time (every case does all its work on it): the provider is swapped
 between cases, which lmstream notices at the next call. The cost per chunk is the
 difference from "off" at N tokens, less the cost per call (the difference at 1 token),
 over N - 1; the cost per call is the difference at 1 token. Goals: ~0 with no provider
-(≤ 0.05 µs per chunk); ≤ 1 µs per chunk and ≤ 20 µs per call with the SDK.
+(≤ 0.05 µs per chunk); ≤ 1 µs per chunk and ≤ 20 µs per call with the SDK. Of a traced
+call, lmstream's share is the do-nothing tracer's cost over "off" and the SDK's share the
+SDK tracer's cost over the do-nothing tracer's, both from the same rounds.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import asyncio
 import statistics
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -26,7 +32,8 @@ from lmstream import _otel
 
 __all__ = ["main", "measure"]
 
-MODES = ("off", "no provider", "SDK tracer", "SDK tracer + meter", "a no-op listener")
+NULL = "a tracer that does nothing"
+MODES = ("off", "no provider", "SDK tracer", "SDK tracer + meter", NULL, "a no-op listener")
 GOALS = {"no provider": (0.05e-6, None), "SDK tracer": (1e-6, 20e-6)}
 
 
@@ -67,6 +74,37 @@ class _Listener:
         pass
 
 
+class _Span:
+    """A span that records nothing: only what lmstream calls on one."""
+
+    def set_attributes(self, attributes: Any) -> None:
+        pass
+
+    def add_event(self, *args: Any) -> None:
+        pass
+
+    def record_exception(self, error: Any) -> None:
+        pass
+
+    def set_status(self, status: Any) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+class _NullTracer:
+    def start_span(self, *args: Any) -> _Span:
+        return _Span()
+
+
+class NullTracerProvider:
+    """A tracer provider whose spans do nothing, so a traced call costs only lmstream."""
+
+    def get_tracer(self, *args: Any) -> _NullTracer:
+        return _NullTracer()
+
+
 class _Providers:
     """Switches what lmstream sees: no OpenTelemetry, no provider, or the SDK's."""
 
@@ -89,6 +127,7 @@ class _Providers:
         self.tracer = TracerProvider()
         self.tracer.add_span_processor(SimpleSpanProcessor(Nothing()))
         self.meter = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        self.null = NullTracerProvider()
         self.hidden = {k: v for k, v in sys.modules.items() if k.split(".")[0] == "opentelemetry"}
 
     def use(self, mode: str) -> None:
@@ -98,7 +137,8 @@ class _Providers:
             _otel._apis.clear()
             return
         sys.modules.update(self.hidden)
-        self.trace._TRACER_PROVIDER = None if mode == "no provider" else self.tracer
+        tracer = {"no provider": None, NULL: self.null}.get(mode, self.tracer)
+        self.trace._TRACER_PROVIDER = tracer
         self.metrics._METER_PROVIDER = self.meter if mode.endswith("meter") else None
 
 
@@ -140,9 +180,12 @@ def measure(quick: bool = False) -> dict[str, Any]:
             for n in (1, big):
                 cases = _cases(providers, loop, n, flavour)
                 # a call of one token is short: longer samples keep the noise down
+                # all the work is on this thread (the exporter exports inline): its CPU
+                # time is what a call costs, whatever else the machine runs
                 samples = interleave(
-                    cases, units=1, rounds=rounds, target=target * (4 if n == 1 else 1)
-                )
+                    cases, units=1, rounds=rounds, target=target * (4 if n == 1 else 1),
+                    clock=time.thread_time,
+                )  # fmt: skip
                 found[str(n)] = samples.per_unit  # seconds per call, per round
             out["flavours"][flavour] = found
         out["bare_span"] = _bare_span(providers)
@@ -165,7 +208,7 @@ def _bare_span(providers: _Providers) -> float:
         s.set_attributes(end)
         s.end()
 
-    return min(timeit.repeat(span, number=2000, repeat=5)) / 2000
+    return min(timeit.repeat(span, number=2000, repeat=5, timer=time.thread_time)) / 2000
 
 
 def _extra(rounds: dict[str, list[float]], mode: str) -> float:
@@ -178,10 +221,27 @@ def costs(result: dict[str, Any], flavour: str) -> dict[str, tuple[float, float]
     found, big = result["flavours"][flavour], result["tokens"]
     out = {}
     for mode in MODES[1:]:
+        if mode not in found["1"]:  # a mode added since the results were saved
+            continue
         per_call = _extra(found["1"], mode)
         per_chunk = (_extra(found[str(big)], mode) - per_call) / (big - 1)
         out[mode] = (per_chunk, per_call)
     return out
+
+
+def shares(result: dict[str, Any], *, markdown: bool = True) -> str:
+    """A traced call's cost split: lmstream's (the do-nothing tracer over "off") and the
+    SDK's (the SDK tracer over the do-nothing tracer), per call and per chunk."""
+    rows = []
+    for flavour in ("stream", "astream"):
+        found = costs(result, flavour)
+        if NULL not in found:  # results from before the do-nothing tracer
+            return ""
+        (ours_chunk, ours_call), (sdk_chunk, sdk_call) = found[NULL], found["SDK tracer"]
+        rows.append([flavour, fmt_time(ours_call), fmt_time(sdk_call - ours_call),
+                     fmt_time(ours_chunk), fmt_time(sdk_chunk - ours_chunk)])  # fmt: skip
+    headers = ["path", "lmstream µs/call", "SDK µs/call", "lmstream µs/chunk", "SDK µs/chunk"]
+    return render(headers, rows, markdown=markdown)
 
 
 def table(result: dict[str, Any], *, markdown: bool = False) -> str:
@@ -211,6 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{result['tokens']} tokens, {result['rounds']} rounds, costs over 'off':\n")
     print(table(result, markdown=args.markdown))
     print(f"\nthe SDK's own span, started and ended: {fmt_time(result['bare_span'])} µs")
+    print("\na traced call's cost, lmstream's part and the SDK's:\n")
+    print(shares(result, markdown=args.markdown))
 
 
 if __name__ == "__main__":

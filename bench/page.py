@@ -283,6 +283,29 @@ def _openai_tables(results: dict[str, Any]) -> str:
     )
 
 
+def _otel_tables(results: dict[str, Any]) -> str:
+    from bench.otel import shares, table
+
+    found = results["otel"]
+    lines = [
+        f"`stream`/`astream` of a {found['tokens']:,}-token model, {found['rounds']} rounds, "
+        "each case's cost over OpenTelemetry not imported at all, measured interleaved in one "
+        "process. The SDK's exporter does nothing, so the figures are what lmstream and the "
+        "SDK spend on the caller's thread.",
+        "",
+        table(found, markdown=True),
+    ]
+    if "bare_span" in found:
+        lines += ["", f"The SDK's own span, started and ended with a model call's attributes "
+                  f"and nothing else: {fmt_time(found['bare_span'])} µs."]  # fmt: skip
+    share = shares(found)
+    if share:
+        lines += ["", "A traced call's cost split: lmstream's part is a tracer whose spans do "
+                  "nothing over \"off\", the SDK's part the SDK tracer over that, from the same "
+                  "rounds:", "", share]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def _router_tables(results: dict[str, Any]) -> str:
     from bench.router import tables
 
@@ -338,6 +361,13 @@ SECTIONS = (
         "openai",
         "Client CPU per chunk and batch throughput against the official SDK",
         _openai_tables,
+    ),
+    (
+        "otel",
+        "What tracing costs",
+        "otel",
+        "Cost per chunk and per call of OpenTelemetry tracing",
+        _otel_tables,
     ),
     (
         "router",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from lmstream.chunks import LLMResult, Usage
+from lmstream.message_input import ChatGeneration
 
 if TYPE_CHECKING:
     from lmstream.runs import Run
@@ -41,6 +42,8 @@ _PARAMS = {
     "presence_penalty": "gen_ai.request.presence_penalty",
 }
 _servers: dict[str, tuple[str | None, int | None]] = {}
+_classes: dict[type, tuple[Any, Any]] = {}  # a model class -> its declared names
+_NONE: dict[str, Any] = {}
 
 
 class Instruments:
@@ -92,39 +95,45 @@ def _server(url: Any) -> tuple[str | None, int | None]:
     return found
 
 
-def _operation(run: Run) -> str:
-    own = getattr(run.owner, "gen_ai_operation", None)
-    if isinstance(own, str):
-        return own
-    chat = run.run_type == "chat_model" or run.metadata.get("ls_model_type") == "chat"
-    return "chat" if chat else "text_completion"
+def _declared(owner: Any) -> tuple[Any, Any]:
+    """The operation and provider names a model's class declares, looked up once."""
+    kind = type(owner)
+    found = _classes.get(kind)
+    if found is None:
+        found = _classes[kind] = (
+            getattr(kind, "gen_ai_operation", None),
+            getattr(kind, "gen_ai_provider", None),
+        )
+    return found
 
 
-def _provider(run: Run) -> str:
-    own = getattr(run.owner, "gen_ai_provider", None)
-    if isinstance(own, str):
-        return own
-    name = run.metadata.get("ls_provider")
-    if isinstance(name, str):
-        return name
-    name = type(run.owner).__name__.lower()
-    return name[:-3] if name.endswith("llm") and len(name) > 3 else name
+def _names(run: Run) -> tuple[str, str]:
+    """(operation, provider): the class's own, else from the run's kind and metadata."""
+    operation, provider = _declared(run.owner)
+    metadata = run.metadata
+    if not isinstance(operation, str):
+        chat = run.run_type == "chat_model" or metadata.get("ls_model_type") == "chat"
+        operation = "chat" if chat else "text_completion"
+    if not isinstance(provider, str):
+        provider = metadata.get("ls_provider")
+        if not isinstance(provider, str):
+            name = type(run.owner).__name__.lower()
+            provider = name[:-3] if name.endswith("llm") and len(name) > 3 else name
+    return operation, provider
 
 
 def request_attributes(run: Run, latest: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """(attributes shared by the span and the metrics, the request's parameters)."""
-    params: dict[str, Any] = run.extra.get("invocation_params") or {}
-    owner = run.owner
+    params: dict[str, Any] = run.extra.get("invocation_params") or _NONE
+    operation, provider = _names(run)
     shared: dict[str, Any] = {
-        "gen_ai.operation.name": _operation(run),
-        "gen_ai.provider.name" if latest else "gen_ai.system": _provider(run),
+        "gen_ai.operation.name": operation,
+        "gen_ai.provider.name" if latest else "gen_ai.system": provider,
     }
-    model = (
-        params.get("model")
-        or run.metadata.get("ls_model_name")
-        or getattr(owner, "model", None)
-        or getattr(owner, "model_name", None)
-    )
+    model = params.get("model") or run.metadata.get("ls_model_name")
+    if not model:
+        owner = run.owner
+        model = getattr(owner, "model", None) or getattr(owner, "model_name", None)
     if isinstance(model, str) and model:
         shared["gen_ai.request.model"] = model
     address, port = _server(params.get("base_url") or params.get("url"))
@@ -132,11 +141,11 @@ def request_attributes(run: Run, latest: bool) -> tuple[dict[str, Any], dict[str
         shared["server.address"] = address
         if port:
             shared["server.port"] = port
-    request: dict[str, Any] = {}
-    for key, attribute in _PARAMS.items():
-        value = params.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            request[attribute] = value
+    request: dict[str, Any] = {
+        _PARAMS[key]: value
+        for key in _PARAMS.keys() & params.keys()
+        if type(value := params[key]) is int or type(value) is float
+    }
     stop = params.get("stop")
     if stop:
         request["gen_ai.request.stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
@@ -150,29 +159,77 @@ def span_name(attributes: dict[str, Any]) -> str:
     return f"{operation} {model}" if model else operation
 
 
+_DETAILS = (
+    ("input_token_details", "cache_read", "gen_ai.usage.cache_read.input_tokens"),
+    ("input_token_details", "cache_creation", "gen_ai.usage.cache_creation.input_tokens"),
+    ("output_token_details", "reasoning", "gen_ai.usage.reasoning.output_tokens"),
+)
+
+
 def _generation(payload: Any) -> tuple[str | None, dict[str, Any]]:
-    if isinstance(payload, LLMResult) and payload.generations and payload.generations[0]:
-        generation = payload.generations[0][0]
-        return generation.text, generation.generation_info or {}
-    return None, {}
+    """The first generation's text and what is known of its response: the generation's
+    info, for a chat answer its message's response metadata, and usage under ``usage``
+    (a ``Usage``) with its details beside it (LangChain's ``input_token_details`` and
+    ``output_token_details``)."""
+    if not (isinstance(payload, LLMResult) and payload.generations and payload.generations[0]):
+        return None, {}
+    generation = payload.generations[0][0]
+    info = generation.generation_info or {}
+    if not isinstance(generation, ChatGeneration):
+        return generation.text, info
+    message = generation.message
+    info = {**info, **(getattr(message, "_response_metadata", None) or {})}
+    usage = getattr(message, "usage_metadata", None)
+    if isinstance(usage, dict):
+        info["usage"] = Usage(
+            usage.get("input_tokens", 0), usage.get("output_tokens", 0),
+            usage.get("total_tokens", 0), bool(info.get("usage_estimated")),
+        )  # fmt: skip
+        for key in ("input_token_details", "output_token_details"):
+            if usage.get(key):
+                info[key] = usage[key]
+    return generation.text, info
 
 
-def response_attributes(payload: Any, first: float | None, t0: float) -> dict[str, Any]:
-    """The finish reason, usage, response id and model, and the time to first chunk."""
+def _usage(info: dict[str, Any], out: dict[str, Any]) -> None:
+    """Token counts as span attributes: input, output, cache and reasoning details."""
+    usage = info.get("usage")
+    if not isinstance(usage, Usage):
+        return
+    out["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+    out["gen_ai.usage.output_tokens"] = usage.completion_tokens
+    out["lmstream.usage.estimated"] = usage.estimated
+    if "input_token_details" not in info and "output_token_details" not in info:
+        return
+    for group, key, attribute in _DETAILS:
+        details = info.get(group)
+        value = details.get(key) if isinstance(details, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            out[attribute] = value
+
+
+def _model(info: dict[str, Any]) -> str | None:
+    """The model that answered: ``model_name`` as LangChain names it (or ``model``)."""
+    model = info.get("model_name") or info.get("model")
+    return model if isinstance(model, str) and model else None
+
+
+def response_attributes(
+    payload: Any, first: float | None, t0: float, out: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The finish reason, usage, response id and model, and the time to first chunk
+    (added to ``out`` when given)."""
     _, info = _generation(payload)
-    out: dict[str, Any] = {}
+    out = {} if out is None else out
     reason = info.get("finish_reason")
     if isinstance(reason, str):
         out["gen_ai.response.finish_reasons"] = [reason]
-    usage = info.get("usage")
-    if isinstance(usage, Usage):
-        out["gen_ai.usage.input_tokens"] = usage.prompt_tokens
-        out["gen_ai.usage.output_tokens"] = usage.completion_tokens
-        out["lmstream.usage.estimated"] = usage.estimated
-    for key, attribute in (("id", "gen_ai.response.id"), ("model", "gen_ai.response.model")):
-        value = info.get(key)
-        if isinstance(value, str) and value:
-            out[attribute] = value
+    _usage(info, out)
+    ident, model = info.get("id"), _model(info)
+    if isinstance(ident, str) and ident:
+        out["gen_ai.response.id"] = ident
+    if model is not None:
+        out["gen_ai.response.model"] = model
     if first is not None:
         out["gen_ai.response.time_to_first_chunk"] = first - t0
     return out
@@ -252,8 +309,8 @@ def record(
     """
     seconds, first_chunk, per_chunk = times
     _, info = _generation(payload)
-    model = info.get("model")
-    if isinstance(model, str) and model:
+    model = _model(info)
+    if model is not None:
         attributes = {**attributes, "gen_ai.response.model": model}
     usage = info.get("usage")
     if isinstance(usage, Usage):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextvars import ContextVar
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +26,13 @@ from lmstream import _genai
 if TYPE_CHECKING:
     from lmstream.runs import Run
 
-__all__ = ["RunRecorder", "current_tracing", "observed", "observer", "refresh"]
+__all__ = ["RunRecorder", "current_tracing", "observed", "observer", "refresh", "trace_headers"]
 
 _modules = sys.modules
 _open: dict[Any, Any] = {}  # run id -> its open span, so a child's span finds its parent
+# the span of the model call started last in this context, for its provider's request
+# headers: a provider's request goes out right after its run starts, in the same context
+_calling: ContextVar[Any] = ContextVar("lmstream_model_span", default=None)
 
 
 class _Telemetry:
@@ -117,6 +121,19 @@ def refresh(tracer_provider: Any = None, meter_provider: Any = None) -> _Telemet
     return _telemetry
 
 
+def trace_headers() -> dict[str, str]:
+    """W3C ``traceparent`` (and ``tracestate``) headers naming the model call's span, as
+    the configured propagator writes them; none when nothing is traced."""
+    span, telemetry = _calling.get(), _telemetry
+    if span is None or telemetry is None or telemetry.tracer is None:
+        return {}  # nothing traced now: a span an earlier call left here is not sent
+    from opentelemetry import propagate
+
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, telemetry.api.set_span_in_context(span))
+    return carrier
+
+
 def observed() -> bool:
     """Whether runs are traced or measured now (models then gather their parameters)."""
     return _current() is not None
@@ -177,6 +194,8 @@ class RunRecorder:
             _genai.capture_prompt_event(self.span, run)
         if not self.model:  # a model call has no steps inside: it needs no run id
             _open[run.id] = self.span
+        else:
+            _calling.set(self.span)
         self.t0 = perf_counter()  # times are taken from the span's start
 
     def run_chunk(self, run: Run, chunk: Any) -> None:
@@ -195,6 +214,8 @@ class RunRecorder:
         if self.span is not None:
             if not self.model:
                 _open.pop(run.id, None)
+            elif _calling.get() is self.span:
+                _calling.set(None)
             self._end_span(run, outcome, payload, error)
         if self.model and (found := self.telemetry.instruments) is not None:
             first = None if self.first is None else self.first - self.t0
@@ -211,7 +232,7 @@ class RunRecorder:
         span, api, telemetry = self.span, self.telemetry.api, self.telemetry
         attributes: dict[str, Any] = {"lmstream.run.outcome": outcome}
         if self.model:
-            attributes.update(_genai.response_attributes(payload, self.first, self.t0))
+            _genai.response_attributes(payload, self.first, self.t0, attributes)
             attributes["gen_ai.request.stream"] = self.chunks > 0
             if telemetry.capture:
                 _genai.capture_output(span, attributes, payload, telemetry.latest)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 import httpx
 
+from lmstream._otel import trace_headers
 from lmstream.errors import APIError, InvalidInputError
 from lmstream.llm import BaseLLM
 from lmstream.providers._clients import Clients
@@ -131,7 +132,7 @@ class HTTPModel(_Base):
         )
         policy = RetryPolicy(s["max_retries"], s["retry_backoff"])
         accept = "text/event-stream" if stream else "application/json"
-        headers = {**self._headers, "Accept": accept}
+        headers = {**self._headers, "Accept": accept, **trace_headers()}
         return Call(url, body, headers, limits, policy, stream=stream)
 
     # -- clients -------------------------------------------------------------------------

@@ -24,7 +24,15 @@ from lmstream.errors import ProtocolError
 from lmstream.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCallChunk, UsageMetadata
 from lmstream.providers._frames import FrameReader
 from lmstream.providers._http import DEFAULT_SIZES, SizeLimits
-from lmstream.providers._openai_wire import _choice, _finish, _payload, event_payload, usage_of
+from lmstream.providers._openai_wire import (
+    _choice,
+    _finish,
+    _payload,
+    event_payload,
+    response_info,
+    token_details,
+    usage_of,
+)
 
 __all__ = ["ChatStream", "messages_out", "parse_chat"]
 
@@ -87,12 +95,7 @@ def usage_metadata(usage: dict[str, Any]) -> UsageMetadata:
     out: UsageMetadata = {"input_tokens": counts.prompt_tokens,
                           "output_tokens": counts.completion_tokens,
                           "total_tokens": counts.total_tokens}  # fmt: skip
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
-    if isinstance(cached, int):
-        out["input_token_details"] = {"cache_read": cached}
-    if isinstance(reasoning, int):
-        out["output_token_details"] = {"reasoning": reasoning}
+    out.update(token_details(usage))  # type: ignore[typeddict-item]
     return out
 
 
@@ -108,13 +111,13 @@ def _chunk(text: str, reasoning: str, calls: list[ToolCallChunk], meta: Any) -> 
 class ChatStream(FrameReader[AIMessageChunk]):
     """What a streamed chat completion has said so far; feed it the body's bytes."""
 
-    __slots__ = ("_calls", "_last_index", "finish_reason", "model", "usage")
+    __slots__ = ("_calls", "_last_index", "finish_reason", "named", "usage")
 
     def __init__(self, limits: SizeLimits = DEFAULT_SIZES) -> None:
         super().__init__(limits)
         self.finish_reason: str | None = None
         self.usage: UsageMetadata | None = None
-        self.model: str | None = None
+        self.named: dict[str, Any] = {}  # the answer's id and model, from its first event
         self._calls = 0  # tool calls started
         self._last_index: int | None = None
 
@@ -152,8 +155,8 @@ class ChatStream(FrameReader[AIMessageChunk]):
             return None
         if payload.get("usage") is not None:
             self.usage = usage_metadata(payload["usage"])
-        if isinstance(payload.get("model"), str):
-            self.model = payload["model"]
+        if not self.named:
+            response_info(payload, self.named)
         choice = _choice(payload)
         if choice is None:
             return None
@@ -175,9 +178,7 @@ class ChatStream(FrameReader[AIMessageChunk]):
             raise ProtocolError(f"the stream ended{cut} before [DONE]")
         if self.finish_reason is None:
             raise ProtocolError("the stream ended without a finish_reason")
-        meta: dict[str, Any] = {"finish_reason": self.finish_reason}
-        if self.model is not None:
-            meta["model_name"] = self.model
+        meta: dict[str, Any] = {"finish_reason": self.finish_reason, **self.named}
         return AIMessageChunk("", response_metadata=meta, usage_metadata=self.usage)
 
 
@@ -191,8 +192,7 @@ def parse_chat(raw: bytes) -> AIMessage:
     if not isinstance(message, dict):
         raise ProtocolError(f"a choice without a message: {choice!r}"[:200])
     meta: dict[str, Any] = {"finish_reason": _finish(choice["finish_reason"], payload)}
-    if isinstance(payload.get("model"), str):
-        meta["model_name"] = payload["model"]
+    response_info(payload, meta)
     if choice.get("logprobs"):
         meta["logprobs"] = choice["logprobs"]
     calls = ChatStream()._tool_calls(message)

@@ -18,10 +18,17 @@ from lmstream.providers._frames import FrameReader
 from lmstream.providers._http import DEFAULT_SIZES, SizeLimits
 from lmstream.providers._openai_errors import decoded, inband_error, loads
 
-__all__ = ["CompletionStream", "event_payload", "parse_completion", "usage_of"]
+__all__ = [
+    "CompletionStream", "event_payload", "parse_completion", "response_info", "token_details",
+    "usage_of",
+]  # fmt: skip
 
 _MAX_COUNT = 2**63 - 1  # a token count past what a signed 64-bit integer holds is a lie
 
+_DETAILS = (
+    ("prompt_tokens_details", "cached_tokens", "input_token_details", "cache_read"),
+    ("completion_tokens_details", "reasoning_tokens", "output_token_details", "reasoning"),
+)
 _FAILED = frozenset({"abort", "error"})  # finish reasons that mean the server gave up
 
 
@@ -42,6 +49,25 @@ def usage_of(value: Any) -> Usage:
     prompt, completion = _count(value, "prompt_tokens"), _count(value, "completion_tokens")
     total = _count(value, "total_tokens") if value.get("total_tokens") is not None else None
     return Usage(prompt, completion, prompt + completion if total is None else total)
+
+
+def token_details(value: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """LangChain's ``input_token_details``/``output_token_details`` for an OpenAI usage
+    object's cached prompt tokens and reasoning tokens, when it reports them."""
+    out: dict[str, dict[str, int]] = {}
+    for group, key, ours, theirs in _DETAILS:
+        details = value.get(group)
+        if isinstance(details, dict) and details.get(key) is not None:
+            out[ours] = {theirs: _count(details, key)}
+    return out
+
+
+def response_info(payload: dict[str, Any], info: dict[str, Any]) -> None:
+    """Put the answer's ``id`` and ``model_name`` (the server's ``model``) in ``info``."""
+    for key, ours in (("id", "id"), ("model", "model_name")):
+        value = payload.get(key)
+        if isinstance(value, str) and value:
+            info[ours] = value
 
 
 def _choice(payload: dict[str, Any]) -> dict[str, Any] | None:
@@ -101,19 +127,22 @@ class CompletionStream(FrameReader[GenerationChunk]):
     """What a streamed completion has said so far; feed it the body's bytes (see
     ``FrameReader``: chunks that arrive before an error are handed on first)."""
 
-    __slots__ = ("finish_reason", "usage")
+    __slots__ = ("finish_reason", "named", "usage")
 
     def __init__(self, limits: SizeLimits = DEFAULT_SIZES) -> None:
         super().__init__(limits)
         self.finish_reason: str | None = None
-        self.usage: Usage | None = None
+        self.usage: dict[str, Any] | None = None
+        self.named: dict[str, Any] = {}  # the answer's id and model, from its first event
 
     def _event(self, event: SSEEvent) -> GenerationChunk | None:
         payload = event_payload(self, event)
         if payload is None:
             return None
         if payload.get("usage") is not None:
-            self.usage = usage_of(payload["usage"])
+            self.usage = {"usage": usage_of(payload["usage"]), **token_details(payload["usage"])}
+        if not self.named:
+            response_info(payload, self.named)
         choice = _choice(payload)
         if choice is None:
             return None
@@ -131,9 +160,9 @@ class CompletionStream(FrameReader[GenerationChunk]):
             raise ProtocolError(f"the stream ended{cut} before [DONE]")
         if self.finish_reason is None:
             raise ProtocolError("the stream ended without a finish_reason")
-        info: dict[str, Any] = {"finish_reason": self.finish_reason}
+        info: dict[str, Any] = {"finish_reason": self.finish_reason, **self.named}
         if self.usage is not None:
-            info["usage"] = self.usage
+            info.update(self.usage)
         return GenerationChunk("", info)
 
 
@@ -145,8 +174,9 @@ def parse_completion(raw: bytes) -> Generation:
         raise ProtocolError(f"a completion without a finished choice: {payload!r}"[:200])
     text = _text(choice)
     info: dict[str, Any] = {"finish_reason": _finish(choice["finish_reason"], payload)}
+    response_info(payload, info)
     if payload.get("usage") is not None:
-        info["usage"] = usage_of(payload["usage"])
+        info.update(usage=usage_of(payload["usage"]), **token_details(payload["usage"]))
     if choice.get("logprobs") is not None:
         info["logprobs"] = choice["logprobs"]
     return Generation(text, info)

@@ -55,6 +55,12 @@ def _info(value: Any) -> dict[str, Any] | None:
     return info
 
 
+def _named(payload: dict[str, Any]) -> dict[str, Any]:
+    """The server's run id as the answer's ``id``, and the served ``model`` name."""
+    found = {"id": payload.get("run_id"), "model_name": payload.get("model")}
+    return {k: v for k, v in found.items() if isinstance(v, str) and v}
+
+
 def _status(value: Any) -> int:
     ok = isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599
     return value if ok else 502
@@ -124,11 +130,12 @@ class RunnableStream(FrameReader[GenerationChunk]):
     """Reads ``/stream``'s frames: ``data`` chunks until ``end``; ``error`` raises (after
     the chunks that came before it, see ``FrameReader``)."""
 
-    __slots__ = ("run_id",)
+    __slots__ = ("named", "run_id")
 
     def __init__(self, limits: SizeLimits = DEFAULT_SIZES) -> None:
         super().__init__(limits)
         self.run_id: str | None = None
+        self.named: dict[str, Any] | None = None  # the answer's id and model, for a chunk
 
     def _event(self, event: SSEEvent) -> GenerationChunk | None:
         payload = loads(event.data, "the server sent a frame that is not JSON")
@@ -137,6 +144,7 @@ class RunnableStream(FrameReader[GenerationChunk]):
         if event.event == "metadata" and isinstance(payload, dict):
             run_id = payload.get("run_id")
             self.run_id = run_id if isinstance(run_id, str) else None
+            self.named = _named(payload)
         elif event.event == "error":
             raise remote_error(payload)
         elif event.event == "end":
@@ -146,7 +154,10 @@ class RunnableStream(FrameReader[GenerationChunk]):
     def _chunk(self, payload: Any) -> GenerationChunk:
         if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
             raise errors.ProtocolError(f"the server sent a malformed chunk: {payload!r}"[:200])
-        return GenerationChunk(payload["text"], _info(payload.get("generation_info")))
+        info = _info(payload.get("generation_info"))
+        if self.named:  # the first chunk carries the answer's id and model
+            info, self.named = {**self.named, **(info or {})}, None
+        return GenerationChunk(payload["text"], info)
 
     def _last(self) -> GenerationChunk:
         """Nothing more to add: the last data frame carried the outcome."""
@@ -197,6 +208,7 @@ class RemoteLLM(HTTPLLM):
         if not isinstance(payload, dict) or not isinstance(payload.get("output"), str):
             raise errors.ProtocolError(f"the server sent a malformed answer: {payload!r}"[:200])
         info = {
+            **_named(payload),
             "finish_reason": payload.get("finish_reason"),
             "usage": _usage(payload.get("usage")),
         }

@@ -106,7 +106,7 @@ async def invoke(body: InvokeRequest, request: Request) -> Response:
     if not finished or chunk is None:
         log.outcome = "cancelled"
         return Response(status_code=499)
-    return JSONResponse({**_result(chunk), "run_id": str(config["run_id"])})
+    return JSONResponse({**_result(chunk), "run_id": str(config["run_id"]), "model": served.name})
 
 
 async def _one(
@@ -204,7 +204,7 @@ def _chunk_frames(
     run_id = uuid7()
     config: RunnableConfig = {**_config(body.config), "run_id": run_id}
     chunks = served.llm.astream_chunks(body.input, config, **kwargs)
-    head = frame({"run_id": str(run_id)}, event="metadata")
+    head = frame({"run_id": str(run_id), "model": served.name}, event="metadata")
     seen: dict[str, Any] = {}
 
     def counts(chunk: Any) -> bool:

@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from helpers import collect, free_port, stream_of, take, wait_until
+from helpers import collect, free_port, invoke_of, stream_of, take, wait_until
 from opentelemetry.trace import SpanKind, StatusCode
 from otel_support import Telemetry, installed
 from prometheus_client.parser import text_string_to_metric_families
@@ -242,3 +243,45 @@ def test_remote_failure_marks_both_sides(otel: Telemetry, serve: Any, flavour: s
         assert span.status.status_code is StatusCode.ERROR, attrs["gen_ai.system"]
         assert attrs["lmstream.run.outcome"] == "failed"
         assert str(attrs["error.type"]).startswith("lmstream.errors.")
+
+
+def _client_and_server_spans(otel: Telemetry) -> tuple[Any, Any]:
+    assert wait_until(lambda: any(s.kind is SpanKind.SERVER for s in otel.spans()))
+    [client] = [s for s in otel.spans("model") if s.kind is SpanKind.CLIENT and s.parent is None]
+    [server] = [s for s in otel.spans() if s.kind is SpanKind.SERVER]
+    return client, server
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["stream", "invoke"])
+@pytest.mark.parametrize("kind", ["remote", "completions", "chat"])
+def test_a_served_call_joins_the_client_s_trace(
+    otel: Telemetry, serve: Any, flavour: str, kind: str, streamed: bool
+) -> None:
+    from lmstream import FakeChatModel
+    from lmstream.providers.openai import OpenAI
+    from lmstream.providers.openai_chat import ChatOpenAI
+
+    served = FakeChatModel(["hi there"]) if kind == "chat" else FakeLLM(["hi there"])
+    with serve({"m": served}) as server:
+        client: Any = {
+            "remote": lambda: RemoteLLM(server.url, model="m", max_retries=0),
+            "completions": lambda: OpenAI("m", base_url=server.url + "/v1", max_retries=0),
+            "chat": lambda: ChatOpenAI("m", base_url=server.url + "/v1", max_retries=0),
+        }[kind]()
+        with client:  # the sync client's connections (async ones close with their loop)
+            if streamed:
+                chunks = collect(stream_of(client, flavour, "p"))
+                assert "".join(getattr(c, "text", c) for c in chunks)
+            else:
+                assert getattr(answer := invoke_of(client, flavour, "p"), "text", answer)
+        calling, request = _client_and_server_spans(otel)
+    assert calling.context.trace_id == request.context.trace_id
+    assert request.parent is not None and request.parent.span_id == calling.context.span_id
+    attrs = dict(calling.attributes or {})
+    assert attrs["gen_ai.response.model"] == "m"  # the server's answer names its model
+    ident = attrs["gen_ai.response.id"]
+    assert isinstance(ident, str)
+    if kind == "remote":  # the server's run id
+        assert str(uuid.UUID(ident)) == ident
+    else:
+        assert ident.startswith("chatcmpl-" if kind == "chat" else "cmpl-")

@@ -136,10 +136,11 @@ def frames(
     usage: tuple[int, int | None] | None = (3, None),
     done: bool = True,
     logprobs: bool = False,
+    usage_details: dict[str, Any] | None = None,
 ) -> list[bytes]:
     """One SSE frame per text, a frame with ``finish_reason`` (``None``: none), a usage
     frame (``(prompt, completion)``; completion ``None`` counts the texts; ``None``: no
-    usage) and ``[DONE]`` (unless ``done=False``)."""
+    usage; ``usage_details``: more fields of it) and ``[DONE]`` (unless ``done=False``)."""
     out = []
     for text in texts:
         lp = {"tokens": [text], "token_logprobs": [-0.5], "top_logprobs": None,
@@ -151,7 +152,7 @@ def frames(
         prompt, completion_tokens = usage
         completion_tokens = len(texts) if completion_tokens is None else completion_tokens
         counts = {"prompt_tokens": prompt, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt + completion_tokens}  # fmt: skip
+                  "total_tokens": prompt + completion_tokens, **(usage_details or {})}  # fmt: skip
         out.append(sse({**_chunk(""), "choices": [], "usage": counts}, done=False))
     if done:
         out.append(b"data: [DONE]\n\n")
@@ -198,13 +199,17 @@ def error(
 
 
 def completion(
-    text: str, *, finish_reason: str = "stop", usage: tuple[int, int] | None = (3, 1)
+    text: str,
+    *,
+    finish_reason: str = "stop",
+    usage: tuple[int, int] | None = (3, 1),
+    usage_details: dict[str, Any] | None = None,
 ) -> Reply:
-    """A whole (non-streamed) completion."""
+    """A whole (non-streamed) completion (``usage_details``: more fields of its usage)."""
     body = _chunk(text, finish_reason)
     if usage is not None:
         body["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1],
-                         "total_tokens": sum(usage)}  # fmt: skip
+                         "total_tokens": sum(usage), **(usage_details or {})}  # fmt: skip
     return Reply(200, {"content-type": "application/json"}, [Send(json.dumps(body).encode())])
 
 

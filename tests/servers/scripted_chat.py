@@ -64,6 +64,7 @@ def chat_frames(
     usage: tuple[int, int] | None = (3, 2),
     usage_every: bool = False,
     done: bool = True,
+    usage_details: dict[str, Any] | None = None,
 ) -> list[bytes]:
     """A frame per delta (a str is ``{"content": str}``), one with ``finish_reason``, a
     usage frame with empty choices (or, ``usage_every``, running totals on every frame
@@ -77,7 +78,8 @@ def chat_frames(
             payload["usage"] = _usage(usage[0], min(i, usage[1]))
         payloads[-1]["usage"] = _usage(*usage)
     elif usage is not None:
-        payloads.append({**_chunk({}), "choices": [], "usage": _usage(*usage)})
+        counts = {**_usage(*usage), **(usage_details or {})}
+        payloads.append({**_chunk({}), "choices": [], "usage": counts})
     return [sse(p, done=False) for p in payloads] + ([b"data: [DONE]\n\n"] if done else [])
 
 
@@ -107,8 +109,9 @@ def chat_completion(
     *,
     finish_reason: str = "stop",
     usage: tuple[int, int] | None = (3, 2),
+    usage_details: dict[str, Any] | None = None,
 ) -> Reply:
-    """A whole (non-streamed) chat completion."""
+    """A whole (non-streamed) chat completion (``usage_details``: more fields of its usage)."""
     if isinstance(message, str):
         message = {"role": "assistant", "content": message}
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
@@ -116,7 +119,7 @@ def chat_completion(
                             "created": 0, "model": "scripted-chat",
                             "choices": [choice]}  # fmt: skip
     if usage is not None:
-        body["usage"] = _usage(*usage)
+        body["usage"] = {**_usage(*usage), **(usage_details or {})}
     return Reply(200, {"content-type": "application/json"}, [Send(json.dumps(body).encode())])
 
 

@@ -14,12 +14,17 @@ import pytest
 from helpers import collect, invoke_of, stream_of, take
 from opentelemetry.trace import StatusCode
 from otel_support import Telemetry, installed
-from servers.scripted import Reply, ScriptedServer, Send, Stall, error, frames, stream
+from servers.scripted import Reply, ScriptedServer, Send, Stall, completion, error, frames, stream
+from servers.scripted_chat import chat_completion, chat_stream
 
 from lmstream import APITimeoutError, BadRequestError
 from lmstream.providers.openai import OpenAI
+from lmstream.providers.openai_chat import ChatOpenAI
 
 Make = Callable[..., OpenAI]
+MakeChat = Callable[..., ChatOpenAI]
+DETAILS = {"prompt_tokens_details": {"cached_tokens": 5},
+           "completion_tokens_details": {"reasoning_tokens": 1}}  # fmt: skip
 
 
 @pytest.fixture
@@ -158,3 +163,121 @@ def test_task_cancellation(otel: Telemetry, scripted: ScriptedServer, make_llm: 
     assert span.status.status_code is StatusCode.UNSET
     assert dict(span.attributes or {})["lmstream.run.outcome"] == "cancelled"
     assert scripted.wait(lambda: scripted.requests[0].disconnected is not None)
+
+
+def _answered(otel: Telemetry, model: str) -> dict[str, Any]:
+    """The span's response attributes, checked against what the scripted server sent."""
+    attrs = _attrs(otel)
+    assert attrs["gen_ai.response.model"] == model != attrs["gen_ai.request.model"]
+    assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (7, 2)
+    assert attrs["gen_ai.usage.cache_read.input_tokens"] == 5
+    assert attrs["gen_ai.usage.reasoning.output_tokens"] == 1
+    assert "gen_ai.usage.cache_creation.input_tokens" not in attrs  # OpenAI doesn't say
+    [point] = otel.points("gen_ai.client.operation.duration")
+    assert dict(point.attributes)["gen_ai.response.model"] == model
+    return attrs
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["stream", "invoke"])
+def test_the_response_id_model_and_token_details(
+    otel: Telemetry, scripted: ScriptedServer, make_llm: Make, flavour: str, streamed: bool
+) -> None:
+    if streamed:
+        scripted.script(stream(["Hi", "!"], usage=(7, 2), usage_details=DETAILS))
+        assert collect(stream_of(make_llm(model="gpt-test"), flavour, "p")) == ["Hi", "!"]
+    else:
+        scripted.script(completion("Hi!", usage=(7, 2), usage_details=DETAILS))
+        assert invoke_of(make_llm(model="gpt-test"), flavour, "p") == "Hi!"
+    attrs = _answered(otel, "scripted")
+    assert attrs["gen_ai.response.id"] == "cmpl-scripted"
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["stream", "invoke"])
+def test_a_chat_answer_s_id_model_and_token_details(
+    otel: Telemetry, scripted: ScriptedServer, make_chat: MakeChat, flavour: str, streamed: bool
+) -> None:
+    chat = make_chat(model="gpt-chat")
+    if streamed:
+        scripted.script(chat_stream(["Hi", "!"], usage=(7, 2), usage_details=DETAILS))
+        assert "".join(c.text for c in collect(stream_of(chat, flavour, "p"))) == "Hi!"
+    else:
+        scripted.script(chat_completion("Hi!", usage=(7, 2), usage_details=DETAILS))
+        message = invoke_of(chat, flavour, "p")
+        assert message.response_metadata["id"] == "chatcmpl-scripted"
+    attrs = _answered(otel, "scripted-chat")
+    assert attrs["gen_ai.response.id"] == "chatcmpl-scripted"
+    assert attrs["gen_ai.operation.name"] == "chat"
+    assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
+    tokens = {dict(p.attributes)["gen_ai.token.type"]: p.sum
+              for p in otel.points("gen_ai.client.token.usage")}  # fmt: skip
+    assert tokens == {"input": 7, "output": 2}
+
+
+def _parent_of(request_headers: dict[str, str]) -> tuple[str, str]:
+    version, trace_id, span_id, flags = request_headers["traceparent"].split("-")
+    assert version == "00" and int(flags, 16) & 1  # sampled
+    return trace_id, span_id
+
+
+@pytest.mark.parametrize("kind", ["text", "chat"])
+def test_the_request_carries_the_model_span_s_traceparent(
+    otel: Telemetry,
+    scripted: ScriptedServer,
+    make_llm: Make,
+    make_chat: MakeChat,
+    flavour: str,
+    kind: str,
+) -> None:
+    if kind == "text":
+        scripted.script(error(503, headers={"retry-after": "0"}), stream(["ok"]))
+        collect(stream_of(make_llm(), flavour, "p"))
+    else:
+        scripted.script(error(503, headers={"retry-after": "0"}), chat_stream(["ok"]))
+        collect(stream_of(make_chat(), flavour, "p"))
+    span = otel.span()
+    expected = (f"{span.context.trace_id:032x}", f"{span.context.span_id:016x}")
+    assert [_parent_of(r.headers) for r in scripted.requests] == [expected, expected]
+
+
+def test_no_traceparent_without_a_tracer(
+    scripted: ScriptedServer, make_llm: Make, flavour: str
+) -> None:
+    scripted.script(stream(["ok"]))
+    collect(stream_of(make_llm(), flavour, "p"))
+    assert "traceparent" not in scripted.requests[0].headers
+
+
+def test_no_traceparent_once_tracing_stops(
+    otel: Telemetry,
+    scripted: ScriptedServer,
+    make_llm: Make,
+    flavour: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call left open while traced does not lend its span to a later call's request."""
+    from opentelemetry import trace
+
+    scripted.script(stream(["a", "b"], then=[Stall()], done=False), stream(["ok"]))
+    first, second = make_llm(), make_llm()
+
+    def untraced() -> None:
+        monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)  # metrics only from here on
+
+    if flavour == "sync":
+        left_open = first.stream("p")
+        assert next(left_open) == "a"
+        untraced()
+        assert list(second.stream("p")) == ["ok"]
+        left_open.close()
+    else:
+
+        async def run() -> None:
+            left_open = first.astream("p")
+            assert await anext(left_open) == "a"
+            untraced()
+            assert [c async for c in second.astream("p")] == ["ok"]
+            await left_open.aclose()
+
+        asyncio.run(run())
+    headers = [r.headers for r in scripted.requests]
+    assert "traceparent" in headers[0] and "traceparent" not in headers[1]

@@ -22,7 +22,12 @@ def test_streams_the_chunks_as_sent(scripted: ScriptedServer, make_llm: Make, fl
     scripted.script(stream(TEXTS, usage=(7, 5)))
     chunks = chunks_of(make_llm(), flavour, "hi")
     assert [c.text for c in chunks if c.text] == TEXTS
-    assert chunks[-1].generation_info == {"finish_reason": "stop", "usage": Usage(7, 5, 12)}
+    named = {"id": "cmpl-scripted", "model_name": "scripted"}  # the server's answer names these
+    assert chunks[-1].generation_info == {
+        "finish_reason": "stop",
+        "usage": Usage(7, 5, 12),
+        **named,
+    }
 
 
 @pytest.mark.parametrize("split", [1, 2, 3, 7, 64])
@@ -112,7 +117,8 @@ def test_invoke_is_one_non_streamed_request(
     assert invoke_of(llm, flavour, "hi") == "whole text"
     assert scripted.requests[-1].body["stream"] is False
     info = ends[0].generations[0][0].generation_info
-    assert info == {"finish_reason": "stop", "usage": Usage(4, 2, 6)}
+    named = {"id": "cmpl-scripted", "model_name": "scripted"}
+    assert info == {"finish_reason": "stop", "usage": Usage(4, 2, 6), **named}
 
 
 def test_the_instance_stop_is_enforced_even_when_the_server_ignores_it(
