@@ -151,10 +151,11 @@ def test_typed_errors_are_one_line_and_suggest_chat_ids() -> None:
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr == (
         "lmstream: error: InvalidInputError: unknown provider 'gpt-4o' in 'gpt-4o'; did you "
-        "mean 'openai:gpt-4o'? (chat: fake, langchain, llamacpp, openai)\n"
+        "mean 'openai:gpt-4o'? (chat: fake, langchain, llamacpp, openai, remote)\n"
     )
-    result = run("p", "-m", "remote:http://127.0.0.1:9")
-    assert result.returncode == 1 and "(chat: fake, langchain, llamacpp, openai)" in result.stderr
+    result = run("p", "-m", "remote:http://127.0.0.1:9")  # nothing listens there
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("lmstream: error: APIConnectionError: connection to")
     assert "Traceback" in run("p", "-m", "gpt-4o", "--debug").stderr
 
 
