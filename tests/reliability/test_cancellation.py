@@ -114,6 +114,7 @@ def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+@pytest.mark.timeout(600)  # a thousand real streams: minutes on a busy 2-core machine
 @pytest.mark.parametrize("provider", list(PROVIDERS))
 def test_a_thousand_cancelled_streams_leave_nothing_behind(provider: str) -> None:
     with PROVIDERS[provider]() as subject:
