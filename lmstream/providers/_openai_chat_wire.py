@@ -111,12 +111,13 @@ def _chunk(text: str, reasoning: str, calls: list[ToolCallChunk], meta: Any) -> 
 class ChatStream(FrameReader[AIMessageChunk]):
     """What a streamed chat completion has said so far; feed it the body's bytes."""
 
-    __slots__ = ("_calls", "_last_index", "finish_reason", "named", "usage")
+    __slots__ = ("_calls", "_last_index", "estimated", "finish_reason", "named", "usage")
 
     def __init__(self, limits: SizeLimits = DEFAULT_SIZES) -> None:
         super().__init__(limits)
         self.finish_reason: str | None = None
         self.usage: UsageMetadata | None = None
+        self.estimated = False  # usage counted by the server's lmstream, not its model
         self.named: dict[str, Any] = {}  # the answer's id and model, from its first event
         self._calls = 0  # tool calls started
         self._last_index: int | None = None
@@ -155,6 +156,7 @@ class ChatStream(FrameReader[AIMessageChunk]):
             return None
         if payload.get("usage") is not None:
             self.usage = usage_metadata(payload["usage"])
+            self.estimated = payload["usage"].get("estimated") is True
         if not self.named:
             response_info(payload, self.named)
         choice = _choice(payload)
@@ -169,7 +171,9 @@ class ChatStream(FrameReader[AIMessageChunk]):
         calls, logprobs = self._tool_calls(delta), choice.get("logprobs")
         if not (text or reasoning or calls or logprobs):
             return None
-        return _chunk(text, reasoning, calls, {"logprobs": logprobs} if logprobs else None)
+        chunk = _chunk(text, reasoning, calls, {"logprobs": logprobs} if logprobs else None)
+        chunk.id = self.named.get("id")  # the answer's id is the message's, as in LangChain
+        return chunk
 
     def _last(self) -> AIMessageChunk:
         """The last chunk (finish reason, model, usage), or why the stream is incomplete."""
@@ -179,6 +183,8 @@ class ChatStream(FrameReader[AIMessageChunk]):
         if self.finish_reason is None:
             raise ProtocolError("the stream ended without a finish_reason")
         meta: dict[str, Any] = {"finish_reason": self.finish_reason, **self.named}
+        if self.estimated:
+            meta["usage_estimated"] = True
         return AIMessageChunk("", response_metadata=meta, usage_metadata=self.usage)
 
 
@@ -199,4 +205,7 @@ def parse_chat(raw: bytes) -> AIMessage:
     chunk = _chunk(_text(message.get("content"), "content"), _reasoning(message), calls, meta)
     if payload.get("usage") is not None:
         chunk.usage_metadata = usage_metadata(payload["usage"])
+        if payload["usage"].get("estimated") is True:
+            meta["usage_estimated"] = True
+    chunk.id = meta.get("id")
     return chunk.to_message()

@@ -37,6 +37,16 @@ def test_streams_text_with_finish_reason_and_usage(
     assert total.usage_metadata == {"input_tokens": 7, "output_tokens": 5, "total_tokens": 12}
 
 
+def test_every_chunk_and_the_answer_carry_the_servers_id(
+    scripted: ScriptedServer, make_chat: Make, flavour: str
+) -> None:
+    scripted.script(chat_stream(TEXTS))
+    chunks = chunks_of(make_chat(), flavour, "hi")
+    assert {c.id for c in chunks} == {"chatcmpl-scripted"}  # as LangChain's ChatOpenAI does
+    scripted.script(chat_completion("whole"))
+    assert invoke_of(make_chat(), flavour, "hi").id == "chatcmpl-scripted"
+
+
 @pytest.mark.parametrize("split", [1, 3, 64])
 def test_any_split_of_the_bytes_gives_the_same_message(
     scripted: ScriptedServer, make_chat: Make, flavour: str, split: int
