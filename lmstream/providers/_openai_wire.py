@@ -48,7 +48,8 @@ def usage_of(value: Any) -> Usage:
         raise ProtocolError(f"usage is not an object: {value!r}"[:200])
     prompt, completion = _count(value, "prompt_tokens"), _count(value, "completion_tokens")
     total = _count(value, "total_tokens") if value.get("total_tokens") is not None else None
-    return Usage(prompt, completion, prompt + completion if total is None else total)
+    total = prompt + completion if total is None else total
+    return Usage(prompt, completion, total, value.get("estimated") is True)  # lmstream serve's
 
 
 def token_details(value: dict[str, Any]) -> dict[str, dict[str, int]]:

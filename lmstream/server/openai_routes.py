@@ -106,15 +106,19 @@ def _check(body: CompletionRequest, state: ServerState) -> list[str]:
     return prompts
 
 
-def usage_dict(usage: Any) -> dict[str, int] | None:
-    """OpenAI's usage object."""
+def usage_dict(usage: Any) -> dict[str, Any] | None:
+    """OpenAI's usage object; counted by lmstream rather than the model, it says
+    ``"estimated": true`` (a field other clients ignore)."""
     if not isinstance(usage, Usage):
         return None
-    return {
+    out: dict[str, Any] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
     }
+    if usage.estimated:
+        out["estimated"] = True
+    return out
 
 
 class _Completion:

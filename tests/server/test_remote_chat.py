@@ -242,3 +242,19 @@ def test_settings_are_checked_and_listed() -> None:
         load_chat_model("remote")
     with pytest.raises(InvalidInputError, match=r"per-call settings: .*tool_choice"):
         RemoteChatModel("http://127.0.0.1:9").invoke("hi", logprobs=True)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "invoke"])
+@pytest.mark.parametrize("usage", ["last", "none"])
+def test_usage_counted_by_the_server_arrives_marked_estimated(
+    serve: Any, flavour: str, stream: bool, usage: str
+) -> None:
+    local = FakeChatModel(["Hello there, friend!"], usage=usage)
+    near = add_chunks(collect(stream_of(local, flavour, HI)))
+    with serve({"m": FakeChatModel(["Hello there, friend!"], usage=usage)}) as server:
+        answer = _ask(RemoteChatModel(server.url), flavour, stream)
+    far = add_chunks(answer) if stream else answer
+    assert far.usage_metadata == near.usage_metadata
+    estimated = near.response_metadata.get("usage_estimated", False)
+    assert estimated is (usage == "none")
+    assert far.response_metadata.get("usage_estimated", False) is estimated
