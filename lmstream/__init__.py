@@ -101,6 +101,7 @@ from lmstream.wrappers import RunnableBinding, RunnableRetry, RunnableWithFallba
 
 if _typing.TYPE_CHECKING:  # for type checkers only: at run time these load on first use
     from lmstream.providers._http import SizeLimits as SizeLimits
+    from lmstream.providers._http_chat import HTTPChatModel as HTTPChatModel
     from lmstream.providers._http_llm import HTTPLLM as HTTPLLM
     from lmstream.providers.llamacpp import LlamaCpp as LlamaCpp
     from lmstream.providers.llamacpp_chat import ChatLlamaCpp as ChatLlamaCpp
@@ -115,11 +116,12 @@ __version__ = "0.1.0"
 
 # Providers with heavy dependencies load on first use: ``from lmstream import LlamaCpp``
 # imports llama.cpp then, and a missing extra raises an ImportError naming it. The
-# registry lists them; HTTPLLM, the base of HTTP providers, and the SizeLimits its readers
-# are given need httpx.
+# registry lists them; HTTPLLM and HTTPChatModel, the bases of HTTP providers, and the
+# SizeLimits their readers are given need httpx.
 _LAZY = {
     **builtin_classes(),
     "HTTPLLM": "lmstream.providers._http_llm",
+    "HTTPChatModel": "lmstream.providers._http_chat",
     "ChatOpenAI": "lmstream.providers.openai_chat",
     "SizeLimits": "lmstream.providers._http",
     "ChatLlamaCpp": "lmstream.providers.llamacpp_chat",

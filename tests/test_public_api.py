@@ -52,6 +52,7 @@ def test_the_builtin_providers_are_listed_once_in_the_registry() -> None:
     classes = {p.factory().__name__ for p in available_providers() if p.name in _BUILTIN}
     assert classes == {"FakeLLM", "LlamaCpp", "OpenAI", "RemoteLLM"}
     lazy = {"LlamaCpp", "ChatLlamaCpp", "OpenAI", "RemoteLLM", "HTTPLLM", "ChatOpenAI",
+            "HTTPChatModel",
             "RemoteChatModel"}  # fmt: skip
     assert set(lmstream._LAZY) == lazy | {"SizeLimits", "Router", "ChatRouter"}
     for name in classes:

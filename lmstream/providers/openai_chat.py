@@ -19,7 +19,6 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from lmstream.chat_model import BaseChatModel
 from lmstream.messages import AIMessage, AIMessageChunk, BaseMessage
 from lmstream.settings import TEXT, URL, Rule, kind, number, setting
 
@@ -30,7 +29,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from lmstream.errors import APIError, APIStatusError
 from lmstream.providers._http import SizeLimits
-from lmstream.providers._http_model import HTTPModel, Reader
+from lmstream.providers._http_chat import HTTPChatModel
+from lmstream.providers._http_model import Reader
 from lmstream.providers._openai_chat_wire import ChatStream, messages_out, parse_chat
 from lmstream.providers._openai_errors import failure
 
@@ -63,7 +63,7 @@ def _rejects_stream_options(error: APIError) -> bool:
     )
 
 
-class ChatOpenAI(HTTPModel, BaseChatModel):
+class ChatOpenAI(HTTPChatModel):
     """A chat model served by any OpenAI-compatible ``/v1/chat/completions`` endpoint.
 
     The key comes from ``api_key`` or ``OPENAI_API_KEY``, the URL from ``base_url`` or
@@ -178,15 +178,3 @@ class ChatOpenAI(HTTPModel, BaseChatModel):
                     async for chunk in chunks:
                         yield chunk
                 return
-
-    def _call(
-        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
-    ) -> AIMessage:
-        result: AIMessage = self._http_call(messages, stop, kwargs)
-        return result
-
-    async def _acall(
-        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
-    ) -> AIMessage:
-        result: AIMessage = await self._http_acall(messages, stop, kwargs)
-        return result

@@ -14,7 +14,6 @@ closed the moment the consumer stops, so the server stops the model.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 try:
@@ -23,11 +22,11 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("RemoteChatModel needs httpx: pip install 'lmstream[openai]'") from exc
 
 from lmstream._sse import SSEEvent
-from lmstream.chat_model import BaseChatModel
 from lmstream.errors import APIError
 from lmstream.messages import AIMessage, AIMessageChunk, BaseMessage
 from lmstream.providers._http import SizeLimits
-from lmstream.providers._http_model import HTTPModel, Reader
+from lmstream.providers._http_chat import HTTPChatModel
+from lmstream.providers._http_model import Reader
 from lmstream.providers._openai_chat_wire import ChatStream, messages_out, parse_chat
 from lmstream.providers.remote import remote_error, remote_failure, typed_of
 from lmstream.settings import TEXT, URL, kind, number, setting
@@ -59,7 +58,7 @@ class RemoteChatStream(ChatStream):
             raise remote_error(typed) from None
 
 
-class RemoteChatModel(HTTPModel, BaseChatModel):
+class RemoteChatModel(HTTPChatModel):
     """A chat model served by ``lmstream serve`` at ``url`` (the key: ``api_key`` or
     ``LMSTREAM_API_KEY``); ``model`` names one of several served models. The generation
     settings, tools (``bind_tools``), time limits and retries may also be given per call."""
@@ -112,27 +111,3 @@ class RemoteChatModel(HTTPModel, BaseChatModel):
         self, status: int, headers: httpx.Headers, raw: bytes
     ) -> tuple[APIError, float | None]:
         return remote_failure(status, headers, raw)
-
-    # -- the hooks ------------------------------------------------------------------------
-
-    def _stream(
-        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
-    ) -> Iterator[AIMessageChunk]:
-        return self._http_stream(messages, stop, kwargs)
-
-    def _astream(
-        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
-    ) -> AsyncIterator[AIMessageChunk]:
-        return self._http_astream(messages, stop, kwargs)
-
-    def _call(
-        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
-    ) -> AIMessage:
-        result: AIMessage = self._http_call(messages, stop, kwargs)
-        return result
-
-    async def _acall(
-        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
-    ) -> AIMessage:
-        result: AIMessage = await self._http_acall(messages, stop, kwargs)
-        return result
