@@ -5,6 +5,8 @@ model is loaded. Third-party providers register through the ``lmstream.providers
 entry-point group: the entry point's name is the provider name and it loads a class
 (or factory); the part of the id after the colon goes to its ``model`` setting (or, for a
 class without one, to its first positional setting; a plain function gets ``model=``).
+Chat models register the same way in the ``lmstream.chat_models`` group, and get the
+model part as ``model=``.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ __all__ = [
     "ProviderInfo",
     "available_providers",
     "builtin_classes",
+    "chat_only_providers",
     "chat_providers",
     "load_llm",
     "register_provider",
 ]
 
 ENTRY_POINT_GROUP = "lmstream.providers"
+CHAT_ENTRY_POINT_GROUP = "lmstream.chat_models"
 DEFAULT_MODEL = "llamacpp"
 
 
@@ -151,8 +155,16 @@ def load_chat_model(model_id: str, **kwargs: Any) -> Any:
 
 
 def chat_providers() -> list[str]:
-    """The providers whose ids also name a chat model (``load_chat_model``)."""
+    """The providers whose ids name a chat model (``load_chat_model``), plugins included."""
+    _load_plugins()
     return sorted(_CHAT_MODELS)
+
+
+def chat_only_providers() -> list[ProviderInfo]:
+    """The chat-model plugins whose names no text provider has."""
+    names = [name for name in chat_providers() if name not in _REGISTRY]
+    return [ProviderInfo(n, _CHAT_MODELS[n][0], "model", f"chat plugin {_CHAT_MODELS[n][0]}")
+            for n in names]  # fmt: skip
 
 
 def _load_plugins() -> None:
@@ -165,6 +177,8 @@ def _load_plugins() -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in _REGISTRY:
             _REGISTRY[ep.name] = ProviderInfo(ep.name, ep.value, None, f"plugin {ep.value}")
+    for ep in entry_points(group=CHAT_ENTRY_POINT_GROUP):
+        _CHAT_MODELS.setdefault(ep.name, (ep.value, "model"))
 
 
 def available_providers() -> list[ProviderInfo]:
@@ -192,6 +206,8 @@ def _parse(model_id: str, chat: bool = False) -> tuple[ProviderInfo, str | None]
     name, sep, model = model_id.partition(":")
     _load_plugins()
     info = _REGISTRY.get(name.lower())
+    if info is None and chat:  # a chat-model plugin and no text provider of that name
+        info = next((p for p in chat_only_providers() if p.name == name.lower()), None)
     if info is None:
         names = chat_providers() if chat else sorted(_REGISTRY)
         raise InvalidInputError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import textwrap
@@ -106,3 +107,45 @@ def test_a_plugin_class_gets_the_model_part_in_a_setting_it_has() -> None:
         load_llm("plain-parrot:Polly")
     register_provider(ProviderInfo("openai-like", OpenAI, None))
     assert load_llm("openai-like:my-model", base_url="http://127.0.0.1:9/v1").model == "my-model"
+
+
+def test_a_chat_model_plugin_is_found_by_its_entry_point(tmp_path: Path) -> None:
+    (tmp_path / "parrot_chat.py").write_text(
+        textwrap.dedent(
+            """
+            from lmstream import SimpleChatModel
+
+            class ParrotChat(SimpleChatModel):
+                model: str = "parrot"
+
+                def _call(self, messages, stop=None, **kwargs):
+                    return f"{self.model} says {messages[-1].text}"
+            """
+        )
+    )
+    info = tmp_path / "parrot_chat-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: parrot_chat\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[lmstream.chat_models]\nparrot = parrot_chat:ParrotChat\n"
+    )
+    code = (
+        "import asyncio, lmstream\n"
+        "chat = lmstream.load_chat_model('parrot:Polly')\n"
+        "print(''.join(c.text for c in chat.stream('hi')))\n"
+        "async def main():\n"
+        "    return ''.join([c.text async for c in chat.astream('ho')])\n"
+        "print(asyncio.run(main()))\n"
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    run = functools.partial(subprocess.run, capture_output=True, text=True, env=env, timeout=60)
+    out = run([sys.executable, "-c", code], check=True)
+    assert out.stdout.splitlines() == ["Polly says hi", "Polly says ho"]
+    models = run([sys.executable, "-m", "lmstream", "models"], check=True).stdout.splitlines()
+    assert [line.split()[:3] for line in models if line.startswith("parrot ")] == [
+        ["parrot", "chat", "installed"]
+    ]
+    said = run([sys.executable, "-m", "lmstream", "chat", "hey", "-m", "parrot:Polly"])
+    assert (said.returncode, said.stdout.strip()) == (0, "Polly says hey")
+    refused = run([sys.executable, "-m", "lmstream", "hey", "-m", "parrot:Polly"])
+    assert refused.returncode == 1 and "unknown provider 'parrot'" in refused.stderr

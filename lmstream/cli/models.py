@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from lmstream import ProviderInfo, available_providers
 from lmstream.cli._term import Output
 from lmstream.cli.common import HelpFormatter
-from lmstream.registry import chat_providers
+from lmstream.registry import chat_only_providers, chat_providers
 
 __all__ = ["kinds_of", "parser", "run_models", "state_of"]
 
@@ -35,8 +35,11 @@ def state_of(info: ProviderInfo) -> str:
     return "installed"
 
 
-def kinds_of(info: ProviderInfo, chat: list[str]) -> str:
-    """``text``, or ``text+chat`` when the provider's ids also name a chat model."""
+def kinds_of(info: ProviderInfo, chat: list[str], text: bool = True) -> str:
+    """``text``, ``text+chat`` when the provider's ids also name a chat model, or ``chat``
+    for a chat-model plugin (``text`` false)."""
+    if not text:
+        return "chat"
     return "text+chat" if info.name in chat else "text"
 
 
@@ -44,7 +47,9 @@ def run_models(argv: Sequence[str]) -> int:
     """The ``lmstream models`` command."""
     parser().parse_args(argv)
     out, chat = Output(), chat_providers()
-    for info in available_providers():
-        kinds = kinds_of(info, chat)
+    every = [(info, True) for info in available_providers()]
+    every += [(info, False) for info in chat_only_providers()]
+    for info, text in sorted(every, key=lambda pair: pair[0].name):
+        kinds = kinds_of(info, chat, text)
         out.write(f"{info.name:<10} {kinds:<9}  {state_of(info):<12}  {info.description}\n")
     return 0
