@@ -43,6 +43,7 @@ _PARAMS = {
 }
 _servers: dict[str, tuple[str | None, int | None]] = {}
 _classes: dict[type, tuple[Any, Any]] = {}  # a model class -> its declared names
+_named: dict[tuple[Any, ...], tuple[str, str]] = {}  # see _names
 _NONE: dict[str, Any] = {}
 
 
@@ -108,6 +109,22 @@ def _declared(owner: Any) -> tuple[Any, Any]:
 
 
 def _names(run: Run) -> tuple[str, str]:
+    """(operation, provider), worked out once per model class, kind of run and the
+    metadata's model type and provider."""
+    get = run.metadata.get
+    key = (type(run.owner), run.run_type, get("ls_model_type"), get("ls_provider"))
+    try:
+        found = _named.get(key)
+    except TypeError:  # metadata that cannot be a key: worked out every time
+        return _find_names(run)
+    if found is None:
+        if len(_named) > 4096:  # many providers named in metadata: start again
+            _named.clear()
+        found = _named[key] = _find_names(run)
+    return found
+
+
+def _find_names(run: Run) -> tuple[str, str]:
     """(operation, provider): the class's own, else from the run's kind and metadata."""
     operation, provider = _declared(run.owner)
     metadata = run.metadata
@@ -141,11 +158,11 @@ def request_attributes(run: Run, latest: bool) -> tuple[dict[str, Any], dict[str
         shared["server.address"] = address
         if port:
             shared["server.port"] = port
-    request: dict[str, Any] = {
-        _PARAMS[key]: value
-        for key in _PARAMS.keys() & params.keys()
-        if type(value := params[key]) is int or type(value) is float
-    }
+    request: dict[str, Any] = {}
+    for key in _PARAMS.keys() & params.keys():  # a loop: no comprehension's frame
+        value = params[key]
+        if type(value) is int or type(value) is float:
+            request[_PARAMS[key]] = value
     stop = params.get("stop")
     if stop:
         request["gen_ai.request.stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)

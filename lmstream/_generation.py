@@ -161,7 +161,9 @@ class Generating(HoldBack):
         if added and "finish_reason" not in added and info is not None:
             # the final chunk repeats the reason (last wins when chunks add up), not usage
             added["finish_reason"] = info["finish_reason"]
-        return added, self.kind.result(text, merge_info(info, added), self.kept)
+        # with nothing to merge into, a copy: the final chunk carries ``added`` itself
+        merged = dict(added) if info is None and added else merge_info(info, added)
+        return added, self.kind.result(text, merged, self.kept)
 
     def finish(self) -> tuple[Any, list[Any], Any]:
         """At the end of the stream: (the final chunk to report to the run, or None; what

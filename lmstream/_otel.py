@@ -183,7 +183,8 @@ class RunRecorder:
         context = api.set_span_in_context(parent) if parent is not None else None
         if self.model:
             name, kind = _genai.span_name(self.attrs), api.SpanKind.CLIENT
-            attributes = {**self.attrs, **params}
+            # the shared attributes themselves when nothing is added: the span copies them
+            attributes = {**self.attrs, **params} if params or telemetry.capture else self.attrs
             if telemetry.capture:
                 _genai.capture_input(attributes, run, telemetry.latest)
         else:

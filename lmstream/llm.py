@@ -54,6 +54,9 @@ def _check_kwargs(kwargs: dict[str, Any]) -> None:
             raise InvalidInputError(f"{key} must be a number >= {low}, got {value!r}")
 
 
+_PROVIDERS: dict[type, str] = {}  # a model class -> its ls_provider
+
+
 _HookArgs = tuple["BaseLLM", str, "list[str] | None", Run, "dict[str, Any]"]
 """What the hooks' fallback chain (``_llmsources``) is called with."""
 
@@ -180,9 +183,12 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     # -- runs -----------------------------------------------------------------------------
 
     def _ls_metadata(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-        provider = type(self).__name__
-        provider = provider[:-3] if provider.endswith("LLM") else provider
-        out: dict[str, Any] = {"ls_provider": provider.lower(), "ls_model_type": "llm"}
+        cls = type(self)
+        provider = _PROVIDERS.get(cls)
+        if provider is None:
+            name = cls.__name__
+            provider = _PROVIDERS[cls] = (name[:-3] if name.endswith("LLM") else name).lower()
+        out: dict[str, Any] = {"ls_provider": provider, "ls_model_type": "llm"}
         model = (
             kwargs.get("model") or getattr(self, "model", None) or getattr(self, "model_name", None)
         )
@@ -194,7 +200,9 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
                 out[f"ls_{key}"] = value
         if stop:
             out["ls_stop"] = stop
-        return {**out, **self.metadata}
+        if self.metadata:
+            out.update(self.metadata)
+        return out
 
     def _new_run(
         self, prompt: str, config: RunnableConfig, stop: list[str] | None, kwargs: dict[str, Any]

@@ -94,8 +94,17 @@ def is_event_sink(handler: Any) -> bool:
     return known
 
 
-def _unique(tags: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(tags)) if len(tags) > 1 else list(tags)
+def _split(handlers: list[Any]) -> tuple[list[EventSink], list[Any]]:
+    """(the event sinks, the callback handlers) among ``handlers``, in their order."""
+    sinks: list[EventSink] = []
+    others: list[Any] = []
+    for handler in handlers:
+        (sinks if is_event_sink(handler) else others).append(handler)
+    return sinks, others
+
+
+def _unique(tags: list[str]) -> list[str]:
+    return list(dict.fromkeys(tags)) if len(tags) > 1 else tags
 
 
 class Run:
@@ -146,14 +155,13 @@ class Run:
             self.lineage = ()
         self.inherited = inherited
         everyone = [*inherited, *local_callbacks] if local_callbacks else inherited
-        if (recorder := observer(run_type)) is not None:  # OpenTelemetry, when it is set up
-            everyone = [*everyone, recorder]
         if everyone:
-            self.sinks: list[EventSink] = [h for h in everyone if is_event_sink(h)]
-            self.handlers = [h for h in everyone if not is_event_sink(h)]
+            self.sinks, self.handlers = _split(everyone)
         else:  # nobody listens: the empty list serves as both
             self.sinks = self.handlers = everyone
-        self.listening = bool(everyone)
+        if (recorder := observer(run_type)) is not None:  # OpenTelemetry, when it is set up
+            self.sinks = [*self.sinks, recorder]  # a sink, reported to after the others
+        self.listening = bool(everyone) or recorder is not None
         self._id: UUID | None = config.get("run_id")
         self.owner = owner
         self.name = config.get("run_name") or name
