@@ -114,7 +114,10 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k, None) for k in declared_fields(type(self), BaseLLM)}
+        params = {}
+        for key in declared_fields(type(self), BaseLLM):  # a loop: no comprehension's frame
+            params[key] = getattr(self, key, None)
+        return params
 
     def _call(self, prompt: str, stop: list[str] | None = None, **kwargs: Any) -> str | Generation:
         raise NotImplementedError

@@ -44,6 +44,7 @@ SILENT = CallbackManager([])
 """The callbacks of runs inside a run that nobody listens to."""
 
 _SERIALIZED: dict[type, dict[str, Any]] = {}
+_NO_EXTRA: dict[str, Any] = {}  # the ``extra`` of runs given none: read, never written
 
 
 def serialized(owner: Any, name: str) -> dict[str, Any]:
@@ -172,7 +173,7 @@ class Run:
         metadata = config.get("metadata") or {}
         self.metadata = {**metadata, **local_metadata} if local_metadata else dict(metadata)
         self.inputs = inputs
-        self.extra = extra or {}
+        self.extra = extra or _NO_EXTRA
         self.outcome: str | None = None
 
     @property
