@@ -171,7 +171,7 @@ class Generating(HoldBack):
         tail = self.flush()
         added, result = self._final() if self.listening or not self.as_text else ({}, None)
         report, items = None, []  # type: tuple[Any, list[Any]]
-        if tail or added:
+        if tail or (added and not self.as_text):  # else no chunk: nobody would see it
             chunk = self.kind.make(tail, added or None)
             if self.listening and tail:
                 report = chunk
