@@ -261,6 +261,44 @@ def table(result: dict[str, Any], *, markdown: bool = False) -> str:
     return render(headers, rows, markdown=markdown)
 
 
+def plot(results: dict[str, Any], out: Any) -> Any:
+    """Cost per chunk and per call over "off": no provider, and the SDK tracer split into
+    lmstream's part (the do-nothing tracer) and the SDK's, against the goals."""
+    import matplotlib.pyplot as plt
+
+    from bench.plots import COLORS, _save
+
+    found = results["otel"]
+    names, ours, sdk = [], [], []
+    for flavour in ("stream", "astream"):
+        cost = costs(found, flavour)
+        split = cost.get(NULL, cost["SDK tracer"])  # older results: no split, all lmstream's
+        names += [f"{flavour}, no provider", f"{flavour}, SDK tracer"]
+        ours += [cost["no provider"], split]
+        sdk += [(0.0, 0.0), tuple(a - b for a, b in zip(cost["SDK tracer"], split, strict=True))]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for i, (ax, what, goal) in enumerate(zip(axes, ("chunk", "call"), (1.0, 20.0), strict=True)):
+        mine, theirs = [v[i] * 1e6 for v in ours], [v[i] * 1e6 for v in sdk]
+        ax.barh(names, mine, color=COLORS["lmstream"], label="lmstream's part")
+        ax.barh(names, theirs, left=mine, color=COLORS["langchain-core"], label="the SDK's part")
+        for y, total in enumerate(a + b for a, b in zip(mine, theirs, strict=True)):
+            ax.annotate(f"{total:.2f} µs", (max(total, 0), y), va="center", fontsize=8,
+                        xytext=(3, 0), textcoords="offset points")  # fmt: skip
+        ax.axvline(goal, color=COLORS["other"], linestyle="--", linewidth=1,
+                   label="the goal with the SDK")  # fmt: skip
+        ax.set_title(f"µs per {what} over OpenTelemetry not imported (goal: ≤ {goal:g} µs)",
+                     fontsize=9)  # fmt: skip
+        ax.invert_yaxis()
+        ax.margins(x=0.2)
+        ax.tick_params(labelsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=3, fontsize=8,
+               bbox_to_anchor=(0.5, 0.92))  # fmt: skip
+    fig.suptitle(f"Tracing: {found['tokens']:,}-token streams, the SDK's exporter doing nothing "
+                 "(lower is better)", fontsize=10)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.05, 1, 0.86))
+    return _save(fig, results, out / "otel.png")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Measure and print."""
     parser = argparse.ArgumentParser(prog="python -m bench.otel", description=__doc__)

@@ -312,6 +312,12 @@ def _router_tables(results: dict[str, Any]) -> str:
     return tables(results["router"])
 
 
+def _ray_tables(results: dict[str, Any]) -> str:
+    from bench.ray_data import section
+
+    return section(results)
+
+
 # -- the page ------------------------------------------------------------------------------
 
 
@@ -382,6 +388,13 @@ SECTIONS = (
         "structured",
         "JsonOutputParser cost per chunk against object size",
         lambda results: structured.section(results),
+    ),
+    (
+        "ray",
+        "Bulk generation on Ray Data",
+        "ray",
+        "Rows per second of Ray Data and of one process",
+        _ray_tables,
     ),
 )
 

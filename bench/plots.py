@@ -293,6 +293,10 @@ def draw(results: dict[str, Any], out: Path) -> dict[str, Path]:
         figures["server-load"] = server_load(results, out)
     if "openai" in results:
         figures["openai"] = openai_client(results, out)
+    if "otel" in results:
+        from bench import otel
+
+        figures["otel"] = otel.plot(results, out)
     if "structured" in results:
         from bench import structured
 

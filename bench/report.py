@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "docs" / "assets" / "benchmarks"
 RESULTS = ASSETS / "results.json"
-PARTS = ("core", "chat", "llamacpp", "server", "openai", "otel", "router", "structured")
+PARTS = ("core", "chat", "llamacpp", "server", "openai", "otel", "router", "structured", "ray")
 PACKAGES = ("langchain-core", "llama-cpp-python", "httpx", "openai", "fastapi", "uvicorn")
 
 
@@ -203,6 +203,13 @@ def run_structured(quick: bool) -> dict[str, Any]:
     return structured.measure(1 if quick else 3, 0.2 if quick else 0.5)
 
 
+def run_ray(quick: bool) -> dict[str, Any]:
+    """Ray Data's rows/s against ``lmstream batch`` in one process; the cluster's start apart."""
+    from bench import ray_data
+
+    return ray_data.measure(quick)
+
+
 RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "core": run_core,
     "chat": run_chat,
@@ -212,6 +219,7 @@ RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "otel": run_otel,
     "router": run_router,
     "structured": run_structured,
+    "ray": run_ray,
 }
 
 

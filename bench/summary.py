@@ -211,7 +211,16 @@ def _model_lines(results: dict[str, Any]) -> list[Line]:
     return lines
 
 
+def _ray_lines(results: dict[str, Any]) -> list[Line]:
+    if "ray" not in results:
+        return []
+    from bench.ray_data import figures
+
+    ratio = figures(results["ray"])["ray vs one"]
+    return [("Ray Data (`lmstream batch --ray`), rows/s vs one process", f"{ratio:.2f}x", "", "")]
+
+
 def headline(results: dict[str, Any]) -> list[Line]:
     """The lines of the headline table, ratios first."""
     lines = _core_lines(results) if "core" in results else []
-    return lines + _model_lines(results)
+    return lines + _model_lines(results) + _ray_lines(results)
