@@ -34,9 +34,8 @@ from lmstream.errors import (
     APITimeoutError,
     InvalidInputError,
     ProtocolError,
-    RateLimitError,
-    ServerError,
 )
+from lmstream.providers._retry import MAX_RETRY_AFTER, retryable
 from lmstream.providers._watchdog import Guard, guard_for
 
 __all__ = [
@@ -51,7 +50,6 @@ __all__ = [
 ]
 
 _INF = math.inf
-_MAX_RETRY_AFTER = 60.0  # a server asking for longer is better answered with its error
 _MAX_BACKOFF = 8.0
 MAX_EVENT_BYTES = 8 * 2**20
 """The default limit of one line, and of the data of one event, of a streamed answer."""
@@ -111,17 +109,11 @@ class RetryPolicy:
 
     def delay(self, attempt: int, error: BaseException, retry_after: float | None) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or ``None``: don't retry."""
-        if attempt >= self.max_retries or not _retryable(error):
+        if attempt >= self.max_retries or not retryable(error):
             return None
         if retry_after is not None:
-            return retry_after if retry_after <= _MAX_RETRY_AFTER else None
+            return retry_after if retry_after <= MAX_RETRY_AFTER else None
         return min(_MAX_BACKOFF, self.backoff * 2.0**attempt) * (0.5 + random.random() / 2)
-
-
-def _retryable(error: BaseException) -> bool:
-    if isinstance(error, APITimeoutError):
-        return error.phase == "connect"  # nothing reached the server: safe to send again
-    return isinstance(error, (APIConnectionError, RateLimitError, ServerError))
 
 
 def _positive(seconds: float) -> float | None:

@@ -29,6 +29,7 @@ from lmstream.providers._openai_wire import (
     _finish,
     _payload,
     event_payload,
+    finished,
     response_info,
     token_details,
     usage_of,
@@ -177,12 +178,7 @@ class ChatStream(FrameReader[AIMessageChunk]):
 
     def _last(self) -> AIMessageChunk:
         """The last chunk (finish reason, model, usage), or why the stream is incomplete."""
-        if not self.done:
-            cut = " in the middle of an event" if self.decoder.pending else ""
-            raise ProtocolError(f"the stream ended{cut} before [DONE]")
-        if self.finish_reason is None:
-            raise ProtocolError("the stream ended without a finish_reason")
-        meta: dict[str, Any] = {"finish_reason": self.finish_reason, **self.named}
+        meta: dict[str, Any] = {"finish_reason": finished(self, self.finish_reason), **self.named}
         if self.estimated:
             meta["usage_estimated"] = True
         return AIMessageChunk("", response_metadata=meta, usage_metadata=self.usage)

@@ -19,8 +19,8 @@ from lmstream.providers._http import DEFAULT_SIZES, SizeLimits
 from lmstream.providers._openai_errors import decoded, inband_error, loads
 
 __all__ = [
-    "CompletionStream", "event_payload", "parse_completion", "response_info", "token_details",
-    "usage_of",
+    "CompletionStream", "event_payload", "finished", "parse_completion", "response_info",
+    "token_details", "usage_of",
 ]  # fmt: skip
 
 _MAX_COUNT = 2**63 - 1  # a token count past what a signed 64-bit integer holds is a lie
@@ -103,6 +103,16 @@ def _payload(data: str) -> dict[str, Any]:
     return payload
 
 
+def finished(reader: FrameReader[Any], finish_reason: str | None) -> str:
+    """The finish reason of a stream that has ended, or why it is incomplete."""
+    if not reader.done:
+        cut = " in the middle of an event" if reader.decoder.pending else ""
+        raise ProtocolError(f"the stream ended{cut} before [DONE]")
+    if finish_reason is None:
+        raise ProtocolError("the stream ended without a finish_reason")
+    return finish_reason
+
+
 def event_payload(reader: FrameReader[Any], event: SSEEvent) -> dict[str, Any] | None:
     """The JSON of one event of an OpenAI stream (``None``: nothing to read in it): marks
     the reader done on ``[DONE]``, raises an in-band error as its typed error."""
@@ -156,12 +166,7 @@ class CompletionStream(FrameReader[GenerationChunk]):
 
     def _last(self) -> GenerationChunk:
         """The last chunk (``finish_reason``, ``usage``), or why the stream is incomplete."""
-        if not self.done:
-            cut = " in the middle of an event" if self.decoder.pending else ""
-            raise ProtocolError(f"the stream ended{cut} before [DONE]")
-        if self.finish_reason is None:
-            raise ProtocolError("the stream ended without a finish_reason")
-        info: dict[str, Any] = {"finish_reason": self.finish_reason, **self.named}
+        info: dict[str, Any] = {"finish_reason": finished(self, self.finish_reason), **self.named}
         if self.usage is not None:
             info.update(self.usage)
         return GenerationChunk("", info)

@@ -30,15 +30,13 @@ from lmstream.errors import (
     APIConnectionError,
     APIError,
     APIStatusError,
-    APITimeoutError,
     RateLimitError,
-    ServerError,
 )
+from lmstream.providers._retry import MAX_RETRY_AFTER, retryable
 
 __all__ = ["POLICIES", "Attempts", "Backend", "NoBackendError", "Pool", "affine"]
 
 POLICIES = ("p2c", "least")
-_MAX_WAIT = 60.0  # the longest a 429's Retry-After keeps a backend aside
 _ROUND_PAUSE = 0.25  # between rounds over backends that all failed
 
 
@@ -86,13 +84,6 @@ _COUNTERS = (
     "requests", "completed", "failed", "retried_elsewhere", "cancelled", "ejections",
     "readmissions", "probes", "probe_failures", "prompt_tokens", "completion_tokens",
 )  # fmt: skip
-
-
-def retryable(error: BaseException) -> bool:
-    """Whether another backend may be asked instead (nothing reached the consumer)."""
-    if isinstance(error, APITimeoutError):
-        return error.phase == "connect"
-    return isinstance(error, (APIConnectionError, RateLimitError, ServerError))
 
 
 def affine(backends: list[Backend], key: str) -> Backend:
@@ -166,7 +157,7 @@ class Pool:
         with self._lock:
             if isinstance(error, RateLimitError):
                 wait = error.retry_after if error.retry_after is not None else 1.0
-                backend.cool_until = time.monotonic() + min(wait, _MAX_WAIT)
+                backend.cool_until = time.monotonic() + min(wait, MAX_RETRY_AFTER)
             elif isinstance(error, APIError) and _server_side(error):
                 self._failure(backend)
 

@@ -16,13 +16,12 @@ template. ``ChatLlamaCpp()`` runs the embedded SmolLM2-135M-Instruct.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
-import llama_cpp
 from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
 from lmstream._threads import iterate_in_thread
@@ -31,11 +30,11 @@ from lmstream.chunks import GenerationChunk
 from lmstream.errors import InvalidInputError, ModelLoadError
 from lmstream.llm import BaseLLM
 from lmstream.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata, add_chunks
-from lmstream.providers._llamacpp_engine import default_model_path, default_threads, load
-from lmstream.providers._llamacpp_generate import Settings, generate
+from lmstream.providers._llamacpp_engine import Engine
+from lmstream.providers._llamacpp_generate import Settings
+from lmstream.providers._llamacpp_model import LlamaCppModel, handing_off, run, sampling
 from lmstream.providers._llamacpp_tools import CallReader, ToolPlan, plan, release_for, written
-from lmstream.providers.llamacpp import _MAX_SEED, _PATH, _SAMPLING, _handing_off
-from lmstream.settings import STOP, for_call, number, setting
+from lmstream.settings import for_call
 
 __all__ = ["ChatLlamaCpp"]
 
@@ -74,60 +73,28 @@ def _turn(message: BaseMessage) -> dict[str, str]:
     return {"role": _ROLES.get(message.type, message.type), "content": content}
 
 
-class ChatLlamaCpp(BaseChatModel):
+class ChatLlamaCpp(LlamaCppModel, BaseChatModel):
     """A local GGUF chat model run by llama.cpp; by default the embedded SmolLM2-135M-Instruct.
 
     The sampling settings are ``LlamaCpp``'s, and may be passed per call as there; so may
     ``tools``, ``tool_choice`` and ``response_format``.
     """
 
-    thread_safe = False
     native_async = False  # the async paths run the sync stream in one worker thread
-    supports_response_format = True
 
-    model_path: str = setting(factory=default_model_path, rule=_PATH)
-    n_ctx: int = setting(2048, number(1, integer=True))
-    n_threads: int = setting(factory=default_threads, rule=number(1, 1024, integer=True),
-                             per_call=True)  # fmt: skip
-    temperature: float = setting(0.8, number(0), per_call=True)
-    top_p: float = setting(0.95, number(0, 1), per_call=True)
-    top_k: int = setting(40, number(0, integer=True), per_call=True)
-    repeat_penalty: float = setting(1.1, number(above=0), per_call=True)
-    max_tokens: int | None = setting(256, number(0, integer=True), per_call=True, nullable=True)
-    seed: int | None = setting(None, number(0, _MAX_SEED, integer=True), per_call=True)
-    stop: list[str] | None = setting(None, STOP)
-
-    def __init__(self, **settings: Any) -> None:
-        super().__init__(**settings)
-        self._engine = load(self.model_path, self.n_ctx, self.n_threads)
-        if self._engine.template is None:
+    def _load(self) -> Engine:
+        engine = super()._load()
+        if engine.template is None:
             raise ModelLoadError(
                 f"{self.model_path} has no chat template (tokenizer.chat_template): "
                 "use LlamaCpp for this model",
                 path=self.model_path,
             )
-        self.model_path, self.n_ctx = self._engine.path, self._engine.n_ctx
-        self.bridge_buffer = self._engine.n_ctx + 1  # as LlamaCpp's: never hold the lock
+        return engine
 
     @property
     def _llm_type(self) -> str:
         return "llamacpp-chat"
-
-    @property
-    def model_name(self) -> str:
-        """The GGUF file's name."""
-        return os.path.basename(self._engine.path)
-
-    @property
-    def client(self) -> llama_cpp.Llama:
-        """The loaded ``llama_cpp.Llama``, shared with every instance on the same file."""
-        return self._engine.llama
-
-    def get_num_tokens(self, text: str) -> int:
-        """Tokens in ``text``, counted by the model's tokenizer."""
-        if not isinstance(text, str):
-            raise InvalidInputError(f"text must be a str, got {type(text).__name__}")
-        return self._engine.count(text)
 
     def get_num_tokens_from_messages(self, messages: Any) -> int:
         """Tokens of ``messages`` as the model sees them, chat template included."""
@@ -153,21 +120,17 @@ class ChatLlamaCpp(BaseChatModel):
             grammar = offer.grammar
         elif response_format is not None and response_format.get("type") != "text":
             grammar = _grammar(_format_schema(response_format))
-        sampling = {n: values[n] for n in _SAMPLING}
-        return Settings(**sampling, grammar=grammar, release=release_for(offer)), offer
+        return sampling(values, grammar, release=release_for(offer)), offer
 
     def _stream(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
-    ) -> Iterator[AIMessageChunk]:
+    ) -> Generator[AIMessageChunk, None, None]:
         settings, offer = self._plan(dict(kwargs))
-        engine = self._engine
         tokens = self._tokens(messages, None if offer is None else offer.note)
-        engine.check_fits(len(tokens))
         stops = None if offer else self.stop if stop is None else stop
-        with engine.lock:
-            engine.use_threads(settings.n_threads)
-            read = self._read_text if offer is None else self._read_calls
-            yield from read(generate(engine, tokens, settings, stops))
+        read = self._read_text if offer is None else self._read_calls
+        with contextlib.closing(run(self._engine, tokens, settings, stops)) as chunks:
+            yield from read(chunks)
 
     def _read_text(self, chunks: Iterator[GenerationChunk]) -> Iterator[AIMessageChunk]:
         for chunk in chunks:
@@ -203,10 +166,9 @@ class ChatLlamaCpp(BaseChatModel):
     def _astream(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
     ) -> AsyncIterator[AIMessageChunk]:
-        def chunks() -> Any:  # the hand-off is typed for text chunks; it takes any
-            return _handing_off(self._stream(messages, stop, **kwargs))  # type: ignore[arg-type]
-
-        return iterate_in_thread(chunks, maxsize=self.bridge_buffer)
+        return iterate_in_thread(
+            lambda: handing_off(self._stream(messages, stop, **kwargs)), maxsize=self.bridge_buffer
+        )
 
     def _call(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any

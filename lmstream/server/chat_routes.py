@@ -16,18 +16,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
-from lmstream._execution import aclose, is_cancel
 from lmstream.chunks import GenerationChunk, Usage
 from lmstream.errors import InvalidInputError
 from lmstream.message_input import convert_to_messages
 from lmstream.messages import AIMessageChunk, BaseMessage, add_chunks
 from lmstream.server.admission import Ticket
-from lmstream.server.errors import HTTPError, error_body, from_exception, inband, typed
+from lmstream.server.errors import HTTPError, from_exception, inband, typed
 from lmstream.server.kinds import as_text, chat_side, is_chat, usage_of
-from lmstream.server.openai_routes import call_kwargs, check_fields, usage_dict
+from lmstream.server.openai_routes import call_kwargs, check_fields, stream_answer, usage_dict
 from lmstream.server.schemas import ChatCompletionRequest
 from lmstream.server.state import RequestLog, ServedModel, ServerState
-from lmstream.server.streaming import EventStreamResponse, frame, until_disconnect
+from lmstream.server.streaming import frame, release, stream_error, until_disconnect
 
 __all__ = ["router"]
 
@@ -121,6 +120,11 @@ def _message(chunks: list[Any]) -> tuple[dict[str, Any], str | None, Usage | Non
     return message, total.response_metadata.get("finish_reason"), usage_of(total)
 
 
+def _error_frame(exc: BaseException) -> bytes:
+    """The in-band error, typed for lmstream's clients."""
+    return frame(inband(typed(from_exception(exc), exc)))
+
+
 class _Chat:
     """One chat completion request: the model, its input and the response ids."""
 
@@ -165,16 +169,11 @@ class _Chat:
                 yield frame(self.body([], usage=usage_dict(total)))
             yield frame("[DONE]")
         except BaseException as exc:
-            log.outcome = "cancelled" if is_cancel(exc) else "failed"
-            if not is_cancel(exc):
-                # in-band error (typed for lmstream's clients), then the stream ends
-                yield frame(inband(typed(from_exception(exc), exc)))
-                return
-            raise
+            if (error := stream_error(log, exc, _error_frame)) is None:
+                raise
+            yield error  # in-band error, then the stream ends
         finally:
-            if stream is not None:
-                await aclose(stream)
-            ticket.release()
+            await release(stream, ticket)
 
 
 async def _answer(chat: _Chat, request: Request, log: RequestLog) -> Response:
@@ -215,12 +214,4 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     chat = _Chat(served, messages, kwargs)
     if not body.stream:
         return await _answer(chat, request, log)
-    ticket = served.gate.reserve()  # 429 now, before the stream starts
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    shutdown = frame(error_body("The server is shutting down.", "server_error", code="shutdown"))
-    return EventStreamResponse(
-        chat.frames(ticket, log, include_usage),
-        expired=state.expired,
-        shutdown_frame=shutdown,
-        on_close=ticket.release,
-    )
+    return stream_answer(state, served, body, log, chat.frames)

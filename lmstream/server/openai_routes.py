@@ -15,7 +15,6 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from lmstream._accumulate import aggregate
-from lmstream._execution import aclose, is_cancel
 from lmstream.chunks import GenerationChunk, Usage
 from lmstream.errors import InvalidInputError
 from lmstream.server.admission import Ticket
@@ -23,9 +22,15 @@ from lmstream.server.errors import HTTPError, error_body, from_exception, inband
 from lmstream.server.kinds import text_stream
 from lmstream.server.schemas import UNSUPPORTED, CompletionRequest, extra_fields
 from lmstream.server.state import RequestLog, ServedModel, ServerState
-from lmstream.server.streaming import EventStreamResponse, frame, until_disconnect
+from lmstream.server.streaming import (
+    EventStreamResponse,
+    frame,
+    release,
+    stream_error,
+    until_disconnect,
+)
 
-__all__ = ["check_fields", "router"]
+__all__ = ["check_fields", "router", "stream_answer"]
 
 router = APIRouter()
 logger = logging.getLogger("lmstream.server")
@@ -121,6 +126,29 @@ def usage_dict(usage: Any) -> dict[str, Any] | None:
     return out
 
 
+Frames = Callable[[Ticket, RequestLog, bool], AsyncIterator[bytes]]
+
+
+def stream_answer(
+    state: ServerState, served: ServedModel, body: Any, log: RequestLog, frames: Frames
+) -> Response:
+    """A streamed answer: the model's slot reserved now (429 before the stream starts),
+    usage sent last if the client asked for it, an OpenAI-shaped error at shutdown."""
+    ticket = served.gate.reserve()
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    shutdown = frame(error_body("The server is shutting down.", "server_error", code="shutdown"))
+    return EventStreamResponse(
+        frames(ticket, log, include_usage),
+        expired=state.expired,
+        shutdown_frame=shutdown,
+        on_close=ticket.release,
+    )
+
+
+def _error_frame(exc: BaseException) -> bytes:
+    return frame(inband(from_exception(exc)))
+
+
 class _Completion:
     """One /v1/completions request: the model, the prompts and the response ids."""
 
@@ -179,15 +207,11 @@ class _Completion:
                 yield frame({**self.chunk(0, "", None), "choices": [], "usage": usage_dict(total)})
             yield frame("[DONE]")
         except BaseException as exc:
-            log.outcome = "cancelled" if is_cancel(exc) else "failed"
-            if not is_cancel(exc):
-                yield frame(inband(from_exception(exc)))  # in-band error, then the stream ends
-                return
-            raise
+            if (error := stream_error(log, exc, _error_frame)) is None:
+                raise
+            yield error  # in-band error, then the stream ends
         finally:
-            if stream is not None:
-                await aclose(stream)
-            ticket.release()
+            await release(stream, ticket)
 
 
 async def _answer(completion: _Completion, request: Request, log: RequestLog) -> Response:
@@ -236,15 +260,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     completion.validate()
     if not body.stream:
         return await _answer(completion, request, log)
-    ticket = served.gate.reserve()  # 429 now, before the stream starts
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    shutdown = frame(error_body("The server is shutting down.", "server_error", code="shutdown"))
-    return EventStreamResponse(
-        completion.frames(ticket, log, include_usage),
-        expired=state.expired,
-        shutdown_frame=shutdown,
-        on_close=ticket.release,
-    )
+    return stream_answer(state, served, body, log, completion.frames)
 
 
 @router.get("/v1/models", tags=["openai"])

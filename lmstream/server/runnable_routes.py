@@ -18,7 +18,6 @@ from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from lmstream._accumulate import aggregate
-from lmstream._execution import aclose, is_cancel
 from lmstream._json import error_dict, to_jsonable
 from lmstream._types import RunnableConfig
 from lmstream._utils import uuid7
@@ -31,7 +30,13 @@ from lmstream.server.kinds import as_text, is_chat
 from lmstream.server.openai_routes import call_kwargs, check_fields
 from lmstream.server.schemas import BatchRequest, EventsRequest, InvokeRequest, RunConfig
 from lmstream.server.state import RequestLog, ServedModel, ServerState
-from lmstream.server.streaming import EventStreamResponse, frame, until_disconnect
+from lmstream.server.streaming import (
+    EventStreamResponse,
+    frame,
+    release,
+    stream_error,
+    until_disconnect,
+)
 
 __all__ = ["router"]
 
@@ -185,13 +190,11 @@ async def _framed(
             yield frame(to_jsonable(shape(item)), event="data")
         yield frame(to_jsonable(outcome()), event="end")
     except BaseException as exc:
-        log.outcome = "cancelled" if is_cancel(exc) else "failed"
-        if is_cancel(exc):
+        if (error := stream_error(log, exc, _error_frame)) is None:
             raise
-        yield _error_frame(exc)
+        yield error
     finally:
-        await aclose(source)
-        ticket.release()
+        await release(source, ticket)
 
 
 def _chunk_frames(

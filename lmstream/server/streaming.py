@@ -13,15 +13,19 @@ import asyncio
 import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.responses import Response
 
-from lmstream._execution import aclose
+from lmstream._execution import aclose, is_cancel
 from lmstream._sse import encode
 from lmstream.server.errors import HTTPError, from_exception
 
-__all__ = ["EventStreamResponse", "frame", "until_disconnect"]
+if TYPE_CHECKING:
+    from lmstream.server.admission import Ticket
+    from lmstream.server.state import RequestLog
+
+__all__ = ["EventStreamResponse", "frame", "release", "stream_error", "until_disconnect"]
 
 T = TypeVar("T")
 Receive = Callable[[], Awaitable[Any]]
@@ -54,6 +58,27 @@ def frame(data: Any, event: str | None = None) -> bytes:
     except ValueError:
         text = json.dumps(_finite(data), separators=(",", ":"), allow_nan=False)
     return encode(text, event=event)
+
+
+def stream_error(
+    log: RequestLog, exc: BaseException, error: Callable[[BaseException], bytes]
+) -> bytes | None:
+    """How a stream that already answered 200 ended early, recorded for the metrics: the
+    in-band ``error`` frame that ends a failed one, or ``None`` for a cancelled one (which
+    the frame generator raises again)."""
+    if is_cancel(exc):
+        log.outcome = "cancelled"
+        return None
+    log.outcome = "failed"
+    return error(exc)
+
+
+async def release(stream: AsyncIterator[Any] | None, ticket: Ticket) -> None:
+    """A frame generator's cleanup: close the model's stream (so the generation stops) and
+    give its slot back."""
+    if stream is not None:
+        await aclose(stream)
+    ticket.release()
 
 
 async def _wait_disconnect(receive: Receive) -> None:

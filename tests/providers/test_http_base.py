@@ -18,6 +18,7 @@ GENERIC = (
     "_watchdog",
     "_frames",
     "_reads",
+    "_retry",
 )
 
 
