@@ -154,3 +154,16 @@ def test_the_command_line_runs_a_chat_model_by_its_id(
     with pytest.raises(SystemExit):  # --chat goes with --ray
         main(["batch", "--chat", str(source), "-o", str(tmp_path / "plain.jsonl")])
     assert "--chat" in capsys.readouterr().err
+
+
+def test_a_row_without_a_conversation_fails_and_a_text_model_needs_prompts(
+    cluster: None, tmp_path: Path
+) -> None:
+    items = [{"index": 0, "messages": None, "prompt": None}, row(2)]
+    summary = batch(items, "fake:Hi", output=tmp_path / "a", chat=True, ray_options=THIN)
+    rows = rows_in(tmp_path / "a")
+    assert (summary.finished, summary.failed) == (1, 1)
+    assert rows[0]["error"]["type"] == "InvalidInputError" and rows[2]["text"] == "Hi"
+    only = ray.data.from_items([{"index": 0, "messages": [{"role": "user", "content": "Hi"}]}])
+    with pytest.raises(Exception, match="a text model needs a 'prompt' column"):
+        batch(only, "fake:Hi", output=tmp_path / "b", ray_options=THIN)
