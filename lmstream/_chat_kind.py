@@ -54,6 +54,15 @@ def _split(info: dict[str, Any] | None) -> tuple[UsageMetadata | None, dict[str,
     return _metadata(usage), meta or None
 
 
+def _told(error: GenerationError, empty: AIMessageChunk) -> AIMessageChunk:
+    """The partial message of a failed whole answer (nothing was streamed): the partial
+    text and usage its error says the backend produced."""
+    usage = _metadata(error.usage) if error.usage is not None else empty.usage_metadata
+    return AIMessageChunk(
+        error.partial_text, usage_metadata=usage, response_metadata=empty.response_metadata
+    )
+
+
 class MessageChunks(ChunkKind[AIMessageChunk]):
     """The chunks of chat models: ``AIMessageChunk``; stop sequences apply to the text.
 
@@ -202,6 +211,9 @@ class ChatGenerating(Generating):
     def cut(self, exc: BaseException) -> tuple[BaseException, Any]:
         """As for text, and a failed stream's error carries the partial message."""
         error, partial = super().cut(exc)
+        if isinstance(error, GenerationError) and error.partial_text and not self.kept:
+            told = _told(error, partial.generations[0][0].message)  # the backend's word
+            partial.generations[0][0] = ChatGeneration(told)
         message = partial.generations[0][0].message
         message.id = message.id or self.id
         if isinstance(error, GenerationError):

@@ -217,8 +217,8 @@ def run_batch(argv: list[str]) -> int:
     args = parse.parse_args(argv)
     if args.concurrency < 1 or args.actors < 1:
         parse.error("--concurrency and --actors must be >= 1")
-    if not args.ray and (args.fail_on_error or args.actors != 1):
-        parse.error("--actors and --fail-on-error go with --ray")
+    if not args.ray and (args.fail_on_error or args.actors != 1 or args.chat):
+        parse.error("--actors, --chat and --fail-on-error go with --ray")
     output = Path(args.output)
 
     def body() -> int:

@@ -28,6 +28,11 @@ def add_ray_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--fail-on-error", action="store_true", help="stop the job at the first failed prompt"
     )
+    group.add_argument(
+        "--chat", action="store_true",
+        help="-m names a chat model (as lmstream chat's -m): a prompt is one user message, a "
+        "JSON line may add a system message (\"system\"); results add reasoning and tool_calls",
+    )  # fmt: skip
 
 
 def run_ray_batch(args: argparse.Namespace, inputs: list[dict[str, object]]) -> int:
@@ -41,7 +46,7 @@ def run_ray_batch(args: argparse.Namespace, inputs: list[dict[str, object]]) -> 
     rows = [{"index": i, **item} for i, item in enumerate(inputs)]
     summary = batch(
         rows, args.model, output=Path(args.output), resume=args.resume, actors=args.actors,
-        concurrency=args.concurrency, fail_on_error=args.fail_on_error,
+        concurrency=args.concurrency, fail_on_error=args.fail_on_error, chat=args.chat,
         options=provider_options(args), **call_kwargs(args),
     )  # fmt: skip
     sys.stderr.write(

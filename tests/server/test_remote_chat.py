@@ -107,6 +107,11 @@ def test_a_failure_mid_stream_is_the_typed_error_with_the_partial_message(
     assert streamed.value.partial_message.text == "abc"
     assert streamed.value.partial_text == "abc"
     assert invoked.value.partial_text == "abc"  # the server's word: nothing came here
+    told, usage = invoked.value.partial_message, invoked.value.usage
+    assert isinstance(told, AIMessageChunk) and told.text == "abc"  # the server's word too
+    assert usage is not None and usage.completion_tokens == 3  # counted over there
+    assert told.usage_metadata == {"input_tokens": usage.prompt_tokens, "output_tokens": 3,
+                                   "total_tokens": usage.total_tokens}  # fmt: skip
     if kind is RateLimitError:  # the wait the model asked for came along
         assert streamed.value.retry_after == invoked.value.retry_after == 30
 
