@@ -25,6 +25,7 @@ from lmstream.cli.common import (
     call_kwargs,
     close,
     guarded,
+    print_events,
     provider_options,
 )
 
@@ -227,18 +228,6 @@ def _json_lines(model: Any, messages: list[BaseMessage], args: Any, out: Output)
     return 0
 
 
-async def _print_events(model: Any, messages: list[BaseMessage], args: Any, out: Output) -> int:
-    events = model.astream_events(messages, version=args.events, **call_kwargs(args))
-    try:
-        async for event in events:
-            out.write(dumps(event) + "\n")
-            if out.closed:
-                break
-    finally:
-        await events.aclose()
-    return 0
-
-
 # -- the command ------------------------------------------------------------------------------
 
 
@@ -255,7 +244,7 @@ def answer(args: argparse.Namespace, prompt: str) -> int:
     messages = [*opening(args.system), HumanMessage(prompt)]
     if args.events:
         try:
-            return asyncio.run(_print_events(model, messages, args, Output()))
+            return asyncio.run(print_events(model, messages, args, Output()))
         except KeyboardInterrupt:
             sys.stderr.write("\nlmstream: stopped\n")
             return 130

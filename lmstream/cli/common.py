@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lmstream import InvalidInputError, LMStreamError
+from lmstream._json import dumps
 from lmstream.registry import DEFAULT_MODEL
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "call_kwargs",
     "close",
     "guarded",
+    "print_events",
     "provider_options",
 ]
 
@@ -80,6 +82,20 @@ def provider_options(args: argparse.Namespace) -> dict[str, Any]:
 def call_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The generation parameters given on the command line."""
     return {k: getattr(args, k) for k in GENERATION_OPTIONS if getattr(args, k, None) is not None}
+
+
+async def print_events(model: Any, given: Any, args: argparse.Namespace, out: Any) -> int:
+    """``--events``: the model's ``astream_events`` for ``given``, one JSON line each, until
+    they end or ``out`` (a ``_term.Output``) is closed."""
+    events = model.astream_events(given, version=args.events, **call_kwargs(args))
+    try:
+        async for event in events:
+            out.write(dumps(event) + "\n")
+            if out.closed:
+                break
+    finally:
+        await events.aclose()
+    return 0
 
 
 def close(it: Any) -> None:

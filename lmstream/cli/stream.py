@@ -25,6 +25,7 @@ from lmstream.cli.common import (
     call_kwargs,
     close,
     guarded,
+    print_events,
     provider_options,
 )
 
@@ -126,18 +127,6 @@ def _print_json(llm: BaseLLM, prompt: str, args: argparse.Namespace, out: Output
     return 0
 
 
-async def _print_events(llm: BaseLLM, prompt: str, args: argparse.Namespace, out: Output) -> int:
-    events = llm.astream_events(prompt, version=args.events, **call_kwargs(args))
-    try:
-        async for event in events:
-            out.write(dumps(event) + "\n")
-            if out.closed:
-                break
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
-    return 0
-
-
 def _generate(args: argparse.Namespace, prompt: str) -> int:
     if args.system is not None:
         from lmstream.cli.chat import answer
@@ -148,7 +137,7 @@ def _generate(args: argparse.Namespace, prompt: str) -> int:
         llm = load_llm(args.model, **provider_options(args))
     if args.events:
         try:
-            return asyncio.run(_print_events(llm, prompt, args, out))
+            return asyncio.run(print_events(llm, prompt, args, out))
         except KeyboardInterrupt:
             sys.stderr.write("\nlmstream: stopped\n")
             return 130
