@@ -197,11 +197,13 @@ def parse_chat(raw: bytes) -> AIMessage:
     response_info(payload, meta)
     if choice.get("logprobs"):
         meta["logprobs"] = choice["logprobs"]
+    usage: Any = payload.get("usage")
+    counts = None if usage is None else usage_metadata(usage)  # checked before it is read
+    if counts is not None and usage.get("estimated") is True:
+        meta["usage_estimated"] = True
     calls = ChatStream()._tool_calls(message)
     chunk = _chunk(_text(message.get("content"), "content"), _reasoning(message), calls, meta)
-    if payload.get("usage") is not None:
-        chunk.usage_metadata = usage_metadata(payload["usage"])
-        if payload["usage"].get("estimated") is True:
-            meta["usage_estimated"] = True
+    if counts is not None:
+        chunk.usage_metadata = counts
     chunk.id = meta.get("id")
     return chunk.to_message()
