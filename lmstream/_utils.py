@@ -4,10 +4,12 @@ once; telling a consumer that stopped from a failure; the marker of an empty inp
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -40,29 +42,36 @@ def uuid7() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-@functools.lru_cache(maxsize=1024)
-def _params(fn: Callable[..., Any]) -> tuple[frozenset[str], bool]:
+_PARAMS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def _names(fn: Callable[..., Any]) -> frozenset[str]:
     import inspect
 
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
-        return frozenset(), False
-    names = frozenset(
-        p.name
-        for p in sig.parameters.values()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    )
-    var_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
-    return names, var_kw
+        return frozenset()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(p.name for p in sig.parameters.values() if p.kind in kinds)
 
 
 def accepts_param(fn: Callable[..., Any], name: str) -> bool:
-    """Whether ``fn`` declares a parameter called ``name`` (not counting ``**kwargs``)."""
+    """Whether ``fn`` declares a parameter called ``name`` (not counting ``**kwargs``).
+
+    Remembered per function, weakly: a bound method is looked up by its function (minus
+    ``self``), so no cache keeps an instance, or a closure and what it holds, alive.
+    """
+    key = getattr(fn, "__func__", fn)
     try:
-        return name in _params(fn)[0]
-    except TypeError:  # unhashable callable
-        return False
+        names = _PARAMS.get(key)
+    except TypeError:  # unhashable or not weakly referable: ask each time
+        return name in _names(fn)
+    if names is None:
+        names = _names(fn)
+        with contextlib.suppress(TypeError):
+            _PARAMS[key] = names
+    return name in names
 
 
 def _unwrap(fn: Any) -> Any:
