@@ -187,22 +187,30 @@ async def _close_with_loop(client: httpx.AsyncClient) -> AsyncGenerator[None, No
         await client.aclose()
 
 
+class _PoolArgs:
+    """A pool's settings; the SSL context is made once, on first use (it costs ms)."""
+
+    def __init__(self, limits: httpx.Limits) -> None:
+        self._limits = limits
+        self._ssl: ssl.SSLContext | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()
+        return {"verify": self._ssl, "limits": self._limits}
+
+
 class Clients:
     """One sync client, and one async client per event loop, made on first use."""
 
     def __init__(self, limits: httpx.Limits = LIMITS) -> None:
-        self._limits = limits
-        self._ssl: ssl.SSLContext | None = None  # shared: making one costs milliseconds
+        self._pool_args = _PoolArgs(limits)  # holds nothing of self: see the finalizer
         self._lock = threading.Lock()
         self._sync: httpx.Client | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         self._async: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, AsyncGenerator[None, None]]
         ] = weakref.WeakKeyDictionary()
-
-    def _pool_args(self) -> dict[str, Any]:
-        if self._ssl is None:
-            self._ssl = httpx.create_ssl_context()
-        return {"verify": self._ssl, "limits": self._limits}
 
     @staticmethod
     def _client_args() -> dict[str, Any]:
@@ -214,8 +222,11 @@ class Clients:
         if client is None:
             with self._lock:
                 if self._sync is None:
-                    transport = _Transport(lambda: httpx.HTTPTransport(**self._pool_args()))
+                    args = self._pool_args
+                    transport = _Transport(lambda: httpx.HTTPTransport(**args()))
                     self._sync = httpx.Client(transport=transport, **self._client_args())
+                    # a model dropped unclosed closes its pooled connections as it goes
+                    self._finalizer = weakref.finalize(self, self._sync.close)
                 client = self._sync
         return client
 
@@ -225,7 +236,8 @@ class Clients:
         entry = self._async.get(loop)
         if entry is not None:
             return entry[0]
-        transport = _ATransport(lambda: httpx.AsyncHTTPTransport(**self._pool_args()))
+        args = self._pool_args
+        transport = _ATransport(lambda: httpx.AsyncHTTPTransport(**args()))
         client = httpx.AsyncClient(transport=transport, **self._client_args())
         closer = _close_with_loop(client)
         self._async[loop] = (client, closer)
@@ -236,6 +248,9 @@ class Clients:
         """Close the sync client (a later call opens a new one)."""
         with self._lock:
             client, self._sync = self._sync, None
+            finalizer, self._finalizer = self._finalizer, None
+        if finalizer is not None:
+            finalizer.detach()
         if client is not None:
             client.close()
 

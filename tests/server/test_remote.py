@@ -98,3 +98,23 @@ def test_generation_defaults_set_on_the_instance(serve: Any, flavour: str) -> No
         remote = RemoteLLM(server.url, max_tokens=3, stop=["c"])
         assert invoke_of(remote, flavour, "p") == "ab"  # the instance's stop, cut here
         assert invoke_of(remote, flavour, "p", max_tokens=5, stop=["z"]) == "abcde"
+
+
+def test_a_remote_model_dropped_unclosed_is_freed_and_closes_its_sockets(
+    serve: Any, flavour: str
+) -> None:
+    import gc
+    import warnings
+    import weakref
+
+    with serve({"m": FakeLLM(["hey"])}) as server:
+        remote = RemoteLLM(server.url)
+        assert invoke_of(remote, flavour, "p") == "hey"
+        assert remote.invoke("p") == "hey"  # the sync client too, whatever the flavour
+        freed = weakref.ref(remote)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del remote
+            gc.collect()
+    assert freed() is None  # nothing in lmstream keeps a model alive
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
