@@ -14,7 +14,7 @@ client and the server share this module so that both sides speak one dialect.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from lmstream.errors import InvalidInputError, ProtocolError
 
@@ -34,8 +34,7 @@ class SSEDecodeError(ProtocolError):
         self.events = events
 
 
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
+class SSEEvent(NamedTuple):
     """One dispatched event. ``id`` and ``retry`` are what this event's block set, if any."""
 
     data: str

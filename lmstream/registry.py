@@ -11,7 +11,6 @@ model part as ``model=``.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import re
 from collections.abc import Callable
@@ -193,6 +192,8 @@ def _suggestion(model_id: str, name: str, names: list[str]) -> str:
     for info in sorted(_REGISTRY.values(), key=lambda p: p.name):
         if info.name in names and info.claims is not None and info.claims.match(model_id):
             return f"; did you mean '{info.name}:{model_id}'?"
+    import difflib  # only when a name is wrong
+
     close = difflib.get_close_matches(name.lower(), names, 1, cutoff=0.7)
     if close:
         return f"; did you mean {close[0] + model_id[len(name) :]!r}?"

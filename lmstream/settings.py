@@ -15,11 +15,9 @@ annotated attribute (``prefix: str = ""``) is a setting without a rule.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from lmstream.errors import InvalidInputError
 
@@ -42,8 +40,7 @@ T = TypeVar("T")
 REQUIRED: Any = object()
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(NamedTuple):
     """What a valid value is: ``test`` passes it, ``text`` says it in words, ``convert``
     (if any) gives the value to keep."""
 
@@ -227,6 +224,8 @@ def _listing(names: Sequence[str]) -> str:
 
 
 def _hint(unknown: Sequence[str], valid: Sequence[str]) -> str:
+    import difflib  # only when a name is wrong
+
     close = [m for name in unknown for m in difflib.get_close_matches(name, valid, 1)]
     return f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
 

@@ -3,7 +3,6 @@ typed functions and JSON-schema dicts. Converted once, when tools are bound."""
 
 from __future__ import annotations
 
-import inspect
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -59,6 +58,8 @@ def _annotation_schema(annotation: Any) -> dict[str, Any]:
 
 
 def _from_function(fn: Callable[..., Any]) -> dict[str, Any]:
+    import inspect  # when tools are bound, not on import (it pulls in ast, dis, tokenize)
+
     hints = typing.get_type_hints(fn)
     properties: dict[str, Any] = {}
     required: list[str] = []
@@ -71,6 +72,12 @@ def _from_function(fn: Callable[..., Any]) -> dict[str, Any]:
     doc = inspect.getdoc(fn) or ""
     parameters = {"type": "object", "properties": properties, "required": required}
     return _function(fn.__name__, doc.split("\n\n")[0].strip(), parameters)
+
+
+def _docstring(obj: Any) -> str | None:
+    import inspect
+
+    return inspect.getdoc(obj)
 
 
 def is_typeddict(tool: Any) -> bool:
@@ -88,7 +95,7 @@ def _from_typeddict(tool: Any) -> dict[str, Any]:
         properties = {name: _annotation_schema(hint) for name, hint in hints.items()}
         required = [name for name in hints if name in tool.__required_keys__]
         schema = {"type": "object", "properties": properties, "required": required}
-        if doc := inspect.getdoc(tool):
+        if doc := _docstring(tool):
             schema["description"] = doc
     schema["title"] = tool.__name__
     return _from_schema(schema)
