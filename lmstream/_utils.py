@@ -4,7 +4,6 @@ once; telling a consumer that stopped from a failure; the marker of an empty inp
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import sys
@@ -42,7 +41,9 @@ def uuid7() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-_PARAMS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+# id of a function -> (a weak reference to it, its parameter names); an entry goes when
+# its function does, so no cache keeps a function, its closure or an instance alive
+_PARAMS: dict[int, tuple[weakref.ref[Any], frozenset[str]]] = {}
 
 
 def _names(fn: Callable[..., Any]) -> frozenset[str]:
@@ -56,6 +57,10 @@ def _names(fn: Callable[..., Any]) -> frozenset[str]:
     return frozenset(p.name for p in sig.parameters.values() if p.kind in kinds)
 
 
+def _forget(key: int, _: Any) -> None:
+    _PARAMS.pop(key, None)
+
+
 def accepts_param(fn: Callable[..., Any], name: str) -> bool:
     """Whether ``fn`` declares a parameter called ``name`` (not counting ``**kwargs``).
 
@@ -63,14 +68,15 @@ def accepts_param(fn: Callable[..., Any], name: str) -> bool:
     ``self``), so no cache keeps an instance, or a closure and what it holds, alive.
     """
     key = getattr(fn, "__func__", fn)
+    entry = _PARAMS.get(id(key))
+    if entry is not None and entry[0]() is key:
+        return name in entry[1]
+    names = _names(fn)
     try:
-        names = _PARAMS.get(key)
-    except TypeError:  # unhashable or not weakly referable: ask each time
-        return name in _names(fn)
-    if names is None:
-        names = _names(fn)
-        with contextlib.suppress(TypeError):
-            _PARAMS[key] = names
+        ref = weakref.ref(key, functools.partial(_forget, id(key)))
+    except TypeError:  # not weakly referable: asked each time
+        return name in names
+    _PARAMS[id(key)] = (ref, names)
     return name in names
 
 
