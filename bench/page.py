@@ -208,7 +208,25 @@ def _local_tables(results: dict[str, Any]) -> str:
         f"{found['rounds']} interleaved rounds ({found['ttft_rounds']} short runs for the time "
         f"to first token); identical text on every path: {found['identical_text']}. The CPU "
         "ratio is raw's CPU time over the path's (above 1: the path spends less).\n\n"
-        f"{table}\n"
+        f"{table}\n{_local_chat(found.get('chat'))}"
+    )
+
+
+def _local_chat(found: dict[str, Any] | None) -> str:
+    if not found:
+        return ""
+    rows = [
+        [name, f"{p['ratio']:.3f}x", f"{p['cpu_ratio']:.3f}x", f"{p['ttft_overhead_ms']:.2f}",
+         f"{p['tokens_per_s']:.1f}"]
+        for name, p in found["paths"].items()
+    ]  # fmt: skip
+    head = ["path", "tokens/s vs raw", "CPU vs raw", "extra time to first token (ms)", "tokens/s"]
+    return (
+        "\nThe chat model: `ChatLlamaCpp.stream`/`astream` against raw "
+        "`Llama.create_chat_completion(stream=True)` with the same messages, through the "
+        f"GGUF's own chat template; {found['tokens']} tokens per run, {found['rounds']} "
+        f"interleaved rounds; identical text on every path: {found['identical_text']}.\n\n"
+        f"{render(head, rows, markdown=True)}\n"
     )
 
 

@@ -126,11 +126,16 @@ def run_core(quick: bool) -> dict[str, Any]:
 
 
 def run_llamacpp(quick: bool) -> dict[str, Any]:
-    """LlamaCpp.stream / astream against raw llama-cpp-python on the same loaded model."""
-    from bench import llamacpp
+    """LlamaCpp.stream / astream against raw llama-cpp-python on the same loaded model,
+    and ChatLlamaCpp against raw create_chat_completion."""
+    from bench import llamacpp, llamacpp_chat
 
     rounds, max_tokens = (4, 64) if quick else (10, 128)
-    return llamacpp.measure(rounds, max_tokens, None)
+    found = llamacpp.measure(rounds, max_tokens, None)
+    print("llamacpp: chat ...", file=sys.stderr, flush=True)
+    found["chat"] = llamacpp_chat.measure(rounds, max_tokens)
+    found["chat"]["rounds"] = rounds
+    return found
 
 
 def run_server(quick: bool) -> dict[str, Any]:

@@ -173,6 +173,17 @@ def _model_lines(results: dict[str, Any]) -> list[Line]:
                     _met(ratio >= 0.97),
                 )
             )
+        for name, p in results["llamacpp"].get("chat", {}).get("paths", {}).items():
+            if name.startswith("ChatLlamaCpp."):
+                lines.append(
+                    (
+                        f"local chat model, `{name.split('.')[1]}()` tokens/s vs raw "
+                        "`create_chat_completion`",
+                        f"{p['ratio']:.2f}x",
+                        "≥ 0.97x",
+                        _met(p["ratio"] >= 0.97),
+                    )
+                )
     if "server" in results:
         for part, what in (("local", "local model"), ("chat", "local chat model")):
             if part not in results["server"]:
