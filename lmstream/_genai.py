@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MODEL_RUNS",
+    "answer",
     "error_attributes",
     "instruments",
     "record",
@@ -153,11 +154,13 @@ def request_attributes(run: Run, latest: bool) -> tuple[dict[str, Any], dict[str
         model = getattr(owner, "model", None) or getattr(owner, "model_name", None)
     if isinstance(model, str) and model:
         shared["gen_ai.request.model"] = model
-    address, port = _server(params.get("base_url") or params.get("url"))
-    if address:
-        shared["server.address"] = address
-        if port:
-            shared["server.port"] = port
+    url = params.get("base_url") or params.get("url")
+    if url:
+        address, port = _server(url)
+        if address:
+            shared["server.address"] = address
+            if port:
+                shared["server.port"] = port
     request: dict[str, Any] = {}
     for key in _PARAMS.keys() & params.keys():  # a loop: no comprehension's frame
         value = params[key]
@@ -183,7 +186,7 @@ _DETAILS = (
 )
 
 
-def _generation(payload: Any) -> tuple[str | None, dict[str, Any]]:
+def answer(payload: Any) -> tuple[str | None, dict[str, Any]]:
     """The first generation's text and what is known of its response: the generation's
     info, for a chat answer its message's response metadata, and usage under ``usage``
     (a ``Usage``) with its details beside it (LangChain's ``input_token_details`` and
@@ -232,12 +235,10 @@ def _model(info: dict[str, Any]) -> str | None:
 
 
 def response_attributes(
-    payload: Any, first: float | None, t0: float, out: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The finish reason, usage, response id and model, and the time to first chunk
-    (added to ``out`` when given)."""
-    _, info = _generation(payload)
-    out = {} if out is None else out
+    info: dict[str, Any], first: float | None, t0: float, out: dict[str, Any]
+) -> None:
+    """Add the finish reason, usage, response id and model (from ``info``, as ``answer``
+    gives it) and the time to first chunk to ``out``."""
     reason = info.get("finish_reason")
     if isinstance(reason, str):
         out["gen_ai.response.finish_reasons"] = [reason]
@@ -249,7 +250,6 @@ def response_attributes(
         out["gen_ai.response.model"] = model
     if first is not None:
         out["gen_ai.response.time_to_first_chunk"] = first - t0
-    return out
 
 
 def error_attributes(error: BaseException) -> dict[str, Any]:
@@ -292,9 +292,11 @@ def capture_input(attributes: dict[str, Any], run: Run, latest: bool) -> None:
         attributes["gen_ai.input.messages"] = json.dumps(_messages(_prompt(run), "user"))
 
 
-def capture_output(span: Any, attributes: dict[str, Any], payload: Any, latest: bool) -> None:
-    """The output text, and for the older conventions the prompt too, as span events."""
-    text, info = _generation(payload)
+def capture_output(
+    span: Any, attributes: dict[str, Any], found: tuple[str | None, dict[str, Any]], latest: bool
+) -> None:
+    """The output text (``found``: what ``answer`` gives), as the conventions carry it."""
+    text, info = found
     if text is None:
         return
     if latest:
@@ -315,17 +317,17 @@ def record(
     found: Instruments,
     attributes: dict[str, Any],
     times: tuple[float, float | None, float | None],
-    payload: Any,
+    info: dict[str, Any],
     error: BaseException | None,
 ) -> None:
     """A finished call's duration, token usage, time to first chunk and time per chunk.
 
-    ``times`` is (duration, time to first chunk, mean time between chunks). The time per
-    output chunk is recorded once per call, as the mean gap: a histogram record costs
-    the SDK more than the rest of a chunk's way through lmstream.
+    ``times`` is (duration, time to first chunk, mean time between chunks); ``info`` is
+    what ``answer`` found in the result. The time per output chunk is recorded once per
+    call, as the mean gap: a histogram record costs the SDK more than the rest of a
+    chunk's way through lmstream.
     """
     seconds, first_chunk, per_chunk = times
-    _, info = _generation(payload)
     model = _model(info)
     if model is not None:
         attributes = {**attributes, "gen_ai.response.model": model}
