@@ -35,10 +35,11 @@ class Usage:
         total_tokens: int = 0,
         estimated: bool = False,
     ) -> None:
-        object.__setattr__(self, "prompt_tokens", prompt_tokens)
-        object.__setattr__(self, "completion_tokens", completion_tokens)
-        object.__setattr__(self, "total_tokens", total_tokens)
-        object.__setattr__(self, "estimated", estimated)
+        # the slots' own setters: past ``__setattr__``, and faster than object.__setattr__
+        _set_prompt(self, prompt_tokens)
+        _set_completion(self, completion_tokens)
+        _set_total(self, total_tokens)
+        _set_estimated(self, estimated)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Usage is immutable")
@@ -82,6 +83,12 @@ class Usage:
             "total_tokens": self.total_tokens,
             "estimated": self.estimated,
         }
+
+
+_set_prompt, _set_completion, _set_total, _set_estimated = (
+    Usage.__dict__[name].__set__
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens", "estimated")
+)
 
 
 def _merge_value(old: Any, new: Any) -> Any:
