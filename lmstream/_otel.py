@@ -176,7 +176,7 @@ class RunRecorder:
         telemetry = self.telemetry
         self.model = model = run.is_llm
         if model:
-            self.attrs, params = _genai.request_attributes(run, telemetry.latest)
+            self.attrs, attributes, name = _genai.request_attributes(run, telemetry.latest)
         tracer = telemetry.tracer
         if tracer is None:
             self.t0 = perf_counter()
@@ -184,15 +184,10 @@ class RunRecorder:
         parent = _open.get(run.parent_id) if run.parent_id is not None else None
         context = telemetry.api.set_span_in_context(parent) if parent is not None else None
         if model:
-            attributes = self.attrs
-            # the shared attributes themselves when nothing is added: the span copies them
-            if params or telemetry.capture:
-                attributes = {**attributes, **params}
-                if telemetry.capture:
-                    _genai.capture_input(attributes, run, telemetry.latest)
-            self.span = span = tracer.start_span(
-                _genai.span_name(attributes), context, telemetry.client, attributes
-            )
+            if telemetry.capture:  # the attributes are shared: the prompt goes on a copy
+                attributes = dict(attributes)
+                _genai.capture_input(attributes, run, telemetry.latest)
+            self.span = span = tracer.start_span(name, context, telemetry.client, attributes)
             if telemetry.capture and not telemetry.latest:
                 _genai.capture_prompt_event(span, run)
             _calling.set(span)  # a model call has no steps inside: it needs no run id
