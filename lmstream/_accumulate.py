@@ -153,7 +153,7 @@ class ChunkKind(Generic[C]):
     def result(self, text: str, info: dict[str, Any] | None, chunks: list[C]) -> Any:
         """The run's result for callbacks and events: ``text`` with ``info``; ``chunks``
         are those handed on (a kind whose result is more than text adds them up)."""
-        return LLMResult(generations=[[Generation(text, info)]])
+        return LLMResult([[Generation(text, info)]])
 
 
 class TextChunks(ChunkKind[GenerationChunk]):

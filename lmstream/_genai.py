@@ -21,12 +21,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MODEL_RUNS",
+    "answer",
     "error_attributes",
     "instruments",
     "record",
     "request_attributes",
     "response_attributes",
-    "span_name",
 ]
 
 MODEL_RUNS = frozenset({"llm", "chat_model"})
@@ -43,7 +43,10 @@ _PARAMS = {
 }
 _servers: dict[str, tuple[str | None, int | None]] = {}
 _classes: dict[type, tuple[Any, Any]] = {}  # a model class -> its declared names
-_named: dict[tuple[Any, ...], tuple[str, str]] = {}  # see _names
+_Request = tuple[dict[str, Any], dict[str, Any], str]
+# (model class, kind of run, latest conventions, model type, provider, model) -> (the
+# parameters they were worked out for, the types of its numbers, request_attributes' answer)
+_requests: dict[tuple[Any, ...], tuple[dict[str, Any], tuple[Any, ...], _Request]] = {}
 _NONE: dict[str, Any] = {}
 
 
@@ -108,22 +111,6 @@ def _declared(owner: Any) -> tuple[Any, Any]:
     return found
 
 
-def _names(run: Run) -> tuple[str, str]:
-    """(operation, provider), worked out once per model class, kind of run and the
-    metadata's model type and provider."""
-    get = run.metadata.get
-    key = (type(run.owner), run.run_type, get("ls_model_type"), get("ls_provider"))
-    try:
-        found = _named.get(key)
-    except TypeError:  # metadata that cannot be a key: worked out every time
-        return _find_names(run)
-    if found is None:
-        if len(_named) > 4096:  # many providers named in metadata: start again
-            _named.clear()
-        found = _named[key] = _find_names(run)
-    return found
-
-
 def _find_names(run: Run) -> tuple[str, str]:
     """(operation, provider): the class's own, else from the run's kind and metadata."""
     operation, provider = _declared(run.owner)
@@ -139,25 +126,55 @@ def _find_names(run: Run) -> tuple[str, str]:
     return operation, provider
 
 
-def request_attributes(run: Run, latest: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(attributes shared by the span and the metrics, the request's parameters)."""
+def request_attributes(run: Run, latest: bool) -> _Request:
+    """(the attributes shared by the span and the metrics, the span's start attributes,
+    the span's name), worked out once per model class, kind of run, names and parameters:
+    a model called again as before gets the same ones, which nobody changes (a span and
+    a metric copy what they are given)."""
     params: dict[str, Any] = run.extra.get("invocation_params") or _NONE
-    operation, provider = _names(run)
+    get = run.metadata.get
+    model = params.get("model") or get("ls_model_name")
+    if not model:
+        owner = run.owner
+        model = getattr(owner, "model", None) or getattr(owner, "model_name", None)
+    key = (type(run.owner), run.run_type, latest, get("ls_model_type"), get("ls_provider"), model)
+    try:
+        found = _requests.get(key)
+        if found is not None and found[0] == params and _same_types(params, found[1]):
+            return found[2]
+    except Exception:  # a name or parameter that is no key or cannot be compared
+        return _work_out(run, params, model, latest)
+    if len(_requests) > 1024:  # many models or names: start again
+        _requests.clear()
+    out = _work_out(run, params, model, latest)
+    # a copy: a callback handler may change the run's; and the numbers' types, as 1 == 1.0
+    types = tuple((name, type(params[name])) for name in _PARAMS.keys() & params.keys())
+    _requests[key] = (dict(params), types, out)
+    return out
+
+
+def _same_types(params: dict[str, Any], types: tuple[tuple[str, type], ...]) -> bool:
+    """Whether each number is of the type it was (equal, ``1`` and ``1.0`` are not the
+    same attribute, and a ``bool`` is none)."""
+    return not types or all(type(params[name]) is kind for name, kind in types)
+
+
+def _work_out(run: Run, params: dict[str, Any], model: Any, latest: bool) -> _Request:
+    operation, provider = _find_names(run)
     shared: dict[str, Any] = {
         "gen_ai.operation.name": operation,
         "gen_ai.provider.name" if latest else "gen_ai.system": provider,
     }
-    model = params.get("model") or run.metadata.get("ls_model_name")
-    if not model:
-        owner = run.owner
-        model = getattr(owner, "model", None) or getattr(owner, "model_name", None)
-    if isinstance(model, str) and model:
+    named = isinstance(model, str) and model
+    if named:
         shared["gen_ai.request.model"] = model
-    address, port = _server(params.get("base_url") or params.get("url"))
-    if address:
-        shared["server.address"] = address
-        if port:
-            shared["server.port"] = port
+    url = params.get("base_url") or params.get("url")
+    if url:
+        address, port = _server(url)
+        if address:
+            shared["server.address"] = address
+            if port:
+                shared["server.port"] = port
     request: dict[str, Any] = {}
     for key in _PARAMS.keys() & params.keys():  # a loop: no comprehension's frame
         value = params[key]
@@ -166,14 +183,9 @@ def request_attributes(run: Run, latest: bool) -> tuple[dict[str, Any], dict[str
     stop = params.get("stop")
     if stop:
         request["gen_ai.request.stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    return shared, request
-
-
-def span_name(attributes: dict[str, Any]) -> str:
-    """``{operation} {model}``, as the conventions name a model call's span."""
-    model = attributes.get("gen_ai.request.model")
-    operation: str = attributes["gen_ai.operation.name"]
-    return f"{operation} {model}" if model else operation
+    # the span is named ``{operation} {model}``, as the conventions name a model call's span
+    name = f"{operation} {model}" if named else operation
+    return shared, {**shared, **request} if request else shared, name
 
 
 _DETAILS = (
@@ -183,7 +195,7 @@ _DETAILS = (
 )
 
 
-def _generation(payload: Any) -> tuple[str | None, dict[str, Any]]:
+def answer(payload: Any) -> tuple[str | None, dict[str, Any]]:
     """The first generation's text and what is known of its response: the generation's
     info, for a chat answer its message's response metadata, and usage under ``usage``
     (a ``Usage``) with its details beside it (LangChain's ``input_token_details`` and
@@ -232,12 +244,10 @@ def _model(info: dict[str, Any]) -> str | None:
 
 
 def response_attributes(
-    payload: Any, first: float | None, t0: float, out: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The finish reason, usage, response id and model, and the time to first chunk
-    (added to ``out`` when given)."""
-    _, info = _generation(payload)
-    out = {} if out is None else out
+    info: dict[str, Any], first: float | None, t0: float, out: dict[str, Any]
+) -> None:
+    """Add the finish reason, usage, response id and model (from ``info``, as ``answer``
+    gives it) and the time to first chunk to ``out``."""
     reason = info.get("finish_reason")
     if isinstance(reason, str):
         out["gen_ai.response.finish_reasons"] = [reason]
@@ -249,7 +259,6 @@ def response_attributes(
         out["gen_ai.response.model"] = model
     if first is not None:
         out["gen_ai.response.time_to_first_chunk"] = first - t0
-    return out
 
 
 def error_attributes(error: BaseException) -> dict[str, Any]:
@@ -292,9 +301,11 @@ def capture_input(attributes: dict[str, Any], run: Run, latest: bool) -> None:
         attributes["gen_ai.input.messages"] = json.dumps(_messages(_prompt(run), "user"))
 
 
-def capture_output(span: Any, attributes: dict[str, Any], payload: Any, latest: bool) -> None:
-    """The output text, and for the older conventions the prompt too, as span events."""
-    text, info = _generation(payload)
+def capture_output(
+    span: Any, attributes: dict[str, Any], found: tuple[str | None, dict[str, Any]], latest: bool
+) -> None:
+    """The output text (``found``: what ``answer`` gives), as the conventions carry it."""
+    text, info = found
     if text is None:
         return
     if latest:
@@ -315,17 +326,17 @@ def record(
     found: Instruments,
     attributes: dict[str, Any],
     times: tuple[float, float | None, float | None],
-    payload: Any,
+    info: dict[str, Any],
     error: BaseException | None,
 ) -> None:
     """A finished call's duration, token usage, time to first chunk and time per chunk.
 
-    ``times`` is (duration, time to first chunk, mean time between chunks). The time per
-    output chunk is recorded once per call, as the mean gap: a histogram record costs
-    the SDK more than the rest of a chunk's way through lmstream.
+    ``times`` is (duration, time to first chunk, mean time between chunks); ``info`` is
+    what ``answer`` found in the result. The time per output chunk is recorded once per
+    call, as the mean gap: a histogram record costs the SDK more than the rest of a
+    chunk's way through lmstream.
     """
     seconds, first_chunk, per_chunk = times
-    _, info = _generation(payload)
     model = _model(info)
     if model is not None:
         attributes = {**attributes, "gen_ai.response.model": model}

@@ -38,11 +38,12 @@ _calling: ContextVar[Any] = ContextVar("lmstream_model_span", default=None)
 class _Telemetry:
     """What one pair of providers gives: a tracer, the instruments, the options."""
 
-    __slots__ = ("api", "capture", "instruments", "latest", "tracer")
+    __slots__ = ("api", "capture", "client", "instruments", "internal", "latest", "tracer")
 
     def __init__(self, api: Any, tracer: Any, meter: Any) -> None:
         self.api = api
         self.tracer = tracer
+        self.client, self.internal = api.SpanKind.CLIENT, api.SpanKind.INTERNAL
         self.instruments = _genai.instruments(meter) if meter is not None else None
         opt_in = os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "")
         self.latest = "gen_ai_latest_experimental" in opt_in.replace(" ", "").split(",")
@@ -50,6 +51,7 @@ class _Telemetry:
         self.capture = capture.strip().lower() in ("true", "1", "span_only", "span_and_event")
 
 
+_NO_ANSWER: tuple[None, dict[str, Any]] = (None, {})
 _UNSEEN: Any = object()
 _seen: list[Any] = [_UNSEEN, _UNSEEN]  # the globals last looked at
 _telemetry: _Telemetry | None = None
@@ -172,31 +174,28 @@ class RunRecorder:
     def run_started(self, run: Run) -> None:
         """Open the run's span, under its parent run's span or the current context."""
         telemetry = self.telemetry
-        self.model = run.run_type in _genai.MODEL_RUNS
-        if self.model:
-            self.attrs, params = _genai.request_attributes(run, telemetry.latest)
-        if telemetry.tracer is None:
+        self.model = model = run.is_llm
+        if model:
+            self.attrs, attributes, name = _genai.request_attributes(run, telemetry.latest)
+        tracer = telemetry.tracer
+        if tracer is None:
             self.t0 = perf_counter()
             return
-        api = telemetry.api
         parent = _open.get(run.parent_id) if run.parent_id is not None else None
-        context = api.set_span_in_context(parent) if parent is not None else None
-        if self.model:
-            name, kind = _genai.span_name(self.attrs), api.SpanKind.CLIENT
-            # the shared attributes themselves when nothing is added: the span copies them
-            attributes = {**self.attrs, **params} if params or telemetry.capture else self.attrs
-            if telemetry.capture:
+        context = telemetry.api.set_span_in_context(parent) if parent is not None else None
+        if model:
+            if telemetry.capture:  # the attributes are shared: the prompt goes on a copy
+                attributes = dict(attributes)
                 _genai.capture_input(attributes, run, telemetry.latest)
+            self.span = span = tracer.start_span(name, context, telemetry.client, attributes)
+            if telemetry.capture and not telemetry.latest:
+                _genai.capture_prompt_event(span, run)
+            _calling.set(span)  # a model call has no steps inside: it needs no run id
         else:
-            name, kind = run.name, api.SpanKind.INTERNAL
             attributes = {"lmstream.run.type": run.run_type}
-        self.span = telemetry.tracer.start_span(name, context, kind, attributes)
-        if self.model and telemetry.capture and not telemetry.latest:
-            _genai.capture_prompt_event(self.span, run)
-        if not self.model:  # a model call has no steps inside: it needs no run id
-            _open[run.id] = self.span
-        else:
-            _calling.set(self.span)
+            self.span = _open[run.id] = tracer.start_span(
+                run.name, context, telemetry.internal, attributes
+            )
         self.t0 = perf_counter()  # times are taken from the span's start
 
     def run_chunk(self, run: Run, chunk: Any) -> None:
@@ -212,32 +211,37 @@ class RunRecorder:
         if self.span is None and self.t0 == 0.0:
             self.run_started(run)  # ended before it was reported as started
         end = perf_counter()
-        if self.span is not None:
-            if not self.model:
+        model = self.model
+        found = _genai.answer(payload) if model else _NO_ANSWER  # read once, for both
+        if (span := self.span) is not None:
+            if not model:
                 _open.pop(run.id, None)
-            elif _calling.get() is self.span:
+            elif _calling.get() is span:
                 _calling.set(None)
-            self._end_span(run, outcome, payload, error)
-        if self.model and (found := self.telemetry.instruments) is not None:
+            self._end_span(outcome, found, error)
+        if model and (instruments := self.telemetry.instruments) is not None:
             first = None if self.first is None else self.first - self.t0
             gap = None if self.first is None or self.chunks < 2 else end - self.first
             gap = None if gap is None else gap / (self.chunks - 1)
-            _genai.record(found, self.attrs, (end - self.t0, first, gap), payload, error)
+            _genai.record(instruments, self.attrs, (end - self.t0, first, gap), found[1], error)
 
     def custom_event(
         self, name: str, data: Any, run_id: Any, tags: list[str], metadata: dict[str, Any]
     ) -> None:
         """Custom events are not traced."""
 
-    def _end_span(self, run: Run, outcome: str, payload: Any, error: BaseException | None) -> None:
-        span, api, telemetry = self.span, self.telemetry.api, self.telemetry
+    def _end_span(
+        self, outcome: str, found: tuple[str | None, dict[str, Any]], error: BaseException | None
+    ) -> None:
+        span, telemetry = self.span, self.telemetry
         attributes: dict[str, Any] = {"lmstream.run.outcome": outcome}
         if self.model:
-            _genai.response_attributes(payload, self.first, self.t0, attributes)
+            _genai.response_attributes(found[1], self.first, self.t0, attributes)
             attributes["gen_ai.request.stream"] = self.chunks > 0
             if telemetry.capture:
-                _genai.capture_output(span, attributes, payload, telemetry.latest)
+                _genai.capture_output(span, attributes, found, telemetry.latest)
         if error is not None:
+            api = telemetry.api
             attributes.update(_genai.error_attributes(error))
             span.record_exception(error)
             span.set_status(api.Status(api.StatusCode.ERROR, str(error)[:500]))

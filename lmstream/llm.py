@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from lmstream import _generation as loops
 from lmstream._accumulate import TEXT
 from lmstream._generation import TextGenerating
-from lmstream._llmcore import check_stop, declared_fields, init_fields
+from lmstream._llmcore import check_stop, init_fields
 from lmstream._llmgenerate import agenerate, generate, generate_config
 from lmstream._llmsources import acomplete, as_chunk, asource, complete, join_chunks, source
 from lmstream._otel import observed
@@ -34,6 +34,7 @@ from lmstream.errors import InvalidInputError
 from lmstream.prompts import prompt_to_string
 from lmstream.runnable import Runnable
 from lmstream.runs import SILENT, Run
+from lmstream.settings import settings_of
 
 __all__ = ["LLM", "BaseLLM"]
 
@@ -55,6 +56,7 @@ def _check_kwargs(kwargs: dict[str, Any]) -> None:
 
 
 _PROVIDERS: dict[type, str] = {}  # a model class -> its ls_provider
+_LS_NUMBERS = (("temperature", "ls_temperature"), ("max_tokens", "ls_max_tokens"))
 
 
 _HookArgs = tuple["BaseLLM", str, "list[str] | None", Run, "dict[str, Any]"]
@@ -115,7 +117,7 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         params = {}
-        for key in declared_fields(type(self), BaseLLM):  # a loop: no comprehension's frame
+        for key in settings_of(type(self), BaseLLM):  # a loop: no comprehension's frame
             params[key] = getattr(self, key, None)
         return params
 
@@ -197,10 +199,10 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         )
         if model:
             out["ls_model_name"] = str(model)
-        for key in ("temperature", "max_tokens"):
-            value = kwargs.get(key, getattr(self, key, None))
+        for key, name in _LS_NUMBERS:
+            value = kwargs[key] if key in kwargs else getattr(self, key, None)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                out[f"ls_{key}"] = value
+                out[name] = value
         if stop:
             out["ls_stop"] = stop
         if self.metadata:

@@ -16,7 +16,15 @@ from helpers import collect, invoke_of, is_sync, stream_of, take
 from opentelemetry.trace import SpanKind, StatusCode
 from otel_support import Telemetry, installed
 
-from lmstream import FakeChatModel, FakeLLM, PromptTemplate, ProviderError, StrOutputParser
+from lmstream import (
+    LLM,
+    FakeChatModel,
+    FakeLLM,
+    GenerationChunk,
+    PromptTemplate,
+    ProviderError,
+    StrOutputParser,
+)
 
 
 @pytest.fixture
@@ -46,6 +54,44 @@ def test_a_finished_stream(otel: Telemetry, flavour: str) -> None:
     assert attrs["lmstream.run.outcome"] == "finished"
     assert attrs["gen_ai.response.time_to_first_chunk"] >= 0 and _seconds(span) > 0
     assert "error.type" not in attrs
+
+
+class _Tuned(LLM):
+    model: str = "tuned-1"
+    temperature: float | None = None
+
+    def _stream(self, prompt: str, stop: Any = None, **kwargs: Any) -> Iterator[GenerationChunk]:
+        yield GenerationChunk("ok")
+
+
+def test_each_call_is_described_by_its_own_parameters(otel: Telemetry, flavour: str) -> None:
+    llm = _Tuned()
+    for change, kwargs in [
+        ({}, {}),
+        ({"temperature": 0.5}, {}),  # the instance changed between calls
+        ({}, {"stop": ["x"]}),
+        ({"model": "tuned-2"}, {}),
+        ({}, {"temperature": 1}),
+        ({}, {"temperature": 1.0}),  # equal to 1, but another attribute
+        ({}, {}),
+    ]:
+        for key, value in change.items():
+            setattr(llm, key, value)
+        assert collect(stream_of(llm, flavour, "p", **kwargs)) == ["ok"]
+    spans = otel.spans("model")
+    attrs = [dict(s.attributes or {}) for s in spans]
+    assert [s.name for s in spans] == ["text_completion tuned-1"] * 3 + [
+        "text_completion tuned-2"
+    ] * 4
+    temperatures = [a.get("gen_ai.request.temperature") for a in attrs]
+    assert temperatures == [None, 0.5, 0.5, 0.5, 1, 1.0, 0.5]
+    assert [type(t) for t in temperatures[4:6]] == [int, float]
+    assert [a.get("gen_ai.request.stop_sequences") for a in attrs] == [
+        None,
+        None,
+        ("x",),
+        *[None] * 4,
+    ]
 
 
 def test_invoke_is_not_a_stream(otel: Telemetry, flavour: str) -> None:
