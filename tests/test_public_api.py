@@ -46,7 +46,6 @@ def test_providers_with_heavy_dependencies_load_lazily() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-
 def test_importing_lmstream_loads_no_heavy_standard_library_module() -> None:
     import subprocess
     import sys
@@ -56,6 +55,7 @@ def test_importing_lmstream_loads_no_heavy_standard_library_module() -> None:
     code = f"import sys, lmstream; print(sorted(set({heavy!r}) & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
 
 def test_the_builtin_providers_are_listed_once_in_the_registry() -> None:
     from lmstream.registry import available_providers
