@@ -8,8 +8,9 @@ template. ``ChatLlamaCpp()`` runs the embedded SmolLM2-135M-Instruct.
 * ``tools`` (``bind_tools``): the model is told about the tools and its output is held to
   a grammar built from their JSON schemas, so the call it makes is always well-formed
   JSON naming a tool with arguments that fit its schema (whether it is the *right* call is
-  up to the model). With tools and a ``tool_choice`` other than ``"none"`` it always
-  calls one; the call arrives as one tool-call chunk once it is complete.
+  up to the model). It may call several tools, one per line, unless
+  ``parallel_tool_calls=False`` or ``tool_choice`` names a tool; each call streams as
+  tool-call chunks of its own index and id, its arguments as the model writes them.
 * ``response_format``: ``{"type": "json_object"}`` or ``{"type": "json_schema", ...}``
   holds the text to JSON (to the schema) the same way.
 """
@@ -82,9 +83,10 @@ class ChatLlamaCpp(LlamaCppModel, BaseChatModel):
     def _plan(self, kwargs: dict[str, Any]) -> tuple[Settings, ToolPlan | None]:
         """The sampling settings of a call, grammar included, and how it offers tools."""
         tools, choice = kwargs.pop("tools", None), kwargs.pop("tool_choice", None)
+        parallel = kwargs.pop("parallel_tool_calls", None)
         kwargs.pop("stream", None)
         values = for_call(self, BaseLLM, kwargs)
-        offer = plan(tools, choice)
+        offer = plan(tools, choice, parallel)
         # without tools, the same grammar as LlamaCpp's for the same response_format
         grammar = offer.grammar if offer else grammar_for(values["response_format"])
         return sampling(values, grammar, release=release_for(offer)), offer
