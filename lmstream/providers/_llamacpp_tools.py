@@ -25,11 +25,13 @@ from typing import Any
 
 from llama_cpp.llama_grammar import LlamaGrammar
 
+from lmstream._accumulate import TextState
+from lmstream.chunks import GenerationChunk
 from lmstream.errors import InvalidInputError
 from lmstream.messages import AIMessage, ToolCallChunk
 from lmstream.providers._llamacpp_grammar import gbnf
 
-__all__ = ["CallReader", "ToolPlan", "mixed_gbnf", "plan", "release_for", "written"]
+__all__ = ["CallReader", "TextStops", "ToolPlan", "mixed_gbnf", "plan", "release_for", "written"]
 
 CALL, TEXT = "functions.", "message:"
 _TOLD = (
@@ -218,3 +220,41 @@ class CallReader:
             calls.append({"name": None, "args": piece[start:end], "id": None,
                           "index": self._calls - 1, "type": "tool_call_chunk"})  # fmt: skip
         return piece[end:]
+
+
+class TextStops:
+    """Stop sequences for an answer that may call tools: they cut its text, from after the
+    label and the whitespace that follows it (what the reader hands on), and never a call.
+    Until the answer's form is known its start is held back."""
+
+    def __init__(self, stop: list[str]) -> None:
+        self._cut, self._start, self._mode = TextState(stop), "", _UNDECIDED
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the text has reached a stop sequence."""
+        return self._cut.stopped
+
+    def feed(self, chunk: GenerationChunk) -> GenerationChunk | None:
+        """What of ``chunk`` to hand on (``None``: nothing yet)."""
+        if self._mode == _TEXT:
+            return self._cut.feed(chunk)  # type: ignore[no-any-return]
+        if self._mode == _ARGS:
+            return chunk
+        start = self._start = self._start + chunk.text
+        body = start[len(TEXT) :].lstrip()
+        if start.startswith(TEXT) and body:  # the text has begun
+            self._mode, self._start, lead = _TEXT, "", start[: len(start) - len(body)]
+            out = self._cut.feed(GenerationChunk(body))
+            return GenerationChunk(lead + ("" if out is None else out.text))
+        if start.startswith(TEXT) or TEXT.startswith(start):
+            return None
+        self._mode, self._start = _ARGS, ""  # a call: it passes as it is
+        return GenerationChunk(start)
+
+    def flush(self) -> str:
+        """At the end: what was held back and was not cut off."""
+        if self._mode == _TEXT:
+            return self._cut.flush()
+        held, self._start = self._start, ""
+        return held

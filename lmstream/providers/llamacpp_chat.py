@@ -11,6 +11,7 @@ template. ``ChatLlamaCpp()`` runs the embedded SmolLM2-135M-Instruct.
   up to the model). It may call several tools, one per line, unless
   ``parallel_tool_calls=False`` or ``tool_choice`` names a tool; each call streams as
   tool-call chunks of its own index and id, its arguments as the model writes them.
+  Stop sequences cut an answer in text, never a call.
 * ``response_format``: ``{"type": "json_object"}`` or ``{"type": "json_schema", ...}``
   holds the text to JSON (to the schema) the same way.
 """
@@ -31,7 +32,14 @@ from lmstream.providers._llamacpp_engine import Engine
 from lmstream.providers._llamacpp_generate import Settings
 from lmstream.providers._llamacpp_grammar import grammar_for
 from lmstream.providers._llamacpp_model import LlamaCppModel, handing_off, run, sampling
-from lmstream.providers._llamacpp_tools import CallReader, ToolPlan, plan, release_for, written
+from lmstream.providers._llamacpp_tools import (
+    CallReader,
+    TextStops,
+    ToolPlan,
+    plan,
+    release_for,
+    written,
+)
 from lmstream.settings import for_call
 
 __all__ = ["ChatLlamaCpp"]
@@ -96,9 +104,11 @@ class ChatLlamaCpp(LlamaCppModel, BaseChatModel):
     ) -> Generator[AIMessageChunk, None, None]:
         settings, offer = self._plan(dict(kwargs))
         tokens = self._tokens(messages, None if offer is None else offer.note)
-        stops = None if offer else self.stop if stop is None else stop
+        stops = self.stop if stop is None else stop
+        # with tools offered they cut a text answer, never a call
+        cut = TextStops(stops) if offer is not None and stops else stops
         read = self._read_text if offer is None else self._read_calls
-        with contextlib.closing(run(self._engine, tokens, settings, stops)) as chunks:
+        with contextlib.closing(run(self._engine, tokens, settings, cut)) as chunks:
             yield from read(chunks)
 
     def _read_text(self, chunks: Iterator[GenerationChunk]) -> Iterator[AIMessageChunk]:

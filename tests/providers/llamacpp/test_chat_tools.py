@@ -12,9 +12,10 @@ import llama_cpp
 import pytest
 from helpers import chunks_of, invoke_of
 
+from lmstream.chunks import GenerationChunk
 from lmstream.errors import InvalidInputError
 from lmstream.messages import add_chunks
-from lmstream.providers._llamacpp_tools import CallReader, mixed_gbnf
+from lmstream.providers._llamacpp_tools import CallReader, TextStops, mixed_gbnf
 from lmstream.providers.llamacpp_chat import ChatLlamaCpp
 
 WEATHER = {"name": "get_weather", "description": "The current weather in a city.",
@@ -230,3 +231,53 @@ def test_the_reader_numbers_each_call_and_hands_on_its_fragments() -> None:
     _, last = reader.feed("}")
     assert [(f["index"], f["args"]) for f in last] == [(1, "}")] and reader.called
     assert reader.flush() == ""
+
+
+def test_stop_sequences_cut_a_text_answer(chat: ChatLlamaCpp, flavour: str) -> None:
+    kwargs: dict[str, Any] = {"tools": TOOLS, "tool_choice": "auto"}
+    full = add_chunks(chunks_of(chat, flavour, "Who wrote Hamlet?", **kwargs))
+    stop = full.text[6:10]
+    assert len(stop) == 4 and stop not in full.text[:9]
+    # "message" would cut the label the text comes after, were it not skipped
+    chunks = chunks_of(chat, flavour, "Who wrote Hamlet?", stop=["message", stop], **kwargs)
+    whole = add_chunks(chunks)
+    assert whole.text == full.text[: full.text.index(stop)] and whole.tool_calls == []
+    assert len([c for c in chunks if c.text]) > 1  # still streamed as it comes
+    # the model stopped there: its own count of what it wrote, not an estimate
+    assert whole.response_metadata == {**full.response_metadata, "finish_reason": "stop"}
+    usage, whole_usage = full.usage_metadata, whole.usage_metadata
+    assert usage is not None and whole_usage is not None
+    assert whole_usage["input_tokens"] == usage["input_tokens"]
+    assert 0 < whole_usage["output_tokens"] < usage["output_tokens"]
+    message = invoke_of(chat, flavour, "Who wrote Hamlet?", stop=[stop], **kwargs)
+    assert message.text == whole.text and message.usage_metadata == whole_usage
+
+
+@pytest.mark.parametrize("choice", ["auto", "required", "get_weather"])
+def test_stop_sequences_never_cut_a_call(chat: ChatLlamaCpp, flavour: str, choice: str) -> None:
+    question, kwargs = "What is the weather in Paris?", {"tools": TOOLS, "tool_choice": choice}
+    free = invoke_of(chat, flavour, question, **kwargs)
+    assert free.tool_calls  # every stop below is in the calls' JSON
+    whole = add_chunks(
+        chunks_of(chat, flavour, question, stop=['"', "city", "{", ":", "\n"], **kwargs)
+    )
+    assert [(c["name"], c["args"]) for c in whole.tool_calls] == [
+        (c["name"], c["args"]) for c in free.tool_calls
+    ]
+    assert whole.invalid_tool_calls == [] and whole.text == ""
+    assert whole.response_metadata["finish_reason"] == "tool_calls"
+
+
+def test_text_stops_skip_the_label_and_hold_back_a_possible_stop() -> None:
+    stops = TextStops(["message", "or"])
+    assert stops.feed(GenerationChunk("mess")) is None
+    assert stops.feed(GenerationChunk("age:")) is None
+    out = stops.feed(GenerationChunk("\n Hello w"))
+    assert out is not None and out.text == "message:\n Hello w" and not stops.stopped
+    assert stops.feed(GenerationChunk("o")) is None  # "o" may begin "or"
+    out = stops.feed(GenerationChunk("rld"))
+    assert out is not None and out.text == "" and stops.stopped and stops.flush() == ""
+    calls = TextStops(["or", "{"])
+    out = calls.feed(GenerationChunk('functions.get_weather: {"city": "Oslo, Norway"}'))
+    assert out is not None and out.text == 'functions.get_weather: {"city": "Oslo, Norway"}'
+    assert not calls.stopped and calls.flush() == ""
