@@ -124,10 +124,11 @@ def tool_reliability() -> None:
     """Ten one-line requests that a tool fits and ten that none does, two tools,
     ``tool_choice="auto"``, temperature 0: how many calls parse, name the right tool and
     carry the right arguments, and how often the model answers in text when no tool fits.
-    Then the same ten tool requests with ``tool_choice="required"``."""
-    chat = ChatLlamaCpp(temperature=0, seed=0, max_tokens=60)
+    Then the same ten tool requests with ``tool_choice="required"``. The first call is
+    judged; answers that make more calls (parallel calls are allowed) are counted."""
+    chat = ChatLlamaCpp(temperature=0, seed=0, max_tokens=120)
     for choice in ("auto", "required"):
-        called = parsed = right = exact = 0
+        called = parsed = right = exact = more = 0
         for question, name, args in _CASES:
             message = chat.invoke(question, tools=[_WEATHER, _ADD], tool_choice=choice)
             call = message.tool_calls[0] if message.tool_calls else None
@@ -135,11 +136,13 @@ def tool_reliability() -> None:
             parsed += call is not None and not message.invalid_tool_calls
             right += call is not None and call["name"] == name
             exact += call is not None and call["name"] == name and call["args"] == args
-            said = f"{call['name']} {call['args']}" if call else repr(message.text[:40])
-            print(f"{choice:8} {question:36} -> {said}")
+            more += len(message.tool_calls) + len(message.invalid_tool_calls) > 1
+            said = [f"{c['name']} {c['args']}" for c in message.tool_calls]
+            print(f"{choice:8} {question:36} -> {said or repr(message.text[:40])}")
         n = len(_CASES)
         print(f"{choice}: called {called}/{n}, well-formed {parsed}/{called}, right tool "
-              f"{right}/{n}, right tool and arguments {exact}/{n}")  # fmt: skip
+              f"{right}/{n}, right tool and arguments {exact}/{n}, "
+              f"more than one call {more}/{n}")  # fmt: skip
     texts = 0
     for question in _NO_TOOL:
         message = chat.invoke(question, tools=[_WEATHER, _ADD], tool_choice="auto")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import llama_cpp
 from llama_cpp.llama_grammar import LlamaGrammar
@@ -20,9 +20,21 @@ from lmstream._accumulate import TextState
 from lmstream.chunks import GenerationChunk, Usage
 from lmstream.providers._llamacpp_engine import END, Engine
 
-__all__ = ["Settings", "generate"]
+__all__ = ["Cut", "Settings", "generate"]
 
 _MISSING: Any = object()
+
+
+class Cut(Protocol):
+    """What cuts a generation's text at its stop sequences, holding back what may be the
+    start of one (``TextState``, or a rule for which part of the text they apply to)."""
+
+    @property
+    def stopped(self) -> bool: ...
+
+    def feed(self, chunk: GenerationChunk) -> Any: ...
+
+    def flush(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +111,7 @@ def text_decoder() -> Callable[[bytes], str]:
 
 
 def generate(
-    engine: Engine, prompt: list[int], settings: Settings, stop: list[str] | None
+    engine: Engine, prompt: list[int], settings: Settings, stop: list[str] | Cut | None
 ) -> Iterator[GenerationChunk]:
     """Stream the completion of ``prompt`` (the caller holds ``engine.lock``).
 
@@ -111,7 +123,7 @@ def generate(
     limit = engine.n_ctx - len(prompt)
     if settings.max_tokens is not None:
         limit = min(limit, settings.max_tokens)
-    cut = TextState(stop) if stop else None
+    cut = (TextState(stop) if stop else None) if isinstance(stop, list) else stop
     decode = text_decoder()
     pieces, produced, reason, last = engine.pieces, 0, "length", ""
     tokens = _tokens(engine, prompt, settings) if limit > 0 else iter(())

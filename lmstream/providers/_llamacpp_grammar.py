@@ -36,6 +36,8 @@ def _schema(value: Any) -> str | None:
         return None
     if _is_model(value):
         return json.dumps(value.model_json_schema())
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"response_format must be a dict, got {value!r}")
     kind = value.get("type")
     if kind == "text":
         return None
@@ -77,7 +79,7 @@ def _bound(node: dict[str, Any], name: str, step: int) -> int | None:
 def _valid(value: Any) -> bool:
     try:
         _schema(value)
-    except (InvalidInputError, AttributeError):
+    except InvalidInputError:
         return False
     return True
 

@@ -16,7 +16,8 @@ from lmstream.chunks import GenerationChunk
 from lmstream.errors import InvalidInputError
 from lmstream.llm import BaseLLM
 from lmstream.providers._llamacpp_engine import Engine, default_model_path, default_threads, load
-from lmstream.providers._llamacpp_generate import Settings, generate
+from lmstream.providers._llamacpp_generate import Cut, Settings, generate
+from lmstream.providers._llamacpp_grammar import RESPONSE_FORMAT
 from lmstream.settings import STOP, Rule, number, setting
 
 __all__ = ["LlamaCppModel", "handing_off", "run", "sampling"]
@@ -56,6 +57,7 @@ class LlamaCppModel(_Base):
     max_tokens: int | None = setting(256, number(0, integer=True), per_call=True, nullable=True)
     seed: int | None = setting(None, number(0, _MAX_SEED, integer=True), per_call=True)
     stop: list[str] | None = setting(None, STOP)
+    response_format: Any = setting(None, RESPONSE_FORMAT, per_call=True, nullable=True)
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
@@ -92,7 +94,7 @@ def sampling(values: dict[str, Any], grammar: LlamaGrammar | None, **more: Any) 
 
 
 def run(
-    engine: Engine, tokens: list[int], settings: Settings, stop: list[str] | None
+    engine: Engine, tokens: list[int], settings: Settings, stop: list[str] | Cut | None
 ) -> Generator[GenerationChunk, None, None]:
     """Generate from ``tokens`` once they fit the context, holding the engine's lock."""
     engine.check_fits(len(tokens))

@@ -37,7 +37,7 @@ from lmstream.chunks import Generation, GenerationChunk
 from lmstream.llm import LLM, BaseLLM
 from lmstream.prompts import chat_messages
 from lmstream.providers._llamacpp_generate import Settings
-from lmstream.providers._llamacpp_grammar import RESPONSE_FORMAT, grammar_for
+from lmstream.providers._llamacpp_grammar import grammar_for
 from lmstream.providers._llamacpp_model import LlamaCppModel, handing_off, run, sampling
 from lmstream.settings import for_call, kind, setting
 
@@ -57,7 +57,6 @@ class LlamaCpp(LlamaCppModel, LLM):
     native_async = False  # the async paths run the sync stream in one worker thread
 
     chat: bool = setting(True, kind(bool, text="True or False"))
-    response_format: Any = setting(None, RESPONSE_FORMAT, per_call=True, nullable=True)
 
     @property
     def _llm_type(self) -> str:

@@ -8,8 +8,10 @@ template. ``ChatLlamaCpp()`` runs the embedded SmolLM2-135M-Instruct.
 * ``tools`` (``bind_tools``): the model is told about the tools and its output is held to
   a grammar built from their JSON schemas, so the call it makes is always well-formed
   JSON naming a tool with arguments that fit its schema (whether it is the *right* call is
-  up to the model). With tools and a ``tool_choice`` other than ``"none"`` it always
-  calls one; the call arrives as one tool-call chunk once it is complete.
+  up to the model). It may call several tools, one per line, unless
+  ``parallel_tool_calls=False`` or ``tool_choice`` names a tool; each call streams as
+  tool-call chunks of its own index and id, its arguments as the model writes them.
+  Stop sequences cut an answer in text, never a call.
 * ``response_format``: ``{"type": "json_object"}`` or ``{"type": "json_schema", ...}``
   holds the text to JSON (to the schema) the same way.
 """
@@ -17,55 +19,32 @@ template. ``ChatLlamaCpp()`` runs the embedded SmolLM2-135M-Instruct.
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
-
-from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
 from lmstream._threads import iterate_in_thread
 from lmstream.chat_model import BaseChatModel
 from lmstream.chunks import GenerationChunk
-from lmstream.errors import InvalidInputError, ModelLoadError
+from lmstream.errors import ModelLoadError
 from lmstream.llm import BaseLLM
 from lmstream.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata, add_chunks
 from lmstream.providers._llamacpp_engine import Engine
 from lmstream.providers._llamacpp_generate import Settings
+from lmstream.providers._llamacpp_grammar import grammar_for
 from lmstream.providers._llamacpp_model import LlamaCppModel, handing_off, run, sampling
-from lmstream.providers._llamacpp_tools import CallReader, ToolPlan, plan, release_for, written
+from lmstream.providers._llamacpp_tools import (
+    CallReader,
+    TextStops,
+    ToolPlan,
+    plan,
+    release_for,
+    written,
+)
 from lmstream.settings import for_call
 
 __all__ = ["ChatLlamaCpp"]
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
-
-
-@functools.lru_cache(maxsize=64)
-def _grammar(schema: str | None) -> LlamaGrammar:
-    """The grammar for a JSON schema (``None``: any JSON object), built once per schema."""
-    if schema is None:
-        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-    try:
-        return LlamaGrammar.from_json_schema(schema, verbose=False)
-    except Exception as exc:  # the converter raises plain errors for schemas it can't read
-        raise InvalidInputError(f"cannot build a grammar from this JSON schema: {exc}") from exc
-
-
-def _format_schema(response_format: Any) -> str | None:
-    """The schema ``response_format`` asks for (``None``: any JSON object)."""
-    kind = response_format.get("type") if isinstance(response_format, dict) else None
-    if kind == "json_object":
-        return None
-    if kind == "json_schema":
-        spec = response_format.get("json_schema") or {}
-        schema = spec.get("schema") if isinstance(spec, dict) else None
-        if isinstance(schema, dict):
-            return json.dumps(schema, sort_keys=True)
-    raise InvalidInputError(
-        "response_format must be {'type': 'json_object'} or {'type': 'json_schema', "
-        f"'json_schema': {{'schema': {{...}}}}}}, got {response_format!r}"
-    )
 
 
 def _turn(message: BaseMessage) -> dict[str, str]:
@@ -112,14 +91,12 @@ class ChatLlamaCpp(LlamaCppModel, BaseChatModel):
     def _plan(self, kwargs: dict[str, Any]) -> tuple[Settings, ToolPlan | None]:
         """The sampling settings of a call, grammar included, and how it offers tools."""
         tools, choice = kwargs.pop("tools", None), kwargs.pop("tool_choice", None)
-        response_format = kwargs.pop("response_format", None)
+        parallel = kwargs.pop("parallel_tool_calls", None)
         kwargs.pop("stream", None)
         values = for_call(self, BaseLLM, kwargs)
-        grammar, offer = None, plan(tools, choice)
-        if offer is not None:
-            grammar = offer.grammar
-        elif response_format is not None and response_format.get("type") != "text":
-            grammar = _grammar(_format_schema(response_format))
+        offer = plan(tools, choice, parallel)
+        # without tools, the same grammar as LlamaCpp's for the same response_format
+        grammar = offer.grammar if offer else grammar_for(values["response_format"])
         return sampling(values, grammar, release=release_for(offer)), offer
 
     def _stream(
@@ -127,9 +104,11 @@ class ChatLlamaCpp(LlamaCppModel, BaseChatModel):
     ) -> Generator[AIMessageChunk, None, None]:
         settings, offer = self._plan(dict(kwargs))
         tokens = self._tokens(messages, None if offer is None else offer.note)
-        stops = None if offer else self.stop if stop is None else stop
+        stops = self.stop if stop is None else stop
+        # with tools offered they cut a text answer, never a call
+        cut = TextStops(stops) if offer is not None and stops else stops
         read = self._read_text if offer is None else self._read_calls
-        with contextlib.closing(run(self._engine, tokens, settings, stops)) as chunks:
+        with contextlib.closing(run(self._engine, tokens, settings, cut)) as chunks:
             yield from read(chunks)
 
     def _read_text(self, chunks: Iterator[GenerationChunk]) -> Iterator[AIMessageChunk]:

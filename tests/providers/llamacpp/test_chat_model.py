@@ -124,6 +124,39 @@ def test_response_format_holds_the_text_to_the_schema(chat: ChatLlamaCpp, flavou
     assert isinstance(json.loads(message.text)["name"], str)
 
 
+NAMED = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [{"type": "json_object"}, {"type": "json_schema", "json_schema": {"schema": NAMED}}],
+)
+def test_response_format_holds_the_answer_as_llamacpp_does(
+    chat: ChatLlamaCpp, flavour: str, fmt: dict[str, Any]
+) -> None:
+    # one grammar for both models: the same turns at temperature 0 give the same JSON
+    text = LlamaCpp(temperature=0, seed=7).invoke(TURNS, response_format=fmt, max_tokens=40)
+    message = invoke_of(chat, flavour, TURNS, response_format=fmt, max_tokens=40)
+    assert message.text == text
+    assert isinstance(json.loads(message.text), dict)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"type": "xml"},
+        {"type": "json_schema"},
+        {"type": "json_schema", "json_schema": {"schema": "nope"}},
+        "json",
+    ],
+)
+def test_a_bad_response_format_is_a_typed_error(chat: ChatLlamaCpp, flavour: str, bad: Any) -> None:
+    with pytest.raises(InvalidInputError, match="response_format"):
+        invoke_of(chat, flavour, "Hi", response_format=bad)
+    with pytest.raises(InvalidInputError, match="response_format"):
+        ChatLlamaCpp(response_format=bad)
+
+
 def test_bad_tools_and_formats_are_typed_errors(chat: ChatLlamaCpp, flavour: str) -> None:
     with pytest.raises(InvalidInputError, match="tool schema"):
         invoke_of(chat, flavour, "Hi", tools=["nope"])
