@@ -124,13 +124,16 @@ def tool_reliability() -> None:
     """Ten one-line requests that a tool fits and ten that none does, two tools,
     ``tool_choice="auto"``, temperature 0: how many calls parse, name the right tool and
     carry the right arguments, and how often the model answers in text when no tool fits.
-    Then the same ten tool requests with ``tool_choice="required"``. The first call is
-    judged; answers that make more calls (parallel calls are allowed) are counted."""
+    Then the same ten tool requests with ``tool_choice="required"``, and with
+    ``"required"`` and ``parallel_tool_calls=True``, where answers that make more than one
+    call are counted. The first call of an answer is judged."""
     chat = ChatLlamaCpp(temperature=0, seed=0, max_tokens=120)
-    for choice in ("auto", "required"):
+    for choice, parallel in (("auto", None), ("required", None), ("required", True)):
         called = parsed = right = exact = more = 0
         for question, name, args in _CASES:
-            message = chat.invoke(question, tools=[_WEATHER, _ADD], tool_choice=choice)
+            message = chat.invoke(
+                question, tools=[_WEATHER, _ADD], tool_choice=choice, parallel_tool_calls=parallel
+            )
             call = message.tool_calls[0] if message.tool_calls else None
             called += call is not None or bool(message.invalid_tool_calls)
             parsed += call is not None and not message.invalid_tool_calls
@@ -139,8 +142,8 @@ def tool_reliability() -> None:
             more += len(message.tool_calls) + len(message.invalid_tool_calls) > 1
             said = [f"{c['name']} {c['args']}" for c in message.tool_calls]
             print(f"{choice:8} {question:36} -> {said or repr(message.text[:40])}")
-        n = len(_CASES)
-        print(f"{choice}: called {called}/{n}, well-formed {parsed}/{called}, right tool "
+        n, how = len(_CASES), f"{choice}{', parallel' if parallel else ''}"
+        print(f"{how}: called {called}/{n}, well-formed {parsed}/{called}, right tool "
               f"{right}/{n}, right tool and arguments {exact}/{n}, "
               f"more than one call {more}/{n}")  # fmt: skip
     texts = 0

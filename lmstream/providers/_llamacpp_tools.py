@@ -6,9 +6,10 @@ The form is llama-cpp-python's ``chatml-function-calling``: an answer is either
 ``tool_choice="auto"`` (or none given) the grammar is *mixed* and allows both; once the
 answer has begun with ``message:`` it is text, which is then sampled without the grammar,
 so it costs what plain text costs. A named ``tool_choice`` forces that tool,
-``"required"``/``"any"`` forces a call, and ``"none"`` offers none. Unless
-``parallel_tool_calls`` is ``False`` or ``tool_choice`` names a tool, the answer may be
-several calls, one per line. The reader hands on text as it comes (without its label), and
+``"required"``/``"any"`` forces a call, and ``"none"`` offers none. With
+``parallel_tool_calls=True`` (and no tool named) the answer may be several calls, one per
+line; else it is one call: allowed more, a small model lists tools it was not asked for.
+The reader hands on text as it comes (without its label), and
 each call as ``tool_call_chunks`` of its own index (0, 1, ...): the first fragment carries
 the name, an id and the index, the next ones the pieces of the arguments' JSON as the model
 writes them.
@@ -106,8 +107,8 @@ def _grammar(functions: str, mixed: bool, many: bool) -> LlamaGrammar:
 def plan(tools: Any, choice: Any, parallel: Any = None) -> ToolPlan | None:
     """How the tools are offered (``None``: they are not, for ``tool_choice="none"``).
 
-    The model may call several tools at once unless ``parallel`` (``parallel_tool_calls``)
-    is ``False`` or ``tool_choice`` names the one tool to call.
+    The model may call several tools at once only when ``parallel`` (``parallel_tool_calls``)
+    is ``True`` and ``tool_choice`` names no tool.
     """
     if parallel is not None and not isinstance(parallel, bool):
         raise InvalidInputError(f"parallel_tool_calls must be True or False, got {parallel!r}")
@@ -115,7 +116,7 @@ def plan(tools: Any, choice: Any, parallel: Any = None) -> ToolPlan | None:
         return None
     functions = _functions(list(tools), choice)
     mixed = choice in (None, "auto")
-    many = parallel is not False and (mixed or choice in _FORCING)
+    many = parallel is True and (mixed or choice in _FORCING)
     listed = "".join(
         f"\nfunctions.{f['name']}:\n{f.get('description', '')}\n{json.dumps(f.get('parameters'))}\n"
         for f in functions

@@ -8,8 +8,8 @@ template. ``ChatLlamaCpp()`` runs the embedded SmolLM2-135M-Instruct.
 * ``tools`` (``bind_tools``): the model is told about the tools and its output is held to
   a grammar built from their JSON schemas, so the call it makes is always well-formed
   JSON naming a tool with arguments that fit its schema (whether it is the *right* call is
-  up to the model). It may call several tools, one per line, unless
-  ``parallel_tool_calls=False`` or ``tool_choice`` names a tool; each call streams as
+  up to the model). It makes one call, or several, one per line, when
+  ``parallel_tool_calls=True`` and ``tool_choice`` names no tool; each call streams as
   tool-call chunks of its own index and id, its arguments as the model writes them.
   Stop sequences cut an answer in text, never a call.
 * ``response_format``: ``{"type": "json_object"}`` or ``{"type": "json_schema", ...}``

@@ -61,6 +61,8 @@ def _kwargs(body: ChatCompletionRequest, served: ServedModel, state: ServerState
         kwargs["tools"] = body.tools
         if body.tool_choice is not None:
             kwargs["tool_choice"] = body.tool_choice
+        if body.parallel_tool_calls is not None:
+            kwargs["parallel_tool_calls"] = body.parallel_tool_calls
     fmt = body.response_format
     if fmt is not None and fmt.get("type") != "text":
         if not (chat and getattr(served.llm, "supports_response_format", False)):

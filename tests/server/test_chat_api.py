@@ -84,9 +84,10 @@ def test_tools_reach_the_model(serve: Any, flavour: str) -> None:
     model = FakeChatModel(["ok"])
     with serve({"chat": model}) as server:
         _run(server.url, flavour, False, model="chat", messages=HI, tools=[WEATHER],
-             tool_choice="required")  # fmt: skip
+             tool_choice="required", parallel_tool_calls=True)  # fmt: skip
     assert model.last_kwargs["tools"] == [WEATHER]
     assert model.last_kwargs["tool_choice"] == "required"
+    assert model.last_kwargs["parallel_tool_calls"] is True
 
 
 def test_reasoning_goes_out_under_both_names(serve: Any, flavour: str) -> None:

@@ -98,6 +98,7 @@ def test_parallel_calls_stream_each_with_its_own_index_and_id(
     chat: ChatLlamaCpp, flavour: str
 ) -> None:
     kwargs: dict[str, Any] = {"tools": TOOLS, "tool_choice": "required", "max_tokens": 120}
+    kwargs["parallel_tool_calls"] = True
     chunks = chunks_of(chat, flavour, TWO_SUMS, **kwargs)
     calls = _calls_of([f for c in chunks for f in c.tool_call_chunks])
     assert len(calls) >= 2
@@ -121,6 +122,8 @@ def test_parallel_calls_stream_each_with_its_own_index_and_id(
 @pytest.mark.parametrize(
     "kwargs",
     [
+        {},  # one call unless several are asked for: a small model lists tools it was not asked for
+        {"tool_choice": "required"},
         {"parallel_tool_calls": False},
         {"tool_choice": "auto", "parallel_tool_calls": False},
         {"tool_choice": "required", "parallel_tool_calls": False},
@@ -128,7 +131,7 @@ def test_parallel_calls_stream_each_with_its_own_index_and_id(
         {"tool_choice": {"type": "function", "function": {"name": "add"}}},
     ],
 )
-def test_one_call_when_parallel_calls_are_off_or_a_tool_is_named(
+def test_one_call_unless_parallel_calls_are_asked_for_and_no_tool_is_named(
     chat: ChatLlamaCpp, flavour: str, kwargs: dict[str, Any]
 ) -> None:
     chunks = chunks_of(chat, flavour, TWO_SUMS, tools=TOOLS, max_tokens=120, **kwargs)
