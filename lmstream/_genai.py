@@ -9,7 +9,6 @@ By default the names are those of the conventions' version 1.36 (the provider as
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -297,6 +296,8 @@ def _messages(value: Any, role: str) -> list[dict[str, Any]]:
 
 def capture_input(attributes: dict[str, Any], run: Run, latest: bool) -> None:
     """The prompt, as the conventions carry it: an attribute (latest) or, at the end, an event."""
+    import json  # content capture only
+
     if latest:
         attributes["gen_ai.input.messages"] = json.dumps(_messages(_prompt(run), "user"))
 
@@ -309,6 +310,8 @@ def capture_output(
     if text is None:
         return
     if latest:
+        import json
+
         [message] = _messages(text, "assistant")
         message["finish_reason"] = info.get("finish_reason", "stop")
         attributes["gen_ai.output.messages"] = json.dumps([message])
@@ -318,6 +321,8 @@ def capture_output(
 
 def capture_prompt_event(span: Any, run: Run) -> None:
     """The prompt as the older conventions' span event."""
+    import json
+
     messages = _messages(_prompt(run), "user")
     span.add_event("gen_ai.content.prompt", {"gen_ai.prompt": json.dumps(messages)})
 

@@ -19,9 +19,7 @@ inside strings are accepted, as LangChain's parser does (``json.loads(strict=Fal
 
 from __future__ import annotations
 
-import json
 import re
-from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import Any
 
 from lmstream.errors import OutputParserError
@@ -163,6 +161,8 @@ class JsonStream:
             raise OutputParserError(
                 f"Invalid JSON output: text after the value: {rest[:40]!r}", llm_output=text
             )
+        import json  # on use: it is not needed to import lmstream
+
         try:
             return json.loads(text[self._start : self._end], strict=False)
         except ValueError as exc:
@@ -326,6 +326,8 @@ class JsonStream:
         self._dirty = True
 
     def _decode(self, raw: str) -> str:
+        from json.decoder import scanstring  # type: ignore[attr-defined]
+
         try:
             value: str = scanstring(raw + '"', 0, False)[0]
         except ValueError as exc:

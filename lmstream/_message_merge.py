@@ -4,7 +4,6 @@ however it was cut into chunks."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal, TypedDict
 
 __all__ = [
@@ -210,6 +209,8 @@ def _closed(text: str) -> str | None:
 def parse_partial_json(text: str) -> Any:
     """The JSON value ``text`` starts, as far as it goes: ``'{"a": "Par'`` gives
     ``{"a": "Par"}``. Returns None when no prefix of ``text`` parses."""
+    import json  # on use: it is not needed to import lmstream
+
     try:
         return json.loads(text)
     except ValueError:

@@ -9,7 +9,6 @@ read plain strings and any chunk or message with a ``.text``/``.content`` string
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -127,6 +126,8 @@ class JsonOutputParser(StreamingStep[Any, Any]):
         """What to tell the model about the output's shape."""
         if self.pydantic_object is None:
             return "Return a JSON object."
+        import json  # on use: it is not needed to import lmstream
+
         schema = json.dumps(_schema_of(self.pydantic_object), ensure_ascii=False)
         return JSON_FORMAT_INSTRUCTIONS.format(schema=schema)
 

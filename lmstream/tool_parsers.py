@@ -16,7 +16,6 @@ Where LangChain's parsers drop a call whose arguments are not JSON, these raise
 
 from __future__ import annotations
 
-import json
 import operator
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -81,6 +80,8 @@ def _fragments(message: Any) -> list[dict[str, Any]]:
             f"a tool-call parser reads chat messages, not {type(message).__name__}",
             llm_output=message if isinstance(message, str) else "",
         )
+    import json  # on use: it is not needed to import lmstream
+
     out = [{"name": c.get("name"), "id": c.get("id"), "args": json.dumps(c.get("args", {}))}
            for c in calls]  # fmt: skip
     out += [{"name": c.get("name"), "id": c.get("id"), "args": c.get("args") or ""}
@@ -205,6 +206,8 @@ class JsonOutputToolsParser(StreamingStep[Any, Any]):
     def _final(self, call: _Call) -> Any:
         args = call.final_args()
         if self.strict:
+            import json
+
             try:
                 json.loads(call.stream.text or "{}")
             except ValueError as exc:

@@ -9,7 +9,6 @@ streaming: the input it consumed before failing is replayed to the next attempt.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from functools import partial
@@ -408,6 +407,8 @@ class RunnableRetry(_Attempting[Input, Output], Generic[Input, Output]):
             return 0.0
         p = self.jitter_params
         delay = min(p["initial"] * p["exp_base"] ** attempt, p["max"])
+        import random  # on use: it is not needed to import lmstream
+
         return float(delay + random.uniform(0, p["jitter"]))
 
     def _policy(self) -> Policy:

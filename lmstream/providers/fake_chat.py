@@ -8,7 +8,6 @@ all). It can fail after k chunks, and counts the chunks it produced.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -104,6 +103,8 @@ class FakeChatModel(BaseChatModel):
             for p in self.split(message.reasoning)
         ]
         out += [AIMessageChunk(p) for p in self.split(message.text)]
+        import json  # on use: it is not needed to import lmstream
+
         for index, call in enumerate(message.tool_calls):
             args = self.split(json.dumps(call.get("args", {}))) or [""]
             first = {"name": call.get("name"), "args": args[0], "id": call.get("id"),
