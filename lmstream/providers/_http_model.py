@@ -26,7 +26,7 @@ from lmstream.llm import BaseLLM
 from lmstream.providers._clients import Clients
 from lmstream.providers._http import Call, RetryPolicy, SizeLimits, TimeLimits
 from lmstream.providers._http_errors import failure, usable
-from lmstream.providers._reads import afinish, aread, aread_all, finish, read, read_all
+from lmstream.providers._reads import afinish, anext_piece, aread_all, finish, next_piece, read_all
 from lmstream.settings import STOP, for_call, number, positional, setting
 
 __all__ = ["HTTPModel", "Reader"]
@@ -178,7 +178,7 @@ class HTTPModel(_Base):
         response = self._send(call)
         guard, chunks = call.watch(response), response.iter_bytes()
         try:
-            while not state.done and (data := read(chunks, call, guard)) is not None:
+            while (data := next_piece(state, chunks, call, guard)) is not None:
                 for chunk in state.feed(data):
                     yield chunk
                     call.handed_on()
@@ -248,7 +248,7 @@ class HTTPModel(_Base):
         response = await self._asend(call)
         guard, chunks = call.watch(response), response.aiter_bytes()
         try:
-            while not state.done and (data := await aread(chunks, call, guard)) is not None:
+            while (data := await anext_piece(state, chunks, call, guard)) is not None:
                 for chunk in state.feed(data):
                     yield chunk
                     call.handed_on()

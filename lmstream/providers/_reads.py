@@ -4,19 +4,33 @@ bounded in size. Thin sync and async twins around the same checks.
 A body that ends when its connection closes (no length, no chunks) ends cleanly when a
 deadline shuts the socket; ``read`` tells that end from the server's by the guard, and
 raises the timeout that caused it.
+
+A streamed answer is done at its end marker, but its body ends a moment later (the
+chunked encoding's last chunk): ``next_piece`` reads that end before it says the stream
+is over, so that the connection goes back to the pool instead of being closed and the
+next call does not open a new one. When a server sends more than ``DRAIN_BYTES`` after
+the marker, or takes over ``DRAIN_SECONDS`` to end the body, the connection is closed
+instead, as it is when an answer is left mid-body.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from lmstream.providers._http import Call, too_large
 from lmstream.providers._watchdog import Guard
 
-__all__ = ["afinish", "aread", "aread_all", "finish", "read", "read_all"]
+__all__ = [
+    "afinish", "anext_piece", "aread", "aread_all", "finish", "next_piece", "read", "read_all",
+]  # fmt: skip
+
+DRAIN_SECONDS = 0.5  # from the end marker to the body's end
+DRAIN_BYTES = 64 * 1024  # read past the end marker before giving the connection up
 
 
 def read(chunks: Iterator[bytes], call: Call, guard: Guard | None) -> bytes | None:
@@ -41,6 +55,63 @@ async def aread(chunks: AsyncIterator[bytes], call: Call, guard: Guard | None) -
     finally:
         guard.disarm()
     return _checked(data, call, guard)
+
+
+class _Stream(Protocol):
+    done: bool  # the stream's end marker has come
+
+
+def next_piece(
+    state: _Stream, chunks: Iterator[bytes], call: Call, guard: Guard | None
+) -> bytes | None:
+    """The next piece of a streamed body, or ``None`` at its end or at the stream's end
+    marker (the body's own end read first, so the connection is kept)."""
+    if state.done:
+        _drain(chunks, guard)
+        return None
+    return read(chunks, call, guard)
+
+
+async def anext_piece(
+    state: _Stream, chunks: AsyncIterator[bytes], call: Call, guard: Guard | None
+) -> bytes | None:
+    """Async ``next_piece``."""
+    if state.done:
+        await _adrain(chunks)
+        return None
+    return await aread(chunks, call, guard)
+
+
+def _drain(chunks: Iterator[bytes], guard: Guard | None) -> None:
+    """Read the rest of a body whose stream is done, within ``DRAIN_SECONDS`` and
+    ``DRAIN_BYTES``, so its connection can be kept (a read blocks the thread: without a
+    guard to cut it, the connection is given up at once)."""
+    if guard is None:
+        return
+    guard.arm(time.monotonic() + DRAIN_SECONDS, "drain")
+    try:
+        _skip(chunks)
+    except httpx.HTTPError:
+        pass  # the connection is closed with the response, as it would have been
+    finally:
+        guard.disarm()
+
+
+async def _adrain(chunks: AsyncIterator[bytes]) -> None:
+    """Async ``_drain``: the event loop's own timeout bounds it."""
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            left = DRAIN_BYTES
+            while left > 0 and (data := await anext(chunks, None)) is not None:
+                left -= len(data)
+    except (TimeoutError, httpx.HTTPError):
+        pass  # the connection is closed with the response, as it would have been
+
+
+def _skip(chunks: Iterator[bytes]) -> None:
+    left = DRAIN_BYTES
+    while left > 0 and (data := next(chunks, None)) is not None:
+        left -= len(data)
 
 
 def _checked(data: bytes | None, call: Call, guard: Guard) -> bytes | None:

@@ -108,6 +108,8 @@ class Recorded:
     disconnected: float | None = None
     """When the client went away before the answer was complete."""
     reset: bool = False
+    client: tuple[Any, ...] = ()
+    """The client's address and port: the same for requests on one connection."""
 
 
 _PROBED = ("/health", "/v1/models", "/metrics")
@@ -343,6 +345,7 @@ class ScriptedServer:
             body = raw.decode("utf-8", "replace")
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         record = Recorded(scope["path"], headers, body, time.monotonic())
+        record.client = tuple(scope.get("client") or ())
         with self._lock:
             self.requests.append(record)
         await self._answer(self._next_reply(body), record, scope, receive, send)
