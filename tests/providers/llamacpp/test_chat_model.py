@@ -141,22 +141,6 @@ def test_response_format_holds_the_answer_as_llamacpp_does(
     assert isinstance(json.loads(message.text), dict)
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [
-        {"type": "xml"},
-        {"type": "json_schema"},
-        {"type": "json_schema", "json_schema": {"schema": "nope"}},
-        "json",
-    ],
-)
-def test_a_bad_response_format_is_a_typed_error(chat: ChatLlamaCpp, flavour: str, bad: Any) -> None:
-    with pytest.raises(InvalidInputError, match="response_format"):
-        invoke_of(chat, flavour, "Hi", response_format=bad)
-    with pytest.raises(InvalidInputError, match="response_format"):
-        ChatLlamaCpp(response_format=bad)
-
-
 def test_bad_tools_and_formats_are_typed_errors(chat: ChatLlamaCpp, flavour: str) -> None:
     with pytest.raises(InvalidInputError, match="tool schema"):
         invoke_of(chat, flavour, "Hi", tools=["nope"])

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from lmstream import InvalidInputError, OutputParserError, PydanticOutputParser
 from lmstream.providers.llamacpp import LlamaCpp
+from lmstream.providers.llamacpp_chat import ChatLlamaCpp
 
 
 class Pet(BaseModel):
@@ -96,11 +97,13 @@ def test_a_cut_short_answer_says_length_and_fails_to_parse(
         "json",
     ],
 )
-def test_a_bad_response_format_is_a_typed_error(json_llm: LlamaCpp, bad: Any) -> None:
-    with pytest.raises(InvalidInputError, match="response_format"):
-        json_llm.invoke("hi", response_format=bad)
-    with pytest.raises(InvalidInputError, match="response_format"):
-        LlamaCpp(response_format=bad)
+def test_a_bad_response_format_is_a_typed_error(json_llm: LlamaCpp, flavour: str, bad: Any) -> None:
+    # the text and the chat model share the setting: both refuse it per call and when made
+    for model in (json_llm, ChatLlamaCpp(max_tokens=8)):
+        with pytest.raises(InvalidInputError, match="response_format"):
+            invoke_of(model, flavour, "hi", response_format=bad)
+        with pytest.raises(InvalidInputError, match="response_format"):
+            type(model)(response_format=bad)
 
 
 def test_text_format_leaves_output_free(json_llm: LlamaCpp) -> None:
