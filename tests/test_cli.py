@@ -131,8 +131,13 @@ def _start(*args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def test_ctrl_c_stops_the_model_keeps_the_output_and_exits_130() -> None:
-    with _start("p", "-m", "fake:abcdefghijklmnopqrstuvwxyz", *SLOW) as proc:
+# the text command and ``lmstream chat`` (a fake chat model) stop the same way
+COMMANDS = pytest.mark.parametrize("command", [[], ["chat"]], ids=["text", "chat"])
+
+
+@COMMANDS
+def test_ctrl_c_stops_the_model_keeps_the_output_and_exits_130(command: list[str]) -> None:
+    with _start(*command, "p", "-m", "fake:abcdefghijklmnopqrstuvwxyz", *SLOW) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         first = proc.stdout.read(3)
         proc.send_signal(signal.SIGINT)
@@ -145,8 +150,9 @@ def test_ctrl_c_stops_the_model_keeps_the_output_and_exits_130() -> None:
     assert "Traceback" not in err
 
 
-def test_a_closed_pipe_stops_the_model_quietly() -> None:
-    with _start("p", "-m", "fake:abcdefghijklmnopqrstuvwxyz", *SLOW) as proc:
+@COMMANDS
+def test_a_closed_pipe_stops_the_model_quietly(command: list[str]) -> None:
+    with _start(*command, "p", "-m", "fake:abcdefghijklmnopqrstuvwxyz", *SLOW) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         assert proc.stdout.read(2) == b"ab"
         proc.stdout.close()  # like `| head -c 2`
