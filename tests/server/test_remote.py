@@ -5,11 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import chunks_of, collect, events_of, invoke_of, stream_of, take, wait_until
+from helpers import (
+    Outcomes,
+    chunks_of,
+    collect,
+    events_of,
+    invoke_of,
+    stream_of,
+    take,
+    wait_until,
+)
 
 from lmstream import (
     AuthenticationError,
-    BaseCallbackHandler,
     FakeLLM,
     InvalidInputError,
     PromptTemplate,
@@ -69,20 +77,12 @@ def test_keys(serve: Any, flavour: str) -> None:
             invoke_of(RemoteLLM(server.url, api_key="wrong"), flavour, "p")
 
 
-class Cancels(BaseCallbackHandler):
-    def __init__(self) -> None:
-        self.count = 0
-
-    def on_llm_cancel(self, response: Any, **kwargs: Any) -> None:
-        self.count += 1
-
-
 def test_closing_a_remote_stream_stops_the_model_over_there(serve: Any, flavour: str) -> None:
-    cancels = Cancels()
+    cancels = Outcomes()
     far = FakeLLM(["z" * 300], delay=0.01, callbacks=[cancels])
     with serve({"m": far}) as server:
         assert take(stream_of(RemoteLLM(server.url), flavour, "p"), 2) == ["z", "z"]
-        assert wait_until(lambda: cancels.count == 1)
+        assert wait_until(lambda: cancels.outcomes.count("cancelled") == 1)
         stopped = far.tokens_produced
         assert not wait_until(lambda: far.tokens_produced > stopped, timeout=0.3)
     assert stopped < 300

@@ -7,13 +7,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from helpers import collect, events_of, invoke_of, is_sync, stream_of, take, wait_until
+from helpers import Outcomes, collect, events_of, invoke_of, is_sync, stream_of, take, wait_until
 
 from lmstream import (
     AIMessage,
     AuthenticationError,
     BadRequestError,
-    BaseCallbackHandler,
     ChatPromptTemplate,
     ContextLengthError,
     FakeChatModel,
@@ -168,23 +167,15 @@ def test_time_limits_keep_the_partial_message(serve: Any, flavour: str) -> None:
     assert set(caught.value.partial_message.text) <= {"z"}
 
 
-class Cancels(BaseCallbackHandler):
-    def __init__(self) -> None:
-        self.count = 0
-
-    def on_llm_cancel(self, response: Any, **kwargs: Any) -> None:
-        self.count += 1
-
-
 def test_closing_a_remote_stream_stops_the_model_over_there(serve: Any, flavour: str) -> None:
-    cancels = Cancels()
+    cancels = Outcomes()
     served = FakeChatModel(["z" * 400], delay=0.01, callbacks=[cancels])
     with serve({"m": served}) as server:
         assert [c.text for c in take(stream_of(RemoteChatModel(server.url), flavour, HI), 2)] == [
             "z",
             "z",
         ]
-        assert wait_until(lambda: cancels.count == 1)
+        assert wait_until(lambda: cancels.outcomes.count("cancelled") == 1)
         stopped = served.chunks_produced
         assert not wait_until(lambda: served.chunks_produced > stopped, timeout=0.3)
     assert stopped < 400
