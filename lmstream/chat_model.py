@@ -88,6 +88,7 @@ class BaseChatModel(_Loop):
 
         def get_num_tokens(self, text: str) -> int: ...
         def asdict(self) -> dict[str, Any]: ...
+        def _ls_metadata(self, stop: Any, kwargs: dict[str, Any]) -> dict[str, Any]: ...
 
     disable_streaming: bool | Literal["tool_calling"] = False
     """Never stream (``True``), or not when tools are passed (``"tool_calling"``)."""
@@ -148,12 +149,13 @@ class BaseChatModel(_Loop):
     _to_chunk = staticmethod(as_message_chunk)
     _join_chunks = staticmethod(_join)
 
-    def _ls_metadata(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = BaseLLM._ls_metadata(self, stop, kwargs)  # type: ignore[arg-type]
-        out["ls_model_type"] = "chat"
-        provider = type(self).__name__.lower()
-        out["ls_provider"] = provider.replace("chatmodel", "").replace("chat", "") or provider
-        return {**out, **self.metadata}
+    _ls_model_type: ClassVar[str] = "chat"
+
+    @staticmethod
+    def _ls_provider_of(name: str) -> str:
+        """The ``ls_provider`` of a chat model class: ``ChatOpenAI`` is ``openai``."""
+        provider = name.lower()
+        return provider.replace("chatmodel", "").replace("chat", "") or provider
 
     def _new_run(
         self, prompt: _Messages, config: RunnableConfig, stop: Any, kwargs: dict[str, Any]

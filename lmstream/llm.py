@@ -79,6 +79,12 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
     a shared lock while it yields should allow a whole generation, or an async consumer
     that calls the same model before finishing the stream would wait on itself."""
     _has: ClassVar[dict[str, bool]] = {}
+    _ls_model_type: ClassVar[str] = "llm"
+
+    @staticmethod
+    def _ls_provider_of(name: str) -> str:
+        """The ``ls_provider`` of a model class called ``name``: ``FakeLLM`` is ``fake``."""
+        return (name[:-3] if name.endswith("LLM") else name).lower()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -191,9 +197,8 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         cls = type(self)
         provider = _PROVIDERS.get(cls)
         if provider is None:
-            name = cls.__name__
-            provider = _PROVIDERS[cls] = (name[:-3] if name.endswith("LLM") else name).lower()
-        out: dict[str, Any] = {"ls_provider": provider, "ls_model_type": "llm"}
+            provider = _PROVIDERS[cls] = cls._ls_provider_of(cls.__name__)
+        out: dict[str, Any] = {"ls_provider": provider, "ls_model_type": cls._ls_model_type}
         model = (
             kwargs.get("model") or getattr(self, "model", None) or getattr(self, "model_name", None)
         )
