@@ -191,8 +191,13 @@ class TextChunks(ChunkKind[GenerationChunk]):
 
     def join(self, chunks: Iterable[GenerationChunk]) -> GenerationChunk:
         """One chunk with all the text and the merged metadata, in linear time."""
-        chunks = list(chunks)
-        return GenerationChunk("".join(self.texts(chunks)), self.merged_info(chunks))
+        parts: list[str] = []
+        info = None
+        for chunk in chunks:  # one pass: ``invoke`` of a streaming provider runs this
+            parts.append(chunk.text)
+            if chunk.generation_info:
+                info = merge_info(info, chunk.generation_info)
+        return GenerationChunk("".join(parts), info)
 
 
 TEXT = TextChunks()

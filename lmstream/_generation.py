@@ -55,9 +55,11 @@ __all__ = [
     "Generating",
     "TextGenerating",
     "ainvoke",
+    "ainvoke_lean",
     "alean",
     "astream",
     "invoke",
+    "invoke_lean",
     "lean",
     "stream",
 ]
@@ -326,6 +328,27 @@ async def _afinish(gen: Generating) -> AsyncIterator[Any]:
             yield item
     finally:
         await gen.run.aend(result)
+
+
+def invoke_lean(gen: Generating, make: Callable[..., Any], *args: Any) -> Any:
+    """``invoke`` nobody listens to, with no stop sequences: the provider's whole chunk,
+    as it is (there is no run result to build: nobody would see it)."""
+    try:
+        chunk = make(*args)
+    except BaseException as exc:
+        gen.settle(exc)
+    gen.run.end(None)
+    return chunk
+
+
+async def ainvoke_lean(gen: Generating, make: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """The async twin of ``invoke_lean``."""
+    try:
+        chunk = await make(*args)
+    except BaseException as exc:
+        await gen.asettle(exc)
+    gen.run.end(None)  # nobody listens: the sync end waits for nobody
+    return chunk
 
 
 def invoke(gen: Generating, make: Callable[..., Any], *args: Any) -> Any:

@@ -278,7 +278,9 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         **kwargs: Any,
     ) -> str:
         """The whole completion for ``input``."""
-        gen, args, _ = self._generation(input, config, stop, kwargs)
+        gen, args, _ = self._generation(input, config, stop, kwargs, as_text=True)
+        if gen.plain:
+            return loops.invoke_lean(gen, complete, *args).text  # type: ignore[no-any-return]
         return loops.invoke(gen, complete, *args).generations[0][0].text  # type: ignore[no-any-return]
 
     async def ainvoke(
@@ -290,7 +292,9 @@ class BaseLLM(Runnable[LanguageModelInput, str]):
         **kwargs: Any,
     ) -> str:
         """Async ``invoke``: native when the provider is."""
-        gen, args, _ = self._generation(input, config, stop, kwargs)
+        gen, args, _ = self._generation(input, config, stop, kwargs, as_text=True)
+        if gen.plain:
+            return (await loops.ainvoke_lean(gen, acomplete, *args)).text  # type: ignore[no-any-return]
         result = await loops.ainvoke(gen, acomplete, *args)
         return result.generations[0][0].text  # type: ignore[no-any-return]
 
