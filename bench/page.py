@@ -417,6 +417,13 @@ SECTIONS = (
 )
 
 
+def _built_in(env: dict[str, Any]) -> str:
+    how = env.get("chunks_built_in")  # not recorded before the C constructor existed
+    if how == "C":
+        return " (chunks built by its C constructor)"
+    return " (chunks built in Python: installed without its C part)" if how else ""
+
+
 def _intro(results: dict[str, Any]) -> str:
     env = results["environment"]
     quick = " with `--quick` (fewer sizes and rounds)" if results.get("quick") else ""
@@ -432,7 +439,9 @@ def _intro(results: dict[str, Any]) -> str:
         "",
         f"This run{quick}: {env['date']}, {env['cpu']} ({env['cores']} cores, shared), "
         f"{env['os']}, Python {env['python']}, lmstream {env['lmstream']} at "
-        f"`{env['commit']}`, " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".",
+        f"`{env['commit']}`{_built_in(env)}, "
+        + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+        + ".",
         "",
         "## Headline",
         "",

@@ -62,6 +62,16 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _chunk_constructor() -> str:
+    """ "C" when lmstream's chunk classes are built by its C constructor, else "Python"
+    (installed without a C compiler)."""
+    try:
+        from lmstream import GenerationChunk, _speedups
+    except ImportError:
+        return "Python"
+    return "C" if _speedups.installed(GenerationChunk) else "Python"
+
+
 def environment() -> dict[str, Any]:
     """The machine, the versions and the date of this run."""
     commit = _git("rev-parse", "--short", "HEAD")
@@ -73,6 +83,7 @@ def environment() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "lmstream": _version("lmstream"),
+        "chunks_built_in": _chunk_constructor(),
         "commit": commit + ("+changes" if dirty else ""),
         "versions": {name: _version(name) for name in PACKAGES},
     }
