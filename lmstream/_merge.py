@@ -5,7 +5,6 @@ ahead of the consumer (threads on the sync path, tasks on the async path)."""
 from __future__ import annotations
 
 import contextvars
-import queue
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -114,6 +113,8 @@ def merge_threads(branches: dict[str, Iterator[Any]]) -> Iterator[AddableDict]:
     consumer that stops early leaves nothing generating; closing waits for every branch
     to be closed in its thread.
     """
+    import queue  # only merging threads needs it: not loaded by ``import lmstream``
+
     merged: queue.Queue[tuple[str, int, Any]] = queue.Queue()
     stop = threading.Event()
     slots = {key: threading.Semaphore(1) for key in branches}

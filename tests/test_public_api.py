@@ -52,7 +52,7 @@ def test_importing_lmstream_loads_no_heavy_standard_library_module() -> None:
 
     # each costs milliseconds on import; lmstream uses them only on paths that need them
     heavy = ["asyncio", "inspect", "dataclasses", "difflib", "ast", "json", "random", "pydantic"]
-    heavy.append("opentelemetry")
+    heavy += ["opentelemetry", "queue"]
     code = f"import sys, lmstream; print(sorted(set({heavy!r}) & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
