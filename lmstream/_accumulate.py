@@ -131,10 +131,6 @@ class ChunkKind(Generic[C]):
         """Whether ``chunk`` carries nothing but its text (held back whole, it is dropped)."""
         return not self.info(chunk)
 
-    def texts(self, chunks: Iterable[C]) -> list[str]:
-        """The texts of ``chunks``."""
-        return [self.text(chunk) for chunk in chunks]
-
     def merged_info(self, chunks: Iterable[C]) -> dict[str, Any] | None:
         """The metadata of ``chunks``, merged."""
         info = None
@@ -176,18 +172,6 @@ class TextChunks(ChunkKind[GenerationChunk]):
     def make(self, text: str, info: dict[str, Any] | None) -> GenerationChunk:
         """``GenerationChunk(text, info)``."""
         return GenerationChunk(text, info)
-
-    def texts(self, chunks: Iterable[GenerationChunk]) -> list[str]:
-        """The texts of ``chunks``."""
-        return [chunk.text for chunk in chunks]
-
-    def merged_info(self, chunks: Iterable[GenerationChunk]) -> dict[str, Any] | None:
-        """The metadata of ``chunks``, merged."""
-        info = None
-        for chunk in chunks:
-            if chunk.generation_info:
-                info = merge_info(info, chunk.generation_info)
-        return info
 
     def join(self, chunks: Iterable[GenerationChunk]) -> GenerationChunk:
         """One chunk with all the text and the merged metadata, in linear time."""

@@ -131,10 +131,6 @@ class MessageChunks(ChunkKind[AIMessageChunk]):
         usage, meta = _split(info)
         return AIMessageChunk(text, usage_metadata=usage, response_metadata=meta)
 
-    def texts(self, chunks: Iterable[AIMessageChunk]) -> list[str]:
-        """The text of the chunks (as one piece)."""
-        return [self.summed(chunks).text]
-
     def merged_info(self, chunks: Iterable[AIMessageChunk]) -> dict[str, Any] | None:
         """The metadata of the chunks added up (running usage totals counted once)."""
         info = self.info(self.summed(chunks))
