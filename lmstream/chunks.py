@@ -194,7 +194,10 @@ def _build_fast(*classes: type) -> None:
     for cls in classes:
         code = cls.__init__.__code__  # type: ignore[misc]
         names = code.co_varnames[1 : code.co_argcount]  # the parameters after ``self``
-        install(cls, names, cls.__init__.__defaults__ or ())  # type: ignore[misc]
+        try:
+            install(cls, names, cls.__init__.__defaults__ or ())  # type: ignore[misc]
+        except RuntimeError:  # its table is full (classes of many subinterpreters)
+            return
 
 
 _build_fast(Generation, GenerationChunk)

@@ -164,8 +164,13 @@ def test_a_required_parameter_and_what_install_refuses() -> None:
         _speedups.install(Loose, ("a",), ())
 
 
+def _table_full(cls: type, names: tuple[str, ...], defaults: tuple[Any, ...]) -> None:
+    raise RuntimeError("too many classes")
+
+
+@pytest.mark.parametrize("why", ["not built", "its table is full"])
 def test_without_the_c_part_classes_build_through_python(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, why: str
 ) -> None:
     class Plain:
         __slots__ = ("text",)
@@ -173,7 +178,10 @@ def test_without_the_c_part_classes_build_through_python(
         def __init__(self, text: str = "") -> None:
             self.text = text
 
-    monkeypatch.setitem(sys.modules, "lmstream._speedups", None)  # as if never built
+    if why == "not built":
+        monkeypatch.setitem(sys.modules, "lmstream._speedups", None)
+    else:  # the classes of many subinterpreters
+        monkeypatch.setattr(_speedups, "install", _table_full)
     _build_fast(Plain)
     assert not _speedups.installed(Plain)
     assert python_init_calls(lambda: Plain(text="a"), Plain.__init__) == 1
