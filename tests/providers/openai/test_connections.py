@@ -16,7 +16,6 @@ from servers.scripted_chat import chat_stream
 
 from lmstream.providers._reads import DRAIN_BYTES
 from lmstream.providers.openai import OpenAI
-from lmstream.providers.openai_chat import ChatOpenAI
 
 
 def _texts(model: Any, flavour: str, calls: int) -> list[str]:
@@ -35,20 +34,18 @@ def _connections(scripted: ScriptedServer) -> list[tuple[Any, ...]]:
     return [r.client for r in scripted.requests]
 
 
+@pytest.mark.parametrize(
+    ("model", "script"), [("make_llm", stream), ("make_chat", chat_stream)], ids=["text", "chat"]
+)
 def test_streams_in_a_row_share_one_connection(
-    scripted: ScriptedServer, make_llm: Callable[..., OpenAI], flavour: str
+    scripted: ScriptedServer,
+    request: pytest.FixtureRequest,
+    flavour: str,
+    model: str,
+    script: Callable[[list[str]], Any],
 ) -> None:
-    scripted.script(*[stream(["a", "b"])] * 3)
-    assert _texts(make_llm(), flavour, 3) == ["ab"] * 3
-    clients = _connections(scripted)
-    assert len(clients) == 3 and len(set(clients)) == 1
-
-
-def test_chat_streams_in_a_row_share_one_connection(
-    scripted: ScriptedServer, make_chat: Callable[..., ChatOpenAI], flavour: str
-) -> None:
-    scripted.script(*[chat_stream(["a", "b"])] * 3)
-    assert _texts(make_chat(), flavour, 3) == ["ab"] * 3
+    scripted.script(*[script(["a", "b"])] * 3)
+    assert _texts(request.getfixturevalue(model)(), flavour, 3) == ["ab"] * 3
     clients = _connections(scripted)
     assert len(clients) == 3 and len(set(clients)) == 1
 
