@@ -95,9 +95,7 @@ def final_info(
     if not info or info.get("finish_reason") is None:
         added["finish_reason"] = "stop"
     if not info or not isinstance(info.get("usage"), Usage):
-        added["usage"] = Usage(
-            prompt_tokens, completion_tokens, prompt_tokens + completion_tokens, True
-        )
+        added["usage"] = Usage.of(prompt_tokens, completion_tokens, estimated=True)
     return added
 
 

@@ -69,8 +69,11 @@ field_index(const Spec *spec, PyObject *name)
             return i;
         }
     }
+    if (!PyUnicode_Check(name)) {
+        return -1;
+    }
     for (Py_ssize_t i = 0; i < spec->nfields; i++) {
-        if (PyUnicode_Check(name) && PyUnicode_Compare(spec->names[i], name) == 0) {
+        if (PyUnicode_Compare(spec->names[i], name) == 0) {
             return i;
         }
     }

@@ -74,18 +74,14 @@ def _from_function(fn: Callable[..., Any]) -> dict[str, Any]:
     return _function(fn.__name__, doc.split("\n\n")[0].strip(), parameters)
 
 
-def _docstring(obj: Any) -> str | None:
-    import inspect
-
-    return inspect.getdoc(obj)
-
-
 def is_typeddict(tool: Any) -> bool:
     """Whether ``tool`` is a ``TypedDict`` class (``typing``'s or ``typing_extensions``')."""
     return isinstance(tool, type) and issubclass(tool, dict) and hasattr(tool, "__required_keys__")
 
 
 def _from_typeddict(tool: Any) -> dict[str, Any]:
+    import inspect
+
     from pydantic import PydanticUserError, TypeAdapter
 
     try:
@@ -95,7 +91,7 @@ def _from_typeddict(tool: Any) -> dict[str, Any]:
         properties = {name: _annotation_schema(hint) for name, hint in hints.items()}
         required = [name for name in hints if name in tool.__required_keys__]
         schema = {"type": "object", "properties": properties, "required": required}
-        if doc := _docstring(tool):
+        if doc := inspect.getdoc(tool):
             schema["description"] = doc
     schema["title"] = tool.__name__
     return _from_schema(schema)
